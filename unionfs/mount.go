@@ -1,0 +1,57 @@
+package unionfs
+
+import (
+	"fmt"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Mount validates cfg, mounts the union at mountpoint and serves it in the
+// background. The returned server is ready: the mount is visible when Mount
+// returns. Call Unmount on it (or unmount the dir) to stop.
+func Mount(mountpoint string, cfg Config) (*fuse.Server, error) {
+	root, err := NewRoot(cfg)
+	if err != nil {
+		return nil, err
+	}
+	server, err := fs.Mount(mountpoint, root, root.fuseOptions())
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return server, nil
+}
+
+// fuseOptions turns the config into go-fuse options.
+func (r *Root) fuseOptions() *fs.Options {
+	cfg := &r.cfg
+	entry, attr, neg := cfg.EntryTimeout, cfg.AttrTimeout, cfg.NegativeTimeout
+	opts := &fs.Options{
+		EntryTimeout:    &entry,
+		AttrTimeout:     &attr,
+		NegativeTimeout: &neg,
+		MountOptions: fuse.MountOptions{
+			FsName:     cfg.FsName,
+			Name:       "unionfsd",
+			AllowOther: cfg.AllowOther,
+			Debug:      cfg.Debug,
+			// The kernel checks permissions against the mode bits we report,
+			// as overlay does with the mounter's credentials.
+			Options:      []string{"default_permissions"},
+			DirectMount:  true,
+			MaxReadAhead: 1 << 20,
+			// Two layers of stacking: our backing files live on ordinary
+			// filesystems, possibly overlay.
+			MaxStackDepth:        1,
+			EnableLocks:          true,
+			EnableSymlinkCaching: true,
+		},
+		UID: 0, GID: 0,
+	}
+	if !cfg.Passthrough {
+		opts.MountOptions.MaxStackDepth = 0
+	}
+	opts.OnAdd = nil
+	return opts
+}

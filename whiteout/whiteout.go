@@ -1,0 +1,119 @@
+// Package whiteout holds the naming and detection rules for deletions and
+// opaque directories in layered filesystems, in both formats we meet:
+//
+//   - OCI image layers (and our own upper dirs): a file ".wh.NAME" hides NAME
+//     in the layers below; a file ".wh..wh..opq" inside a directory hides
+//     everything below that directory.
+//   - kernel overlayfs: a character device 0/0 named NAME hides NAME; a
+//     directory with the xattr trusted.overlay.opaque=y (user.overlay.opaque=y
+//     for unprivileged mounts) is opaque.
+//
+// It imports nothing of this module: every other package asks it, so the rules
+// live in exactly one place.
+package whiteout
+
+import (
+	"errors"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// Prefix starts every OCI whiteout name.
+	Prefix = ".wh."
+	// MetaPrefix starts the names OCI reserves for markers (".wh..wh.").
+	MetaPrefix = Prefix + Prefix
+	// OpaqueName is the OCI opaque-directory marker.
+	OpaqueName = MetaPrefix + ".opq"
+)
+
+// Overlay xattrs that mark a directory opaque in a kernel-overlay layer.
+const (
+	TrustedOpaqueXattr = "trusted.overlay.opaque"
+	UserOpaqueXattr    = "user.overlay.opaque"
+)
+
+// Name returns the OCI whiteout name that hides name.
+func Name(name string) string { return Prefix + name }
+
+// IsWhiteoutName reports whether name is a whiteout or marker name, that is,
+// a name that never shows in a merged view and that users may not create.
+func IsWhiteoutName(name string) bool { return strings.HasPrefix(name, Prefix) }
+
+// IsOpaqueMarker reports whether name is the OCI opaque marker.
+func IsOpaqueMarker(name string) bool { return name == OpaqueName }
+
+// Target returns the name hidden by the whiteout file whName. ok is false for
+// names that are not plain whiteouts (ordinary names and ".wh..wh." markers).
+func Target(whName string) (target string, ok bool) {
+	if !IsWhiteoutName(whName) || strings.HasPrefix(whName, MetaPrefix) {
+		return "", false
+	}
+	target = whName[len(Prefix):]
+	if target == "" || target == "." || target == ".." {
+		return "", false
+	}
+	return target, true
+}
+
+// IsOverlayWhiteout reports whether st describes a kernel-overlay whiteout:
+// a character device with device number 0/0.
+func IsOverlayWhiteout(st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
+}
+
+// IsOverlayWhiteoutMode is IsOverlayWhiteout for callers that have the mode
+// and rdev but not a full stat (tar headers, statx).
+func IsOverlayWhiteoutMode(mode uint32, rdev uint64) bool {
+	return mode&unix.S_IFMT == unix.S_IFCHR && rdev == 0
+}
+
+// OpaqueXattrs lists the xattrs that mark a kernel-overlay directory opaque.
+var OpaqueXattrs = []string{TrustedOpaqueXattr, UserOpaqueXattr}
+
+// HasOpaqueXattr reports whether the directory at path carries an overlay
+// opaque xattr set to "y". Missing xattrs, or filesystems without xattr
+// support, mean "not opaque".
+func HasOpaqueXattr(path string) (bool, error) {
+	var buf [8]byte
+	for _, x := range OpaqueXattrs {
+		n, err := unix.Lgetxattr(path, x, buf[:])
+		switch {
+		case err == nil:
+			if n == 1 && buf[0] == 'y' {
+				return true, nil
+			}
+		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP),
+			errors.Is(err, unix.ERANGE), errors.Is(err, unix.EPERM):
+			// not set, not supported, a longer value ("x"-style flags
+			// never exceed one byte) or not readable by us: not opaque.
+		default:
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// IsOpaqueDir reports whether the directory at path is opaque in either
+// format: it holds ".wh..wh..opq" or carries an overlay opaque xattr.
+func IsOpaqueDir(path string) (bool, error) {
+	var st unix.Stat_t
+	err := unix.Lstat(path+"/"+OpaqueName, &st)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
+		return false, err
+	}
+	return HasOpaqueXattr(path)
+}
+
+// IsInternalXattr reports whether an xattr belongs to the union machinery
+// (kernel overlay's or ours) and must be hidden from the merged view and
+// never copied up or exported as image content.
+func IsInternalXattr(name string) bool {
+	return strings.HasPrefix(name, "trusted.overlay.") ||
+		strings.HasPrefix(name, "user.overlay.") ||
+		strings.HasPrefix(name, "user.unionfsd.")
+}
