@@ -25,7 +25,7 @@ func Mount(mountpoint string, cfg Config) (*fuse.Server, error) {
 
 // fuseOptions turns the config into go-fuse options.
 func (r *Root) fuseOptions() *fs.Options {
-	cfg := &r.cfg
+	cfg := &r.u.cfg
 	entry, attr, neg := cfg.EntryTimeout, cfg.AttrTimeout, cfg.NegativeTimeout
 	opts := &fs.Options{
 		EntryTimeout:    &entry,
@@ -47,11 +47,9 @@ func (r *Root) fuseOptions() *fs.Options {
 			EnableLocks:          true,
 			EnableSymlinkCaching: true,
 		},
-		UID: 0, GID: 0,
 	}
 	if !cfg.Passthrough {
 		opts.MountOptions.MaxStackDepth = 0
 	}
-	opts.OnAdd = nil
 	return opts
 }

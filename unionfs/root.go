@@ -1,22 +1,125 @@
 package unionfs
 
 import (
-	"github.com/hanwen/go-fuse/v2/fs"
+	"fmt"
+	"sync"
+	"syscall"
+
+	"github.com/unionfsd/unionfsd/cow"
+	"github.com/unionfsd/unionfsd/whiteout"
 )
+
+// layer is one branch of the union.
+type layer struct {
+	path string
+	dev  uint64
+	// inoHigh is OR-ed into inode numbers of this layer's files when the
+	// layers span several filesystems, so numbers from two filesystems
+	// never collide (overlay's xino idea).
+	inoHigh uint64
+}
+
+// unionFS is the state shared by every node of one mount.
+type unionFS struct {
+	cfg    Config
+	layers []layer // topmost first; layers[0] is the upper when rw
+	rw     bool
+	cow    *cow.Engine
+
+	// mu orders namespace changes (create, remove, rename, copy-up) against
+	// lookups and directory reads. Data I/O on open files does not take it.
+	mu sync.RWMutex
+	// copiedIno maps the inode number of a copied-up file in the upper to the
+	// number the file had before copy-up, so st_ino is stable for the life
+	// of the mount.
+	copiedIno map[uint64]uint64
+}
 
 // Root is the root directory node of a union mount.
 type Root struct {
-	fs.Inode
-	cfg Config
+	node
 }
+
+// upperLayer is the index of the writable layer when the union is rw.
+const upperLayer = 0
 
 // NewRoot validates cfg and builds the root node of the union.
 func NewRoot(cfg Config) (*Root, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Root{cfg: cfg}, nil
+	u := &unionFS{cfg: cfg, copiedIno: map[uint64]uint64{}}
+	paths := cfg.Lowers
+	if cfg.Upper != "" {
+		u.rw = true
+		paths = append([]string{cfg.Upper}, cfg.Lowers...)
+	}
+	if err := u.openLayers(paths); err != nil {
+		return nil, err
+	}
+	if u.rw {
+		engine, err := cow.New(cfg.Work, cow.Options{Fsync: cfg.Fsync, SkipXattr: whiteout.IsInternalXattr})
+		if err != nil {
+			return nil, err
+		}
+		u.cow = engine
+	}
+	chain, err := u.rootChain()
+	if err != nil {
+		u.close()
+		return nil, err
+	}
+	r := &Root{node{u: u, chain: chain}}
+	return r, nil
+}
+
+// openLayers stats every branch and decides how inode numbers are made unique.
+func (u *unionFS) openLayers(paths []string) error {
+	devIndex := map[uint64]uint64{}
+	for _, p := range paths {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			return fmt.Errorf("layer %s: %w", p, err)
+		}
+		if _, ok := devIndex[st.Dev]; !ok {
+			devIndex[st.Dev] = uint64(len(devIndex))
+		}
+		u.layers = append(u.layers, layer{path: p, dev: st.Dev})
+	}
+	if len(devIndex) > 1 {
+		for i := range u.layers {
+			u.layers[i].inoHigh = devIndex[u.layers[i].dev] << 56
+		}
+	}
+	return nil
+}
+
+// rootChain lists the layers whose root dirs merge: all of them, down to the
+// first opaque one.
+func (u *unionFS) rootChain() ([]int, error) {
+	var chain []int
+	for i := range u.layers {
+		chain = append(chain, i)
+		if i == len(u.layers)-1 {
+			break
+		}
+		opaque, err := whiteout.IsOpaqueDir(u.layers[i].path)
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", u.layers[i].path, err)
+		}
+		if opaque {
+			break
+		}
+	}
+	return chain, nil
+}
+
+func (u *unionFS) close() error {
+	if u.cow != nil {
+		return u.cow.Close()
+	}
+	return nil
 }
 
 // Close releases what NewRoot opened.
-func (r *Root) Close() error { return nil }
+func (r *Root) Close() error { return r.u.close() }

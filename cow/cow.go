@@ -1,0 +1,394 @@
+// Package cow is the copy-up engine: it copies one filesystem object (file,
+// symlink, directory without children, fifo, socket, device) from a read-only
+// layer into the writable layer, atomically.
+//
+// Every object is first built under a unique temporary name in a work
+// directory on the destination filesystem, completed (data, owner, mode,
+// xattrs, times, optionally fsync), and only then renamed onto its final
+// name with RENAME_NOREPLACE. A crash or an error (ENOSPC included) therefore
+// never leaves a half-written object at the destination; at worst it leaves a
+// temporary entry in the work directory, which New removes on the next start.
+package cow
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// TempPrefix starts the name of every staging entry in the work directory.
+const TempPrefix = "cow-tmp-"
+
+// Options tune an Engine.
+type Options struct {
+	// Fsync makes the staged object durable before the rename, and the
+	// destination directory durable after it.
+	Fsync bool
+	// SkipXattr names the extended attributes not to copy (nil: copy all).
+	SkipXattr func(name string) bool
+}
+
+// Engine copies objects up through one work directory. It is safe for
+// concurrent use.
+type Engine struct {
+	workdir string
+	dev     uint64 // st_dev of workdir: rename cannot cross filesystems
+	opts    Options
+	closed  atomic.Bool
+}
+
+// tempSeq makes staging names unique within the process, across Engines
+// that might share a work directory; the pid makes them unique across
+// processes.
+var tempSeq atomic.Uint64
+
+// New opens workdir (creating it with mode 0700 if missing) and removes the
+// staging entries a crash may have left in it.
+func New(workdir string, opts Options) (*Engine, error) {
+	if err := os.Mkdir(workdir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("cow workdir %s: %w", workdir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(workdir, &st); err != nil {
+		return nil, fmt.Errorf("cow workdir %s: %w", workdir, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("cow workdir %s: %w", workdir, unix.ENOTDIR)
+	}
+	if err := removeStale(workdir); err != nil {
+		return nil, fmt.Errorf("cow workdir %s: %w", workdir, err)
+	}
+	if err := dropDefaultACL(workdir); err != nil {
+		return nil, fmt.Errorf("cow workdir %s: %w", workdir, err)
+	}
+	return &Engine{workdir: workdir, dev: uint64(st.Dev), opts: opts}, nil
+}
+
+// removeStale deletes every staging entry left by an earlier run.
+func removeStale(workdir string) error {
+	entries, err := os.ReadDir(workdir)
+	if err != nil {
+		return err
+	}
+	for _, ent := range entries {
+		if !strings.HasPrefix(ent.Name(), TempPrefix) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(workdir, ent.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropDefaultACL removes a default ACL the work directory may have inherited
+// from its parent (it often lives inside the upper dir): staged objects would
+// inherit it and come out with an access ACL their source does not have.
+func dropDefaultACL(workdir string) error {
+	err := unix.Removexattr(workdir, "system.posix_acl_default")
+	if err == nil || err == unix.ENODATA || err == unix.ENOTSUP {
+		return nil
+	}
+	return &os.PathError{Op: "removexattr", Path: workdir, Err: err}
+}
+
+// Close marks the engine closed; later calls fail with os.ErrClosed.
+func (e *Engine) Close() error {
+	e.closed.Store(true)
+	return nil
+}
+
+// WorkDir returns the work directory.
+func (e *Engine) WorkDir() string { return e.workdir }
+
+// tempPath returns a fresh staging path in the work directory.
+func (e *Engine) tempPath() string {
+	n := tempSeq.Add(1)
+	name := TempPrefix + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(n, 10)
+	return filepath.Join(e.workdir, name)
+}
+
+// CopyUp copies the single object at src to dst, which must not exist and
+// whose parent must be on the work directory's filesystem. Directories are
+// copied without their children. For a regular file, size >= 0 copies only
+// the first size bytes and sets the length to size (so a copy-up for
+// truncate/O_TRUNC moves no data that would be thrown away); size < 0 copies
+// everything. It returns the lstat of dst after the copy.
+func (e *Engine) CopyUp(src, dst string, size int64) (unix.Stat_t, error) {
+	st, err := e.copyUp(src, dst, size)
+	if err != nil {
+		return unix.Stat_t{}, fmt.Errorf("copy-up %s: %w", src, err)
+	}
+	return st, nil
+}
+
+func (e *Engine) copyUp(src, dst string, size int64) (unix.Stat_t, error) {
+	var none unix.Stat_t
+	if e.closed.Load() {
+		return none, os.ErrClosed
+	}
+	if err := e.checkDst(dst); err != nil {
+		return none, err
+	}
+	tmp := e.tempPath()
+	if err := e.build(src, tmp, size); err != nil {
+		removeTemp(tmp)
+		return none, err
+	}
+	if err := e.commit(tmp, dst, unix.RENAME_NOREPLACE); err != nil {
+		removeTemp(tmp)
+		return none, err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dst, &st); err != nil {
+		return none, &os.PathError{Op: "lstat", Path: dst, Err: err}
+	}
+	return st, nil
+}
+
+// checkDst fails early, before any data is copied, when dst exists or its
+// parent is missing or on another filesystem. The rename re-checks all this
+// atomically; this only avoids copying a large file for nothing.
+func (e *Engine) checkDst(dst string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(dst, &st); err == nil {
+		return &os.PathError{Op: "create", Path: dst, Err: unix.EEXIST}
+	} else if err != unix.ENOENT {
+		return &os.PathError{Op: "lstat", Path: dst, Err: err}
+	}
+	parent := filepath.Dir(dst)
+	if err := unix.Stat(parent, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: parent, Err: err}
+	}
+	if uint64(st.Dev) != e.dev {
+		return fmt.Errorf("%s is not on the filesystem of workdir %s: %w", parent, e.workdir, unix.EXDEV)
+	}
+	return nil
+}
+
+// build creates at tmp a complete copy of src: content and metadata.
+func (e *Engine) build(src, tmp string, size int64) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: src, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return e.buildFile(src, tmp, size)
+	case unix.S_IFDIR:
+		if err := unix.Mkdir(tmp, 0o700); err != nil {
+			return &os.PathError{Op: "mkdir", Path: tmp, Err: err}
+		}
+	case unix.S_IFLNK:
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		if err := unix.Symlink(target, tmp); err != nil {
+			return &os.PathError{Op: "symlink", Path: tmp, Err: err}
+		}
+	case unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFCHR, unix.S_IFBLK:
+		// Created with no permission bits; applyMeta sets the real ones.
+		if err := unix.Mknod(tmp, st.Mode&unix.S_IFMT, int(st.Rdev)); err != nil {
+			return &os.PathError{Op: "mknod", Path: tmp, Err: err}
+		}
+	default:
+		return fmt.Errorf("%s: unsupported file type %#o", src, st.Mode&unix.S_IFMT)
+	}
+	if err := e.applyMeta(src, tmp, &st); err != nil {
+		return err
+	}
+	if e.opts.Fsync && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fsyncPath(tmp)
+	}
+	return nil
+}
+
+// buildFile copies a regular file: data (at most size bytes if size >= 0),
+// then metadata, then fsync, all through one open descriptor of the source
+// so that a concurrent rename of src cannot mix two files.
+func (e *Engine) buildFile(src, tmp string, size int64) error {
+	in, err := openSource(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &st); err != nil {
+		return &os.PathError{Op: "fstat", Path: src, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return &os.PathError{Op: "open", Path: src, Err: unix.EINVAL}
+	}
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	target := st.Size
+	if size >= 0 {
+		target = size
+	}
+	if err := copyData(in, out, st.Size, target); err != nil {
+		return err
+	}
+	if err := e.applyMeta(src, tmp, &st); err != nil {
+		return err
+	}
+	if e.opts.Fsync {
+		if err := out.Sync(); err != nil {
+			return err
+		}
+	}
+	return out.Close()
+}
+
+// openSource opens src for reading without following a symlink and, when
+// permitted, without updating its atime: copy-up must not touch lower layers.
+func openSource(src string) (*os.File, error) {
+	const flags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Open(src, flags|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		// O_NOATIME needs ownership or CAP_FOWNER.
+		fd, err = unix.Open(src, flags, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: src, Err: err}
+	}
+	return os.NewFile(uintptr(fd), src), nil
+}
+
+// commit renames tmp onto dst with the given renameat2 flags and, with
+// Options.Fsync, makes the new directory entry durable.
+func (e *Engine) commit(tmp, dst string, flags uint) error {
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, flags); err != nil {
+		return &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: err}
+	}
+	if e.opts.Fsync {
+		return fsyncPath(filepath.Dir(dst))
+	}
+	return nil
+}
+
+// removeTemp deletes a staging entry after a failure.
+func removeTemp(tmp string) {
+	_ = os.RemoveAll(tmp)
+}
+
+// fsyncPath fsyncs a file or directory by path.
+func fsyncPath(p string) error {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
+		return &os.PathError{Op: "fsync", Path: p, Err: err}
+	}
+	return nil
+}
+
+// Stage builds an object in the work directory with build(tmp), which must
+// create tmp, then renames it onto dst. Without replace, dst must not exist
+// (EEXIST). With replace, an existing non-directory or empty directory at dst
+// is replaced atomically; a non-empty directory fails with ENOTEMPTY. On any
+// error nothing is left in the work directory and dst is unchanged.
+func (e *Engine) Stage(dst string, replace bool, build func(tmp string) error) error {
+	if err := e.stage(dst, replace, build); err != nil {
+		return fmt.Errorf("stage %s: %w", dst, err)
+	}
+	return nil
+}
+
+func (e *Engine) stage(dst string, replace bool, build func(tmp string) error) error {
+	if e.closed.Load() {
+		return os.ErrClosed
+	}
+	tmp := e.tempPath()
+	err := build(tmp)
+	if err == nil && e.opts.Fsync {
+		err = fsyncTree(tmp)
+	}
+	if err == nil {
+		if replace {
+			err = e.replace(tmp, dst)
+		} else {
+			err = e.commit(tmp, dst, unix.RENAME_NOREPLACE)
+		}
+	}
+	if err != nil {
+		removeTemp(tmp)
+	}
+	return err
+}
+
+// replace renames tmp over dst. A plain rename handles a same-kind dst (file
+// over non-directory, directory over empty directory); when the kinds differ
+// rename refuses, so the two are exchanged atomically and the old object,
+// now at tmp, is removed. A non-empty directory is swapped back untouched.
+func (e *Engine) replace(tmp, dst string) error {
+	err := e.commit(tmp, dst, 0)
+	if !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, unix.EISDIR) {
+		return err
+	}
+	if err := e.commit(tmp, dst, unix.RENAME_EXCHANGE); err != nil {
+		return err
+	}
+	if err := removeOld(tmp); err != nil {
+		// Put the old object back so dst is unchanged.
+		if xerr := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE); xerr != nil {
+			return fmt.Errorf("%w (restoring %s: %v)", err, dst, xerr)
+		}
+		return err
+	}
+	return nil
+}
+
+// removeOld removes a replaced object: a non-directory or an empty directory.
+func removeOld(p string) error {
+	err := unix.Unlink(p)
+	if err == unix.EISDIR {
+		err = unix.Rmdir(p)
+	}
+	if err == unix.EEXIST {
+		err = unix.ENOTEMPTY // some filesystems say EEXIST for a non-empty rmdir
+	}
+	if err != nil {
+		return &os.PathError{Op: "remove", Path: p, Err: err}
+	}
+	return nil
+}
+
+// fsyncTree fsyncs a staged object and, for a directory, its direct
+// regular-file and directory children (Stage builds shallow objects).
+func fsyncTree(p string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: p, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return fsyncPath(p)
+	case unix.S_IFDIR:
+	default:
+		return nil
+	}
+	entries, err := os.ReadDir(p)
+	if err != nil {
+		return err
+	}
+	for _, ent := range entries {
+		if ent.Type().IsRegular() || ent.IsDir() {
+			if err := fsyncPath(filepath.Join(p, ent.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return fsyncPath(p)
+}

@@ -1,0 +1,133 @@
+package unionfs
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/whiteout"
+)
+
+// Setattr changes mode, owner, size or times; the object is copied up
+// first. A truncation copies only the bytes that survive it.
+func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_ATIME|fuse.FATTR_MTIME) == 0 {
+		return n.Getattr(ctx, fh, out)
+	}
+	if eno := n.copyUpForSetattr(in); eno != 0 {
+		return eno
+	}
+	p := n.u.upperPath(n.rel())
+	if eno := applySetattr(p, fh, in); eno != 0 {
+		return eno
+	}
+	return n.Getattr(ctx, fh, out)
+}
+
+func (n *node) copyUpForSetattr(in *fuse.SetAttrIn) syscall.Errno {
+	if !n.u.rw {
+		return syscall.EROFS
+	}
+	n.u.mu.Lock()
+	defer n.u.mu.Unlock()
+	size := int64(-1)
+	if sz, ok := in.GetSize(); ok {
+		size = int64(sz)
+	}
+	return errno(n.copyUp(size))
+}
+
+// applySetattr applies the requested changes to the upper object at p.
+// Truncation comes before times so an explicit mtime survives it.
+func applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
+	if m, ok := in.GetMode(); ok {
+		if err := syscall.Chmod(p, m); err != nil {
+			return errno(err)
+		}
+	}
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	if uok || gok {
+		su, sg := -1, -1
+		if uok {
+			su = int(uid)
+		}
+		if gok {
+			sg = int(gid)
+		}
+		if err := unix.Fchownat(unix.AT_FDCWD, p, su, sg, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return errno(err)
+		}
+	}
+	if sz, ok := in.GetSize(); ok {
+		if eno := truncate(p, fh, int64(sz)); eno != 0 {
+			return eno
+		}
+	}
+	if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
+		ts := []unix.Timespec{setattrTime(in.Valid, fuse.FATTR_ATIME, fuse.FATTR_ATIME_NOW, in.Atime, in.Atimensec),
+			setattrTime(in.Valid, fuse.FATTR_MTIME, fuse.FATTR_MTIME_NOW, in.Mtime, in.Mtimensec)}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return errno(err)
+		}
+	}
+	return 0
+}
+
+// truncate resizes through the open handle when it is on the upper file,
+// else by path.
+func truncate(p string, fh fs.FileHandle, size int64) syscall.Errno {
+	if h, ok := fh.(*handle); ok && h.upper {
+		return errno(syscall.Ftruncate(h.fd, size))
+	}
+	return errno(syscall.Truncate(p, size))
+}
+
+// setattrTime builds one utimensat timespec from SETATTR's valid bits.
+func setattrTime(valid, bit, nowBit uint32, sec uint64, nsec uint32) unix.Timespec {
+	switch {
+	case valid&bit == 0:
+		return unix.Timespec{Nsec: unix.UTIME_OMIT}
+	case valid&nowBit != 0:
+		return unix.Timespec{Nsec: unix.UTIME_NOW}
+	}
+	return unix.Timespec{Sec: int64(sec), Nsec: int64(nsec)}
+}
+
+// Setxattr sets an xattr on the upper copy. Internal names are refused so a
+// user cannot forge whiteouts or opaque markers.
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if whiteout.IsInternalXattr(attr) {
+		return syscall.EPERM
+	}
+	return n.xattrChange(func(p string) error { return unix.Lsetxattr(p, attr, data, int(flags)) })
+}
+
+// Removexattr removes an xattr from the upper copy.
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if whiteout.IsInternalXattr(attr) {
+		return syscall.ENODATA
+	}
+	// Removing an absent xattr must fail without a copy-up.
+	p, _ := n.topPath()
+	if _, err := unix.Lgetxattr(p, attr, nil); err != nil {
+		return errno(err)
+	}
+	return n.xattrChange(func(p string) error { return unix.Lremovexattr(p, attr) })
+}
+
+func (n *node) xattrChange(change func(upperPath string) error) syscall.Errno {
+	if !n.u.rw {
+		return syscall.EROFS
+	}
+	n.u.mu.Lock()
+	err := n.copyUp(-1)
+	n.u.mu.Unlock()
+	if err != nil {
+		return errno(err)
+	}
+	return errno(change(n.u.upperPath(n.rel())))
+}

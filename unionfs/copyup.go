@@ -1,0 +1,144 @@
+package unionfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/whiteout"
+)
+
+// toNode returns our node behind an inode's operations (the root is a *Root).
+func toNode(e fs.InodeEmbedder) *node {
+	switch v := e.(type) {
+	case *node:
+		return v
+	case *Root:
+		return &v.node
+	}
+	return nil
+}
+
+// parentNode returns the node's parent directory, nil for the root or an
+// unlinked node.
+func (n *node) parentNode() *node {
+	_, p := n.Parent()
+	if p == nil {
+		return nil
+	}
+	return toNode(p.Operations())
+}
+
+// copyUp makes n present in the upper, parent directories first, each with
+// its own metadata. Directories get metadata only; files their data, or only
+// the first size bytes when size >= 0. The caller holds u.mu for writing.
+func (n *node) copyUp(size int64) error {
+	chain := n.getChain()
+	if n.u.inUpper(chain) {
+		return nil
+	}
+	if !n.u.rw {
+		return syscall.EROFS
+	}
+	parent := n.parentNode()
+	if parent == nil {
+		return syscall.ENOENT
+	}
+	if err := parent.copyUp(-1); err != nil {
+		return err
+	}
+	rel := n.rel()
+	st, err := n.u.copyUpPath(chain[0], rel, size)
+	if err != nil {
+		return err
+	}
+	n.u.copiedIno[st.Ino] = n.StableAttr().Ino
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		n.setChain(append([]int{upperLayer}, chain...))
+	} else {
+		n.setChain([]int{upperLayer})
+	}
+	return nil
+}
+
+// copyUpPath copies the object rel of layer li into the upper through the
+// workdir; the upper parent must exist.
+func (u *unionFS) copyUpPath(li int, rel string, size int64) (unix.Stat_t, error) {
+	st, err := u.cow.CopyUp(u.layerPath(li, rel), u.layerPath(upperLayer, rel), size)
+	if err != nil {
+		return st, fmt.Errorf("copy-up %s: %w", rel, err)
+	}
+	return st, nil
+}
+
+// upperPath is the real path of rel in the upper.
+func (u *unionFS) upperPath(rel string) string { return u.layerPath(upperLayer, rel) }
+
+// createWhiteout writes the OCI whiteout for dir/name in the upper. An empty
+// file is created atomically by open(O_EXCL), so it needs no staging.
+func (u *unionFS) createWhiteout(dir, name string) error {
+	p := u.upperPath(joinRel(dir, whiteout.Name(name)))
+	fd, err := syscall.Open(p, syscall.O_CREAT|syscall.O_EXCL|syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, syscall.EEXIST) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("whiteout %s: %w", p, err)
+	}
+	return syscall.Close(fd)
+}
+
+// removeWhiteout deletes the upper's whiteout for dir/name if there is one.
+func (u *unionFS) removeWhiteout(dir, name string) error {
+	p := u.upperPath(joinRel(dir, whiteout.Name(name)))
+	err := syscall.Unlink(p)
+	if err == nil || errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("remove whiteout %s: %w", p, err)
+}
+
+// makeOpaque marks the upper directory rel opaque.
+func (u *unionFS) makeOpaque(rel string) error {
+	p := u.upperPath(joinRel(rel, whiteout.OpaqueName))
+	fd, err := syscall.Open(p, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opaque marker %s: %w", p, err)
+	}
+	return syscall.Close(fd)
+}
+
+// clearUpperDir removes the whiteouts and markers of an upper directory whose
+// merged view is empty, so the directory itself can be removed or replaced.
+func (u *unionFS) clearUpperDir(rel string) error {
+	dir := u.upperPath(rel)
+	ents, err := readDirents(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.name == "." || e.name == ".." {
+			continue
+		}
+		if !whiteout.IsWhiteoutName(e.name) && !(e.dtype == syscall.DT_CHR && isOverlayWhiteoutAt(dir, e.name)) {
+			return syscall.ENOTEMPTY
+		}
+		if err := os.RemoveAll(dir + "/" + e.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forgetCopied drops the inode mapping of an upper file about to lose its
+// last name, so a recycled inode number does not inherit it.
+func (u *unionFS) forgetCopied(path string) {
+	var st syscall.Stat_t
+	if syscall.Lstat(path, &st) == nil && (st.Nlink <= 1 || st.Mode&syscall.S_IFMT == syscall.S_IFDIR) {
+		delete(u.copiedIno, st.Ino)
+	}
+}

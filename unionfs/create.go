@@ -1,0 +1,249 @@
+package unionfs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/whiteout"
+)
+
+// newEntry is a name about to be created in a directory of the upper.
+type newEntry struct {
+	dirRel   string
+	name     string
+	path     string // real path in the upper
+	whiteout bool   // the upper holds .wh.name, hiding a lower name
+	parentSt syscall.Stat_t
+}
+
+// prepareCreate checks that name may be created in n and copies n up. The
+// caller holds u.mu for writing.
+func (n *node) prepareCreate(name string) (*newEntry, syscall.Errno) {
+	if e := validName(name); e != 0 {
+		return nil, e
+	}
+	if !n.u.rw {
+		return nil, syscall.EROFS
+	}
+	if err := n.copyUp(-1); err != nil {
+		return nil, errno(err)
+	}
+	e := &newEntry{dirRel: n.rel(), name: name}
+	e.path = n.u.upperPath(joinRel(e.dirRel, name))
+	wh, err := n.u.hasWhiteout(upperLayer, e.dirRel, name)
+	if err != nil {
+		return nil, errno(err)
+	}
+	e.whiteout = wh
+	if !wh {
+		// The kernel only creates names it saw missing, but its cache may
+		// be stale after a change made directly in a layer.
+		if _, err := n.u.resolve(n.getChain(), e.dirRel, name); err == nil {
+			return nil, syscall.EEXIST
+		} else if !errors.Is(err, errNotFound) {
+			return nil, errno(err)
+		}
+	}
+	if err := syscall.Lstat(n.u.upperPath(e.dirRel), &e.parentSt); err != nil {
+		return nil, errno(err)
+	}
+	return e, 0
+}
+
+// finish gives a created object its owner, drops a whiteout it replaces and
+// returns its inode.
+func (n *node) finish(ctx context.Context, e *newEntry, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if err := setOwner(ctx, e.path, &e.parentSt); err != nil {
+		syscall.Unlink(e.path)
+		return nil, errno(err)
+	}
+	if e.whiteout {
+		if err := n.u.removeWhiteout(e.dirRel, e.name); err != nil {
+			return nil, errno(err)
+		}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(e.path, &st); err != nil {
+		return nil, errno(err)
+	}
+	f := &found{chain: []int{upperLayer}, st: st}
+	return n.childInode(ctx, e.name, f, &out.Attr), 0
+}
+
+// setOwner gives a new upper object the caller's ids, as the kernel would
+// for a file created directly; a setgid parent passes on its group.
+func setOwner(ctx context.Context, path string, parent *syscall.Stat_t) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	caller, ok := fuse.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	gid := int(caller.Gid)
+	if parent.Mode&syscall.S_ISGID != 0 {
+		gid = int(parent.Gid)
+	}
+	return unix.Fchownat(unix.AT_FDCWD, path, int(caller.Uid), gid, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// modeFor is the permission bits a new object gets: what the kernel asked
+// for (umask already applied), plus setgid inherited by directories.
+func modeFor(mode uint32, isDir bool, parent *syscall.Stat_t) uint32 {
+	m := mode & 07777
+	if isDir && parent.Mode&syscall.S_ISGID != 0 {
+		m |= syscall.S_ISGID
+	}
+	return m
+}
+
+// Create makes and opens a new file in the upper.
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	n.u.mu.Lock()
+	defer n.u.mu.Unlock()
+	e, eno := n.prepareCreate(name)
+	if eno != 0 {
+		return nil, nil, 0, eno
+	}
+	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CREAT | syscall.O_EXCL | syscall.O_CLOEXEC
+	fd, err := syscall.Open(e.path, oflags, modeFor(mode, false, &e.parentSt))
+	if err != nil {
+		return nil, nil, 0, errno(err)
+	}
+	if err := syscall.Fchmod(fd, modeFor(mode, false, &e.parentSt)); err != nil {
+		syscall.Close(fd)
+		syscall.Unlink(e.path)
+		return nil, nil, 0, errno(err)
+	}
+	ino, eno := n.finish(ctx, e, out)
+	if eno != 0 {
+		syscall.Close(fd)
+		return nil, nil, 0, eno
+	}
+	h := toNode(ino.Operations()).newHandle(fd, true)
+	return ino, h, 0, 0
+}
+
+// Mkdir makes a directory in the upper. Over a whiteout the new directory is
+// opaque, so the deleted lower directory's entries stay hidden; it is built
+// with its marker in the workdir and renamed into place.
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.u.mu.Lock()
+	defer n.u.mu.Unlock()
+	e, eno := n.prepareCreate(name)
+	if eno != 0 {
+		return nil, eno
+	}
+	perm := modeFor(mode, true, &e.parentSt)
+	var err error
+	if e.whiteout {
+		err = n.u.cow.Stage(e.path, false, func(tmp string) error {
+			if err := mkdirMode(tmp, perm); err != nil {
+				return err
+			}
+			return touch(tmp + "/" + whiteout.OpaqueName)
+		})
+	} else {
+		err = mkdirMode(e.path, perm)
+	}
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.finish(ctx, e, out)
+}
+
+func mkdirMode(path string, perm uint32) error {
+	if err := syscall.Mkdir(path, perm); err != nil {
+		return err
+	}
+	return syscall.Chmod(path, perm)
+}
+
+// touch creates an empty file (markers and whiteouts).
+func touch(path string) error {
+	fd, err := syscall.Open(path, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	return syscall.Close(fd)
+}
+
+// Mknod makes a device node, fifo or socket in the upper. A 0/0 character
+// device would read back as an overlay whiteout, so it is refused.
+func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if whiteout.IsOverlayWhiteoutMode(mode, uint64(dev)) {
+		return nil, syscall.EPERM
+	}
+	n.u.mu.Lock()
+	defer n.u.mu.Unlock()
+	e, eno := n.prepareCreate(name)
+	if eno != 0 {
+		return nil, eno
+	}
+	if err := syscall.Mknod(e.path, mode, int(dev)); err != nil {
+		return nil, errno(err)
+	}
+	if err := syscall.Chmod(e.path, modeFor(mode, false, &e.parentSt)); err != nil {
+		syscall.Unlink(e.path)
+		return nil, errno(err)
+	}
+	return n.finish(ctx, e, out)
+}
+
+// Symlink makes a symbolic link in the upper.
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.u.mu.Lock()
+	defer n.u.mu.Unlock()
+	e, eno := n.prepareCreate(name)
+	if eno != 0 {
+		return nil, eno
+	}
+	if err := syscall.Symlink(target, e.path); err != nil {
+		return nil, errno(err)
+	}
+	return n.finish(ctx, e, out)
+}
+
+// Link makes a hard link in the upper, copying the target up first.
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.u.mu.Lock()
+	defer n.u.mu.Unlock()
+	tn := toNode(target)
+	if tn == nil {
+		return nil, syscall.EXDEV
+	}
+	if e := validName(name); e != 0 {
+		return nil, e
+	}
+	if !n.u.rw {
+		return nil, syscall.EROFS
+	}
+	if err := tn.copyUp(-1); err != nil {
+		return nil, errno(err)
+	}
+	e, eno := n.prepareCreate(name)
+	if eno != 0 {
+		return nil, eno
+	}
+	if err := syscall.Link(n.u.upperPath(tn.rel()), e.path); err != nil {
+		return nil, errno(err)
+	}
+	if e.whiteout {
+		if err := n.u.removeWhiteout(e.dirRel, e.name); err != nil {
+			return nil, errno(err)
+		}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(e.path, &st); err != nil {
+		return nil, errno(err)
+	}
+	n.u.fillAttr(&out.Attr, &st, []int{upperLayer})
+	out.Ino = tn.StableAttr().Ino
+	return tn.EmbeddedInode(), 0
+}

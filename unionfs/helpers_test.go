@@ -1,0 +1,167 @@
+package unionfs
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// testUnion is a mounted union over dirs made by the test.
+type testUnion struct {
+	lowers []string // top first
+	upper  string
+	work   string
+	mnt    string
+}
+
+// requireFUSE skips when the test cannot mount.
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mount tests need root: run the suite with sudo (./scripts/test.sh)")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse: modprobe fuse, or run on a host with FUSE")
+	}
+}
+
+// newLayers makes n lower dirs, an upper, a workdir and a mountpoint.
+func newLayers(t *testing.T, nLowers int) *testUnion {
+	t.Helper()
+	base := t.TempDir()
+	tu := &testUnion{upper: filepath.Join(base, "upper"), work: filepath.Join(base, "work"), mnt: filepath.Join(base, "mnt")}
+	for i := 0; i < nLowers; i++ {
+		tu.lowers = append(tu.lowers, filepath.Join(base, "lower"+string(rune('0'+i))))
+	}
+	for _, d := range append([]string{tu.upper, tu.work, tu.mnt}, tu.lowers...) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tu
+}
+
+// mount mounts the union with cfg adjusted by tweak and unmounts it at cleanup.
+func (tu *testUnion) mount(t *testing.T, tweak func(*Config)) {
+	t.Helper()
+	requireFUSE(t)
+	cfg := DefaultConfig()
+	cfg.Lowers, cfg.Upper, cfg.Work = tu.lowers, tu.upper, tu.work
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	srv, err := Mount(tu.mnt, cfg)
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			unix.Unmount(tu.mnt, unix.MNT_DETACH)
+		}
+	})
+}
+
+func (tu *testUnion) m(rel string) string { return filepath.Join(tu.mnt, rel) }
+
+// writeFile creates a file (and its parents) in a real dir.
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mkdirAll(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// overlayWhiteout makes a kernel-overlay whiteout (char 0/0).
+func overlayWhiteout(t *testing.T, path string) {
+	t.Helper()
+	if err := unix.Mknod(path, unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listTree returns "path type[:content|->target]" lines for every entry
+// under dir, sorted, the way the tests compare trees.
+func listTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		switch {
+		case fi.IsDir():
+			out = append(out, rel+"/")
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			out = append(out, rel+" -> "+target)
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out = append(out, rel+" = "+string(b))
+		default:
+			out = append(out, rel+" "+fi.Mode().Type().String())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", dir, err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func assertTree(t *testing.T, what, dir string, want []string) {
+	t.Helper()
+	got := listTree(t, dir)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%s tree:\n got: %q\nwant: %q", what, got, want)
+	}
+}
+
+// fingerprint hashes a tree's names, modes, sizes, times and contents so a
+// test can prove a lower layer was not touched.
+func fingerprint(t *testing.T, dir string) string {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", "cd '"+dir+"' && find . -printf '%p %y %m %s %T@ %U:%G\\n' | sort && find . -type f -exec md5sum {} + | sort").CombinedOutput()
+	if err != nil {
+		t.Fatalf("fingerprint %s: %v %s", dir, err, out)
+	}
+	return string(out)
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}

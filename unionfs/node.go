@@ -1,0 +1,279 @@
+package unionfs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/whiteout"
+)
+
+// node is one file or directory of the merged tree. It knows which layers
+// hold it; its path comes from the go-fuse tree, so renames need no fix-up
+// of descendants' paths.
+type node struct {
+	fs.Inode
+	u *unionFS
+
+	// mu guards chain and the passthrough counters.
+	mu sync.Mutex
+	// chain lists the layers holding this object, topmost first: one layer
+	// for a non-directory, the merge chain for a directory.
+	chain []int
+	// Open handles whose I/O the kernel does on a backing file directly. The
+	// kernel keeps one backing file per inode, so a handle on the lower file
+	// and one on the upper copy must never both use passthrough.
+	lowerPassthrough, upperPassthrough int
+}
+
+var (
+	_ fs.NodeLookuper      = (*node)(nil)
+	_ fs.NodeGetattrer     = (*node)(nil)
+	_ fs.NodeReaddirer     = (*node)(nil)
+	_ fs.NodeReadlinker    = (*node)(nil)
+	_ fs.NodeStatfser      = (*node)(nil)
+	_ fs.NodeGetxattrer    = (*node)(nil)
+	_ fs.NodeListxattrer   = (*node)(nil)
+	_ fs.NodeOpener        = (*node)(nil)
+	_ fs.NodeCreater       = (*node)(nil)
+	_ fs.NodeMkdirer       = (*node)(nil)
+	_ fs.NodeMknoder       = (*node)(nil)
+	_ fs.NodeSymlinker     = (*node)(nil)
+	_ fs.NodeLinker        = (*node)(nil)
+	_ fs.NodeUnlinker      = (*node)(nil)
+	_ fs.NodeRmdirer       = (*node)(nil)
+	_ fs.NodeRenamer       = (*node)(nil)
+	_ fs.NodeSetattrer     = (*node)(nil)
+	_ fs.NodeSetxattrer    = (*node)(nil)
+	_ fs.NodeRemovexattrer = (*node)(nil)
+)
+
+// rel is the node's path relative to the mount root ("" for the root). An
+// unlinked node gets a path that exists in no layer.
+func (n *node) rel() string { return n.Path(n.Root()) }
+
+func (n *node) getChain() []int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.chain
+}
+
+func (n *node) setChain(chain []int) {
+	n.mu.Lock()
+	n.chain = chain
+	n.mu.Unlock()
+}
+
+// topPath is the real path of the layer that answers for this node.
+func (n *node) topPath() (string, []int) {
+	chain := n.getChain()
+	return n.u.layerPath(chain[0], n.rel()), chain
+}
+
+// errno turns an error from the layers into what FUSE returns.
+func errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
+}
+
+// validName refuses names users may not create: whiteouts and markers.
+func validName(name string) syscall.Errno {
+	if whiteout.IsWhiteoutName(name) {
+		return syscall.EINVAL
+	}
+	return 0
+}
+
+// fillAttr converts a layer's stat into the merged view's attributes.
+func (u *unionFS) fillAttr(out *fuse.Attr, st *syscall.Stat_t, chain []int) {
+	out.FromStat(st)
+	out.Ino = u.inoOf(chain[0], st.Ino)
+	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && len(chain) > 1 {
+		// A merged dir's link count is not any one layer's; 1 tells find(1)
+		// and friends "unknown", as overlay does.
+		out.Nlink = 1
+	}
+}
+
+// Lookup finds name in this directory across the layers.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if whiteout.IsWhiteoutName(name) {
+		return nil, syscall.ENOENT
+	}
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
+	f, err := n.u.resolve(n.getChain(), n.rel(), name)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.childInode(ctx, name, f, &out.Attr), 0
+}
+
+// childInode returns the inode for a resolved child, reusing the known one
+// (and refreshing its layer chain) when the kernel already has it.
+func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse.Attr) *fs.Inode {
+	n.u.fillAttr(attr, &f.st, f.chain)
+	stable := fs.StableAttr{Mode: f.st.Mode & syscall.S_IFMT, Ino: attr.Ino}
+	if old := n.GetChild(name); old != nil && old.StableAttr() == stable {
+		if on, ok := old.Operations().(*node); ok {
+			on.setChain(f.chain)
+			return old
+		}
+	}
+	return n.NewInode(ctx, &node{u: n.u, chain: f.chain}, stable)
+}
+
+// Getattr stats the layer that answers for the node. An unlinked file that
+// is still open is stated through its handle.
+func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	p, chain := n.topPath()
+	var st syscall.Stat_t
+	err := syscall.Lstat(p, &st)
+	if err != nil {
+		h, ok := fh.(*handle)
+		if !ok {
+			return errno(err)
+		}
+		if err := syscall.Fstat(h.fd, &st); err != nil {
+			return errno(err)
+		}
+	}
+	n.u.fillAttr(&out.Attr, &st, chain)
+	out.Ino = n.StableAttr().Ino
+	return 0
+}
+
+// Readdir lists the merged directory.
+func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	n.u.mu.RLock()
+	ents, err := n.u.readMerged(n.getChain(), n.rel())
+	n.u.mu.RUnlock()
+	if err != nil {
+		return nil, errno(err)
+	}
+	list := make([]fuse.DirEntry, 0, len(ents)+2)
+	self := n.StableAttr().Ino
+	list = append(list, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: self})
+	parentIno := self
+	if _, p := n.Parent(); p != nil {
+		parentIno = p.StableAttr().Ino
+	}
+	list = append(list, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parentIno})
+	for _, e := range ents {
+		list = append(list, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: uint32(e.dtype) << 12})
+	}
+	return fs.NewListDirStream(list), 0
+}
+
+// Readlink reads the link from the layer that answers for it.
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	p, _ := n.topPath()
+	buf := make([]byte, 4096)
+	for {
+		sz, err := syscall.Readlink(p, buf)
+		if err != nil {
+			return nil, errno(err)
+		}
+		if sz < len(buf) {
+			return buf[:sz], 0
+		}
+		buf = make([]byte, len(buf)*2)
+	}
+}
+
+// Statfs reports the filesystem of the upper (or of the top layer of a
+// read-only union): that is where writes would go.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(n.u.layers[0].path, &st); err != nil {
+		return errno(err)
+	}
+	out.FromStatfsT(&st)
+	return 0
+}
+
+// Getxattr reads an xattr from the answering layer; internal ones are hidden.
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if whiteout.IsInternalXattr(attr) {
+		return 0, syscall.ENODATA
+	}
+	p, _ := n.topPath()
+	sz, err := unix.Lgetxattr(p, attr, dest)
+	return uint32(sz), errno(err)
+}
+
+// Listxattr lists the answering layer's xattrs minus internal ones.
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	p, _ := n.topPath()
+	names, err := listXattrs(p)
+	if err != nil {
+		return 0, errno(err)
+	}
+	var buf []byte
+	for _, name := range names {
+		if !whiteout.IsInternalXattr(name) {
+			buf = append(append(buf, name...), 0)
+		}
+	}
+	if len(dest) == 0 {
+		return uint32(len(buf)), 0
+	}
+	if len(buf) > len(dest) {
+		return uint32(len(buf)), syscall.ERANGE
+	}
+	return uint32(copy(dest, buf)), 0
+}
+
+// listXattrs returns the xattr names of path (not following symlinks).
+func listXattrs(path string) ([]string, error) {
+	sz, err := unix.Llistxattr(path, nil)
+	for err == nil {
+		if sz == 0 {
+			return nil, nil
+		}
+		buf := make([]byte, sz)
+		var n int
+		n, err = unix.Llistxattr(path, buf)
+		if errors.Is(err, syscall.ERANGE) {
+			sz, err = unix.Llistxattr(path, nil)
+			continue
+		}
+		if err != nil {
+			break
+		}
+		var names []string
+		for _, b := range splitNul(buf[:n]) {
+			names = append(names, b)
+		}
+		return names, nil
+	}
+	if errors.Is(err, syscall.ENOTSUP) {
+		return nil, nil
+	}
+	return nil, err
+}
+
+func splitNul(b []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range b {
+		if c == 0 {
+			if i > start {
+				out = append(out, string(b[start:i]))
+			}
+			start = i + 1
+		}
+	}
+	return out
+}

@@ -1,0 +1,123 @@
+package unionfs
+
+import (
+	"context"
+	"errors"
+	"syscall"
+)
+
+// removal is a name about to disappear from the merged view.
+type removal struct {
+	dirRel string
+	name   string
+	obj    *found
+	// below: a lower layer still holds the name, so the upper needs a whiteout.
+	below bool
+}
+
+// prepareRemove resolves name in n for unlink/rmdir/rename and copies n up.
+// The caller holds u.mu for writing.
+func (n *node) prepareRemove(name string) (*removal, syscall.Errno) {
+	if !n.u.rw {
+		return nil, syscall.EROFS
+	}
+	r := &removal{dirRel: n.rel(), name: name}
+	obj, err := n.u.resolve(n.getChain(), r.dirRel, name)
+	if err != nil {
+		return nil, errno(err)
+	}
+	r.obj = obj
+	if err := n.copyUp(-1); err != nil {
+		return nil, errno(err)
+	}
+	r.below, err = n.u.existsBelow(n.getChain(), r.dirRel, name)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return r, 0
+}
+
+// Unlink removes a non-directory. The whiteout is written before the upper
+// entry goes: an entry beats a whiteout in its own layer, so every
+// intermediate state shows either the old file or nothing.
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	n.u.mu.Lock()
+	defer n.u.mu.Unlock()
+	r, eno := n.prepareRemove(name)
+	if eno != 0 {
+		return eno
+	}
+	if r.obj.isDir() {
+		return syscall.EISDIR
+	}
+	if r.below {
+		if err := n.u.createWhiteout(r.dirRel, name); err != nil {
+			return errno(err)
+		}
+	}
+	if n.u.inUpper(r.obj.chain) {
+		p := n.u.upperPath(joinRel(r.dirRel, name))
+		n.u.forgetCopied(p)
+		if err := syscall.Unlink(p); err != nil {
+			return errno(err)
+		}
+	}
+	return 0
+}
+
+// Rmdir removes a directory that is empty in the merged view.
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	n.u.mu.Lock()
+	defer n.u.mu.Unlock()
+	r, eno := n.prepareRemove(name)
+	if eno != 0 {
+		return eno
+	}
+	if !r.obj.isDir() {
+		return syscall.ENOTDIR
+	}
+	childRel := joinRel(r.dirRel, name)
+	if eno := n.u.checkEmpty(r.obj.chain, childRel); eno != 0 {
+		return eno
+	}
+	if r.below {
+		if err := n.u.createWhiteout(r.dirRel, name); err != nil {
+			return errno(err)
+		}
+	}
+	if n.u.inUpper(r.obj.chain) {
+		if err := n.u.removeUpperDir(childRel); err != nil {
+			if r.below {
+				n.u.removeWhiteout(r.dirRel, name)
+			}
+			return errno(err)
+		}
+	}
+	return 0
+}
+
+// checkEmpty returns ENOTEMPTY unless the merged directory has no entries.
+func (u *unionFS) checkEmpty(chain []int, rel string) syscall.Errno {
+	ents, err := u.readMerged(chain, rel)
+	if err != nil {
+		return errno(err)
+	}
+	if len(ents) > 0 {
+		return syscall.ENOTEMPTY
+	}
+	return 0
+}
+
+// removeUpperDir deletes an upper directory that holds only whiteouts.
+func (u *unionFS) removeUpperDir(rel string) error {
+	if err := u.clearUpperDir(rel); err != nil {
+		return err
+	}
+	p := u.upperPath(rel)
+	u.forgetCopied(p)
+	err := syscall.Rmdir(p)
+	if errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,202 @@
+package unionfs
+
+import (
+	"errors"
+	"syscall"
+
+	"github.com/unionfsd/unionfsd/whiteout"
+)
+
+// layerPath is the real path of rel (relative to the mount root) in layer li.
+func (u *unionFS) layerPath(li int, rel string) string {
+	if rel == "" {
+		return u.layers[li].path
+	}
+	return u.layers[li].path + "/" + rel
+}
+
+func joinRel(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// inoOf is the inode number the mount shows for a file found in layer li.
+func (u *unionFS) inoOf(li int, realIno uint64) uint64 {
+	if u.rw && li == upperLayer {
+		if orig, ok := u.copiedIno[realIno]; ok {
+			return orig
+		}
+	}
+	return realIno | u.layers[li].inoHigh
+}
+
+// found is the result of resolving one name in a merged directory.
+type found struct {
+	chain []int // layers holding it: one for a non-dir, the merge chain for a dir
+	st    syscall.Stat_t
+}
+
+// isDir reports whether the resolved object is a directory.
+func (f *found) isDir() bool { return f.st.Mode&syscall.S_IFMT == syscall.S_IFDIR }
+
+// errNotFound means the name is absent or whited out.
+var errNotFound = syscall.ENOENT
+
+// resolve finds name in the directory rel whose merge chain is dirChain.
+// Layers are searched top-down: the first layer holding a non-directory wins;
+// directories merge until an opaque one; a whiteout hides the layers below it.
+// An entry beats a whiteout for the same name in the same layer (that state
+// only exists between the two steps of a create over a whiteout).
+func (u *unionFS) resolve(dirChain []int, rel, name string) (*found, error) {
+	var f found
+	for i, li := range dirChain {
+		last := i == len(dirChain)-1
+		p := u.layerPath(li, joinRel(rel, name))
+		var st syscall.Stat_t
+		err := syscall.Lstat(p, &st)
+		if err == nil {
+			if whiteout.IsOverlayWhiteoutMode(st.Mode, st.Rdev) {
+				break
+			}
+			if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+				if len(f.chain) == 0 {
+					f.chain, f.st = []int{li}, st
+				}
+				break
+			}
+			if len(f.chain) == 0 {
+				f.st = st
+			}
+			f.chain = append(f.chain, li)
+			if last {
+				break
+			}
+			opaque, err := whiteout.IsOpaqueDir(p)
+			if err != nil {
+				return nil, err
+			}
+			if opaque {
+				break
+			}
+			continue
+		}
+		if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ENOTDIR) {
+			return nil, err
+		}
+		if last {
+			break
+		}
+		hidden, err := u.hasWhiteout(li, rel, name)
+		if err != nil {
+			return nil, err
+		}
+		if hidden {
+			break
+		}
+	}
+	if len(f.chain) == 0 {
+		return nil, errNotFound
+	}
+	return &f, nil
+}
+
+// hasWhiteout reports whether layer li holds an OCI whiteout for rel/name.
+func (u *unionFS) hasWhiteout(li int, rel, name string) (bool, error) {
+	var st syscall.Stat_t
+	err := syscall.Lstat(u.layerPath(li, joinRel(rel, whiteout.Name(name))), &st)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+		return false, nil
+	}
+	return false, err
+}
+
+// existsBelow reports whether name is visible in the layers of dirChain under
+// the upper, i.e. whether removing it from the upper needs a whiteout.
+func (u *unionFS) existsBelow(dirChain []int, rel, name string) (bool, error) {
+	lower := lowerPart(u, dirChain)
+	if len(lower) == 0 {
+		return false, nil
+	}
+	_, err := u.resolve(lower, rel, name)
+	if errors.Is(err, errNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// lowerPart is the chain without the upper layer.
+func lowerPart(u *unionFS, chain []int) []int {
+	if u.rw && len(chain) > 0 && chain[0] == upperLayer {
+		return chain[1:]
+	}
+	return chain
+}
+
+// inUpper reports whether a chain's top layer is the upper.
+func (u *unionFS) inUpper(chain []int) bool {
+	return u.rw && len(chain) > 0 && chain[0] == upperLayer
+}
+
+// dirEntry is one entry of a merged directory listing.
+type dirEntry struct {
+	name  string
+	ino   uint64
+	dtype uint8
+}
+
+// readMerged lists the merged directory rel with merge chain chain, in the
+// order of the topmost layers first. Whiteouts and markers never show.
+func (u *unionFS) readMerged(chain []int, rel string) ([]dirEntry, error) {
+	var out []dirEntry
+	seen := map[string]bool{}
+	for _, li := range chain {
+		dir := u.layerPath(li, rel)
+		ents, err := readDirents(dir)
+		if err != nil {
+			if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+				continue // changed under us; the next lookup will notice
+			}
+			return nil, err
+		}
+		// Whiteouts of this layer hide names of the layers below only.
+		var hides []string
+		for _, e := range ents {
+			if e.name == "." || e.name == ".." {
+				continue
+			}
+			if target, ok := whiteout.Target(e.name); ok {
+				hides = append(hides, target)
+				continue
+			}
+			if whiteout.IsWhiteoutName(e.name) {
+				continue // opaque marker, our workdir, other reserved names
+			}
+			if e.dtype == syscall.DT_CHR && isOverlayWhiteoutAt(dir, e.name) {
+				hides = append(hides, e.name)
+				continue
+			}
+			if seen[e.name] {
+				continue
+			}
+			seen[e.name] = true
+			out = append(out, dirEntry{name: e.name, ino: u.inoOf(li, e.ino), dtype: e.dtype})
+		}
+		for _, h := range hides {
+			seen[h] = true
+		}
+	}
+	return out, nil
+}
+
+func isOverlayWhiteoutAt(dir, name string) bool {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(dir+"/"+name, &st); err != nil {
+		return false
+	}
+	return whiteout.IsOverlayWhiteoutMode(st.Mode, st.Rdev)
+}
