@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -52,7 +53,9 @@ func (n *node) copyUp(size int64) error {
 		return err
 	}
 	rel := n.rel()
+	restore := keepTimes(n.u.upperPath(parentRel(rel)))
 	st, err := n.u.copyUpPath(chain[0], rel, size)
+	restore()
 	if err != nil {
 		return err
 	}
@@ -73,6 +76,28 @@ func (u *unionFS) copyUpPath(li int, rel string, size int64) (unix.Stat_t, error
 		return st, fmt.Errorf("copy-up %s: %w", rel, err)
 	}
 	return st, nil
+}
+
+// keepTimes records a directory's times and returns a func that puts them
+// back: copying a child up is not a change of the directory, so its mtime
+// must not move (overlay restores it the same way).
+func keepTimes(dir string) func() {
+	var st syscall.Stat_t
+	if syscall.Lstat(dir, &st) != nil {
+		return func() {}
+	}
+	return func() {
+		ts := []unix.Timespec{unix.NsecToTimespec(syscall.TimespecToNsec(st.Atim)), unix.NsecToTimespec(syscall.TimespecToNsec(st.Mtim))}
+		unix.UtimesNanoAt(unix.AT_FDCWD, dir, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+}
+
+// parentRel is the relative path of rel's directory.
+func parentRel(rel string) string {
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		return rel[:i]
+	}
+	return ""
 }
 
 // upperPath is the real path of rel in the upper.

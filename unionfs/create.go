@@ -243,7 +243,6 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if err := syscall.Lstat(e.path, &st); err != nil {
 		return nil, errno(err)
 	}
-	n.u.fillAttr(&out.Attr, &st, []int{upperLayer})
-	out.Ino = tn.StableAttr().Ino
+	fillAttr(&out.Attr, &st, []int{upperLayer}, tn.StableAttr().Ino)
 	return tn.EmbeddedInode(), 0
 }

@@ -123,7 +123,7 @@ func listTree(t *testing.T, dir string) []string {
 			}
 			out = append(out, rel+" = "+string(b))
 		default:
-			out = append(out, rel+" "+fi.Mode().Type().String())
+			out = append(out, rel+" "+fi.Mode().Type().String()[:1])
 		}
 		return nil
 	})

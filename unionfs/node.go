@@ -96,9 +96,9 @@ func validName(name string) syscall.Errno {
 }
 
 // fillAttr converts a layer's stat into the merged view's attributes.
-func (u *unionFS) fillAttr(out *fuse.Attr, st *syscall.Stat_t, chain []int) {
+func fillAttr(out *fuse.Attr, st *syscall.Stat_t, chain []int, ino uint64) {
 	out.FromStat(st)
-	out.Ino = u.inoOf(chain[0], st.Ino)
+	out.Ino = ino
 	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && len(chain) > 1 {
 		// A merged dir's link count is not any one layer's; 1 tells find(1)
 		// and friends "unknown", as overlay does.
@@ -123,7 +123,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // childInode returns the inode for a resolved child, reusing the known one
 // (and refreshing its layer chain) when the kernel already has it.
 func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse.Attr) *fs.Inode {
-	n.u.fillAttr(attr, &f.st, f.chain)
+	fillAttr(attr, &f.st, f.chain, n.u.inoOf(f.chain[0], f.st.Ino))
 	stable := fs.StableAttr{Mode: f.st.Mode & syscall.S_IFMT, Ino: attr.Ino}
 	if old := n.GetChild(name); old != nil && old.StableAttr() == stable {
 		if on, ok := old.Operations().(*node); ok {
@@ -149,8 +149,8 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 			return errno(err)
 		}
 	}
-	n.u.fillAttr(&out.Attr, &st, chain)
-	out.Ino = n.StableAttr().Ino
+	// inoOf needs u.mu; the node already knows its number.
+	fillAttr(&out.Attr, &st, chain, n.StableAttr().Ino)
 	return 0
 }
 
