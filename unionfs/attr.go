@@ -80,7 +80,7 @@ func applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno 
 // truncate resizes through the open handle when it is on the upper file,
 // else by path.
 func truncate(p string, fh fs.FileHandle, size int64) syscall.Errno {
-	if h, ok := fh.(*handle); ok && h.upper {
+	if h := asHandle(fh); h != nil && h.upper {
 		return errno(syscall.Ftruncate(h.fd, size))
 	}
 	return errno(syscall.Truncate(p, size))

@@ -126,8 +126,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		syscall.Close(fd)
 		return nil, nil, 0, eno
 	}
-	h := toNode(ino.Operations()).newHandle(fd, true)
-	return ino, h, 0, 0
+	cn := toNode(ino.Operations())
+	cn.mu.Lock()
+	h, fuseFlags := cn.newHandleLocked(fd, true)
+	cn.mu.Unlock()
+	return ino, h, fuseFlags, 0
 }
 
 // Mkdir makes a directory in the upper. Over a whiteout the new directory is

@@ -30,8 +30,20 @@ var (
 	_ fs.FileReleaser        = (*handle)(nil)
 	_ fs.FileAllocater       = (*handle)(nil)
 	_ fs.FileLseeker         = (*handle)(nil)
-	_ fs.FilePassthroughFder = (*handle)(nil)
+	_ fs.FilePassthroughFder = (*passthroughHandle)(nil)
 )
+
+// passthroughHandle is a handle whose I/O the kernel may do itself. It is a
+// separate type because go-fuse reuses an inode's registered backing file
+// for every handle that implements FilePassthroughFder, whatever the handle
+// says: a writer must not even have the method while a reader's lower
+// backing file is registered.
+type passthroughHandle struct {
+	*handle
+}
+
+// PassthroughFd offers fd to the kernel for passthrough I/O.
+func (h passthroughHandle) PassthroughFd() (int, bool) { return h.fd, true }
 
 // Open opens the file in the layer that answers for it. Opening for write or
 // with O_TRUNC copies it up first (O_TRUNC copies no data).
@@ -52,37 +64,40 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			return nil, 0, errno(err)
 		}
 	}
-	p, chain := n.topPath()
+	// n.mu makes the choice of file and of I/O mode atomic against a
+	// concurrent copy-up switching the node to the upper.
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	rel := n.rel()
+	upper := n.u.inUpper(n.chain)
 	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CLOEXEC
-	fd, err := syscall.Open(p, oflags, 0)
+	fd, err := syscall.Open(n.u.layerPath(n.chain[0], rel), oflags, 0)
 	if err != nil {
 		return nil, 0, errno(err)
 	}
-	return n.newHandle(fd, n.u.inUpper(chain)), 0, 0
+	h, fuseFlags := n.newHandleLocked(fd, upper)
+	return h, fuseFlags, 0
 }
 
-// newHandle wraps fd. Passthrough is granted unless a handle on the other
-// copy of the file (lower vs upper) already uses it: the kernel keeps one
-// backing file per inode, and a writer must never get the lower one.
-func (n *node) newHandle(fd int, upper bool) *handle {
+// newHandleLocked wraps fd and picks the I/O mode; n.mu is held.
+//
+// The kernel keeps one backing file per inode and makes every open of an
+// inode use it while any passthrough open exists; it also refuses to mix
+// passthrough and cached opens. So only upper files get passthrough (a
+// backing lower file would receive the writes after a copy-up), and only
+// while no cached open of the node exists. Cached opens keep the page cache
+// (FOPEN_KEEP_CACHE): the kernel drops it itself when it sees the file's
+// mtime or size change (auto_inval_data).
+func (n *node) newHandleLocked(fd int, upper bool) (fs.FileHandle, uint32) {
 	h := &handle{node: n, fd: fd, upper: upper}
-	if !n.u.cfg.Passthrough {
-		return h
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if upper && n.lowerPassthrough == 0 {
-		n.upperPassthrough++
+	if upper && n.u.cfg.Passthrough && n.cachedOpen == 0 {
 		h.passthrough = true
-	} else if !upper && n.upperPassthrough == 0 && !n.u.inUpper(n.chain) {
-		n.lowerPassthrough++
-		h.passthrough = true
+		n.passthroughOpen++
+		return passthroughHandle{h}, 0
 	}
-	return h
+	n.cachedOpen++
+	return h, fuse.FOPEN_KEEP_CACHE
 }
-
-// PassthroughFd offers fd to the kernel for passthrough I/O.
-func (h *handle) PassthroughFd() (int, bool) { return h.fd, h.passthrough }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	return fuse.ReadResultFd(uintptr(h.fd), off, len(dest)), 0
@@ -118,16 +133,14 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	}
 	err := syscall.Close(h.fd)
 	h.fd = -1
+	n := h.node
+	n.mu.Lock()
 	if h.passthrough {
-		n := h.node
-		n.mu.Lock()
-		if h.upper {
-			n.upperPassthrough--
-		} else {
-			n.lowerPassthrough--
-		}
-		n.mu.Unlock()
+		n.passthroughOpen--
+	} else {
+		n.cachedOpen--
 	}
+	n.mu.Unlock()
 	return errno(err)
 }
 
@@ -138,4 +151,15 @@ func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uin
 func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
 	n, err := unix.Seek(h.fd, int64(off), int(whence))
 	return uint64(n), errno(err)
+}
+
+// asHandle returns our handle behind a FUSE file handle, or nil.
+func asHandle(fh fs.FileHandle) *handle {
+	switch h := fh.(type) {
+	case *handle:
+		return h
+	case passthroughHandle:
+		return h.handle
+	}
+	return nil
 }

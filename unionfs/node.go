@@ -20,15 +20,14 @@ type node struct {
 	fs.Inode
 	u *unionFS
 
-	// mu guards chain and the passthrough counters.
+	// mu guards chain and the open counters.
 	mu sync.Mutex
 	// chain lists the layers holding this object, topmost first: one layer
 	// for a non-directory, the merge chain for a directory.
 	chain []int
-	// Open handles whose I/O the kernel does on a backing file directly. The
-	// kernel keeps one backing file per inode, so a handle on the lower file
-	// and one on the upper copy must never both use passthrough.
-	lowerPassthrough, upperPassthrough int
+	// Open handles by I/O mode: passthrough (the kernel does the I/O on the
+	// upper file itself) or cached (through us). See newHandleLocked.
+	passthroughOpen, cachedOpen int
 }
 
 var (
@@ -141,8 +140,8 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 	var st syscall.Stat_t
 	err := syscall.Lstat(p, &st)
 	if err != nil {
-		h, ok := fh.(*handle)
-		if !ok {
+		h := asHandle(fh)
+		if h == nil {
 			return errno(err)
 		}
 		if err := syscall.Fstat(h.fd, &st); err != nil {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the whole test suite as root on a fresh Debian machine: installs what
+# the tests need (FUSE, kernel-overlay tools, image tools), then go test.
+# Usage: sudo ./scripts/test.sh [extra go test flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "scripts/test.sh: run as root (the tests mount FUSE and overlay filesystems): sudo $0" >&2
+	exit 1
+fi
+
+need=()
+command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v setfattr >/dev/null || need+=(attr)
+command -v skopeo >/dev/null || need+=(skopeo)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "installing: ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}" >/dev/null
+fi
+modprobe fuse 2>/dev/null || true
+modprobe overlay 2>/dev/null || true
+export PATH=$PATH:/usr/local/go/bin
+
+go vet ./...
+go test -race -count=1 -timeout 20m "$@" ./...
