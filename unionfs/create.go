@@ -63,17 +63,24 @@ func (n *node) finish(ctx context.Context, e *newEntry, out *fuse.EntryOut) (*fs
 		syscall.Unlink(e.path)
 		return nil, errno(err)
 	}
-	if e.whiteout {
-		if err := n.u.removeWhiteout(e.dirRel, e.name); err != nil {
-			return nil, errno(err)
-		}
-	}
-	var st syscall.Stat_t
-	if err := syscall.Lstat(e.path, &st); err != nil {
-		return nil, errno(err)
+	st, eno := n.publish(e)
+	if eno != 0 {
+		return nil, eno
 	}
 	f := &found{chain: []int{upperLayer}, st: st}
 	return n.childInode(ctx, e.name, f, &out.Attr), 0
+}
+
+// publish drops the whiteout a new upper entry replaces (only now that the
+// entry exists, so the lower name never shows in between) and stats it.
+func (n *node) publish(e *newEntry) (syscall.Stat_t, syscall.Errno) {
+	var st syscall.Stat_t
+	if e.whiteout {
+		if err := n.u.removeWhiteout(e.dirRel, e.name); err != nil {
+			return st, errno(err)
+		}
+	}
+	return st, errno(syscall.Lstat(e.path, &st))
 }
 
 // setOwner gives a new upper object the caller's ids, as the kernel would
@@ -237,14 +244,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if err := syscall.Link(n.u.upperPath(tn.rel()), e.path); err != nil {
 		return nil, errno(err)
 	}
-	if e.whiteout {
-		if err := n.u.removeWhiteout(e.dirRel, e.name); err != nil {
-			return nil, errno(err)
-		}
-	}
-	var st syscall.Stat_t
-	if err := syscall.Lstat(e.path, &st); err != nil {
-		return nil, errno(err)
+	st, eno := n.publish(e)
+	if eno != 0 {
+		return nil, eno
 	}
 	fillAttr(&out.Attr, &st, []int{upperLayer}, tn.StableAttr().Ino)
 	return tn.EmbeddedInode(), 0

@@ -15,9 +15,10 @@ type removal struct {
 	below bool
 }
 
-// prepareRemove resolves name in n for unlink/rmdir/rename and copies n up.
-// The caller holds u.mu for writing.
-func (n *node) prepareRemove(name string) (*removal, syscall.Errno) {
+// resolveRemoval resolves name in n for unlink/rmdir/rename. It changes
+// nothing, so an operation that then fails its checks leaves the upper as it
+// was (overlay checks before it copies up, too). The caller holds u.mu.
+func (n *node) resolveRemoval(name string) (*removal, syscall.Errno) {
 	if !n.u.rw {
 		return nil, syscall.EROFS
 	}
@@ -27,9 +28,6 @@ func (n *node) prepareRemove(name string) (*removal, syscall.Errno) {
 		return nil, errno(err)
 	}
 	r.obj = obj
-	if err := n.copyUp(-1); err != nil {
-		return nil, errno(err)
-	}
 	r.below, err = n.u.existsBelow(n.getChain(), r.dirRel, name)
 	if err != nil {
 		return nil, errno(err)
@@ -43,12 +41,15 @@ func (n *node) prepareRemove(name string) (*removal, syscall.Errno) {
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	n.u.mu.Lock()
 	defer n.u.mu.Unlock()
-	r, eno := n.prepareRemove(name)
+	r, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno
 	}
 	if r.obj.isDir() {
 		return syscall.EISDIR
+	}
+	if err := n.copyUp(-1); err != nil {
+		return errno(err)
 	}
 	if r.below {
 		if err := n.u.createWhiteout(r.dirRel, name); err != nil {
@@ -69,7 +70,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	n.u.mu.Lock()
 	defer n.u.mu.Unlock()
-	r, eno := n.prepareRemove(name)
+	r, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno
 	}
@@ -79,6 +80,9 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	childRel := joinRel(r.dirRel, name)
 	if eno := n.u.checkEmpty(r.obj.chain, childRel); eno != 0 {
 		return eno
+	}
+	if err := n.copyUp(-1); err != nil {
+		return errno(err)
 	}
 	if r.below {
 		if err := n.u.createWhiteout(r.dirRel, name); err != nil {

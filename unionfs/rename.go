@@ -27,7 +27,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 	n.u.mu.Lock()
 	defer n.u.mu.Unlock()
-	src, eno := n.prepareRemove(name)
+	src, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno
 	}
@@ -37,11 +37,17 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if flags&^uint32(unix.RENAME_NOREPLACE) != 0 {
 		return syscall.EINVAL
 	}
-	dst, eno := np.prepareTarget(src.obj, newName, flags)
+	dst, eno := np.resolveTarget(src.obj, newName, flags)
 	if eno != 0 {
 		return eno
 	}
-	if src.obj.isDir() && !n.u.inUpper(src.obj.chain) || src.obj.isDir() && len(src.obj.chain) > 1 {
+	if err := n.copyUp(-1); err != nil {
+		return errno(err)
+	}
+	if err := np.copyUp(-1); err != nil {
+		return errno(err)
+	}
+	if !upperOnlyOrFile(n.u, src.obj) {
 		return n.renameMergedDir(src, np, dst)
 	}
 	return n.renameInUpper(src, np, dst)
@@ -57,15 +63,12 @@ type target struct {
 	below    bool   // a lower layer holds the name
 }
 
-// prepareTarget checks the destination against the source the way rename(2)
-// does and copies the destination directory up.
-func (np *node) prepareTarget(srcObj *found, name string, flags uint32) (*target, syscall.Errno) {
-	if err := np.copyUp(-1); err != nil {
-		return nil, errno(err)
-	}
+// resolveTarget checks the destination against the source the way
+// rename(2) does, changing nothing.
+func (np *node) resolveTarget(srcObj *found, name string, flags uint32) (*target, syscall.Errno) {
 	t := &target{dirRel: np.rel(), name: name}
 	chain := np.getChain()
-	t.merged = len(chain) > 1
+	t.merged = len(lowerPart(np.u, chain)) > 0
 	obj, err := np.u.resolve(chain, t.dirRel, name)
 	switch {
 	case err == nil:
@@ -260,17 +263,19 @@ func markUpperOnly(in *fs.Inode) {
 // OCI upper and get EXDEV, as overlay gives without redirects.
 func (n *node) exchange(src *removal, np *node, newName string) syscall.Errno {
 	u := n.u
-	if err := np.copyUp(-1); err != nil {
-		return errno(err)
-	}
 	dstRel := np.rel()
 	dstObj, err := u.resolve(np.getChain(), dstRel, newName)
 	if err != nil {
 		return errno(err)
 	}
-	if src.obj.isDir() && len(src.obj.chain) > 1 || dstObj.isDir() && len(dstObj.chain) > 1 ||
-		src.obj.isDir() && !u.inUpper(src.obj.chain) || dstObj.isDir() && !u.inUpper(dstObj.chain) {
+	if !upperOnlyOrFile(u, src.obj) || !upperOnlyOrFile(u, dstObj) {
 		return syscall.EXDEV
+	}
+	if err := n.copyUp(-1); err != nil {
+		return errno(err)
+	}
+	if err := np.copyUp(-1); err != nil {
+		return errno(err)
 	}
 	if err := n.copyUpChild(src); err != nil {
 		return errno(err)
@@ -282,6 +287,12 @@ func (n *node) exchange(src *removal, np *node, newName string) syscall.Errno {
 	err = unix.Renameat2(unix.AT_FDCWD, u.upperPath(joinRel(src.dirRel, src.name)),
 		unix.AT_FDCWD, u.upperPath(joinRel(dstRel, newName)), unix.RENAME_EXCHANGE)
 	return errno(err)
+}
+
+// upperOnlyOrFile reports whether obj can take part in a rename(2) in the
+// upper: any non-directory (it can be copied up) or an upper-only directory.
+func upperOnlyOrFile(u *unionFS, obj *found) bool {
+	return !obj.isDir() || u.inUpper(obj.chain) && len(obj.chain) == 1
 }
 
 // removeTree deletes a real directory tree in the upper.
