@@ -1,0 +1,71 @@
+package main
+
+const helpText = `unionfsd - union of directories over FUSE (copy-up, OCI whiteouts)
+
+Usage:
+  unionfsd [flags] BRANCH[=RW|=RO][:BRANCH...] MOUNTPOINT
+  unionfsd [flags] -o lowerdir=LOWER[:LOWER...][,upperdir=UPPER[,workdir=WORK]] [SOURCE] MOUNTPOINT
+  mount -t fuse.unionfsd SOURCE MOUNTPOINT -o OPTIONS
+
+Layers are listed top first in both syntaxes.
+  Branch list (unionfs-fuse style): with no =RW/=RO marks the first branch is
+  the writable upper layer and the rest are read-only. With marks, unmarked
+  branches are read-only; at most one branch may be =RW and it must be the
+  first; all =RO gives a read-only union.
+  lowerdir/upperdir/workdir (overlay and fuse-overlayfs style): no upperdir
+  gives a read-only union. SOURCE (e.g. "none") is shown in /proc/mounts.
+Write "\:" for a colon inside a path, "\," for a comma inside an -o value.
+Deleted files show up in the upper as ".wh.NAME", replaced dirs hold
+".wh..wh..opq"; the workdir defaults to UPPER/.wh..wh.unionfsd.work.
+
+Flags:
+  -o OPT[,OPT...]           mount options, see below (may repeat)
+  -f, --foreground          stay in the foreground
+  -d, --debug               log every FUSE request to stderr (implies -f)
+      --workdir DIR         copy-up scratch dir, on the upper's filesystem
+      --passthrough=BOOL    kernel FUSE passthrough I/O when the kernel allows
+                            it (default true)
+      --timeout D           set the three cache timeouts below at once
+      --entry-timeout D     kernel cache time for names (default 1s)
+      --attr-timeout D      kernel cache time for attributes (default 1s)
+      --negative-timeout D  kernel cache time for missing names (default 1s)
+  -h, --help                show this help
+      --version             show the version
+
+Mount options (-o):
+  lowerdir=L1:L2 upperdir=U workdir=W   the layers (overlay style)
+  ro                        read-only: the upper layer is left out
+  allow_other               let other users in (always on when run as root)
+  fsync=1|0                 fsync copied-up files before they appear (default 1);
+                            "volatile" means fsync=0
+  passthrough=on|off        as --passthrough
+  timeout=SECS, entry_timeout=SECS, attr_timeout=SECS, negative_timeout=SECS
+  fsname=NAME               source shown in /proc/mounts
+  Accepted and ignored: cow, rw, debug (= -d), default_permissions, nonempty,
+  dev, nodev, suid, nosuid, exec, noexec, *atime, lazytime, sync, async,
+  auto, noauto, user, users, _netdev, nofail, defaults, subtype=, x-*,
+  comment=, userxattr, index=, redirect_dir=, metacopy=, xino=.
+
+Cache timeouts: the kernel caches names, attributes and misses, so a change
+made directly in a layer dir (not through the mount) can take up to that long
+to show in the mount. 0 shows such changes at once, at some speed cost.
+Changes made through the mount always show at once.
+
+Without -f, unionfsd returns once the mount is ready and serves it in the
+background; it prints the error and exits 1 if the mount fails (2 for a
+command-line error). SIGINT, SIGTERM or "umount MOUNTPOINT" stop it.
+
+Examples:
+  unionfsd upper:lower2:lower1 /mnt/merged
+  unionfsd -o cow /srv/rw=RW:/srv/base=RO /mnt/merged
+  unionfsd /srv/a=RO:/srv/b=RO /mnt/readonly
+  unionfsd -o lowerdir=/l2:/l1,upperdir=/u,workdir=/w none /mnt/merged
+  unionfsd -f --entry-timeout 0 --attr-timeout 0 upper:lower /mnt/merged
+  mount -t fuse.unionfsd none /mnt/merged -o lowerdir=/l2:/l1,upperdir=/u,workdir=/w
+  umount /mnt/merged
+  fstab: none /mnt/merged fuse.unionfsd lowerdir=/l2:/l1,upperdir=/u,workdir=/w 0 0
+mount(8) runs /sbin/mount.fuse3 with a cleared PATH, so for "mount -t
+fuse.unionfsd" unionfsd must be in /usr/local/sbin, /usr/local/bin, /usr/sbin,
+/usr/bin, /sbin or /bin (fuse3 package needed), or use
+  mount -t fuse /path/to/unionfsd#none /mnt/merged -o lowerdir=...
+`
