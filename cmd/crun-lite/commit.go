@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/pflag"
+	"github.com/unionfsd/unionfsd/layers"
+)
+
+var (
+	commitUpper, commitFrom, commitMessage, commitAuthor, commitCompression string
+)
+
+// containerLayers finds the upper dir and image of a container by name. The
+// runner sets it (in its own file); until then commit needs --upper/--from.
+var containerLayers func(g *globals, container string) (upper, image string, err error)
+
+func init() {
+	register(&command{
+		name:    "commit",
+		args:    "CONTAINER NEW:TAG | --upper DIR --from IMAGE NEW:TAG",
+		summary: "turn a container's (or any union's) upper dir into a new image layer",
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringVar(&commitUpper, "upper", "", "upper dir of a union (OCI or kernel-overlay whiteouts)")
+			fs.StringVar(&commitFrom, "from", "", "image the upper dir was mounted on")
+			fs.StringVarP(&commitMessage, "message", "m", "", "history comment")
+			fs.StringVarP(&commitAuthor, "author", "a", "", "author")
+			fs.StringVar(&commitCompression, "compression", "gzip", "layer compression: gzip, zstd or none")
+		},
+		run: runCommit,
+	})
+}
+
+func runCommit(g *globals, args []string) error {
+	upper, from, name, err := commitTarget(g, args)
+	if err != nil {
+		return err
+	}
+	c, err := layers.ParseCompression(commitCompression)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	s, err := g.store()
+	if err != nil {
+		return err
+	}
+	img, err := s.Commit(upper, from, name, layers.CommitOptions{
+		Compression: c, CompressionSet: true, Comment: commitMessage, Author: commitAuthor,
+		Progress: g.progress(), Warn: g.warn,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "%s %s\n", img.ID, joinNames(img.Names))
+	return nil
+}
+
+// commitTarget sorts out the two forms of the command line.
+func commitTarget(g *globals, args []string) (upper, from, name string, err error) {
+	if commitUpper != "" || commitFrom != "" {
+		if commitUpper == "" || commitFrom == "" {
+			return "", "", "", usagef("--upper and --from go together")
+		}
+		if len(args) != 1 {
+			return "", "", "", usagef("with --upper, want one NEW:TAG")
+		}
+		return commitUpper, commitFrom, args[0], nil
+	}
+	if len(args) != 2 {
+		return "", "", "", usagef("want CONTAINER NEW:TAG")
+	}
+	if containerLayers == nil {
+		return "", "", "", usagef("committing a container needs the runner; use --upper DIR --from IMAGE NEW:TAG")
+	}
+	upper, from, err = containerLayers(g, args[0])
+	return upper, from, args[1], err
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+var imagesQuiet, imagesNoTrunc bool
+
+func init() {
+	register(&command{
+		name:    "images",
+		args:    "",
+		summary: "list stored images",
+		flags: func(fs *pflag.FlagSet) {
+			fs.BoolVar(&imagesQuiet, "ids", false, "print only image IDs")
+			fs.BoolVar(&imagesNoTrunc, "no-trunc", false, "print full IDs")
+		},
+		run: runImages,
+	})
+}
+
+func runImages(g *globals, args []string) error {
+	if len(args) != 0 {
+		return usagef("takes no arguments")
+	}
+	s, err := g.store()
+	if err != nil {
+		return err
+	}
+	imgs, err := s.Images()
+	if err != nil {
+		return err
+	}
+	if imagesQuiet {
+		for _, img := range imgs {
+			fmt.Fprintln(g.stdout, img.ID)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTAG\tIMAGE ID\tLAYERS\tCREATED\tSIZE")
+	for _, img := range imgs {
+		id := img.ID.Encoded()
+		if !imagesNoTrunc {
+			id = id[:12]
+		}
+		names := img.Names
+		if len(names) == 0 {
+			names = []string{"<none>:<none>"}
+		}
+		created := "-"
+		if img.Config.Created != nil {
+			created = img.Config.Created.UTC().Format(time.RFC3339)
+		}
+		for _, n := range names {
+			i := strings.LastIndex(n, ":")
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n[:i], n[i+1:], id, len(img.Layers), created, humanSize(img.Size()))
+		}
+	}
+	return tw.Flush()
+}
+
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func joinNames(names []string) string {
+	if len(names) == 0 {
+		return "<none>"
+	}
+	return strings.Join(names, ",")
+}

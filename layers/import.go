@@ -1,0 +1,128 @@
+package layers
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Progress shows the progress of long copies. Start begins one bar for total
+// bytes (-1 when unknown); the bytes written to the returned writer advance
+// it, and Close ends it. The command line passes a terminal progress bar;
+// the library never draws anything itself.
+type Progress interface {
+	Start(label string, total int64) io.WriteCloser
+}
+
+// ImportOptions tunes Import.
+type ImportOptions struct {
+	// Name replaces the archive's own names; only for single-image archives.
+	Name string
+	// Progress, if set, shows per-layer progress.
+	Progress Progress
+	// Warn receives one line per skipped item (devices rootless, ...).
+	Warn func(msg string)
+}
+
+// Format is an archive format known to Import and Export.
+type Format string
+
+const (
+	FormatDockerArchive Format = "docker-archive"
+	FormatOCIArchive    Format = "oci"     // OCI layout in a tar
+	FormatOCIDir        Format = "oci-dir" // OCI layout directory
+)
+
+// DetectFormat tells a docker-save archive from an OCI layout (dir or tar).
+// A docker >= 25 archive holds both; its manifest.json carries the tags, so
+// it is read as docker-save.
+func detectFormat(src source) (Format, error) {
+	switch {
+	case src.has("manifest.json"):
+		return FormatDockerArchive, nil
+	case src.has("oci-layout") || src.has("index.json"):
+		return FormatOCIArchive, nil
+	}
+	return "", fmt.Errorf("import %s: not a docker-save archive or OCI layout (no manifest.json, oci-layout or index.json)", src.where())
+}
+
+// Import loads every image of a docker-save archive or an OCI layout (dir or
+// tar). All digests are verified before anything becomes visible: on any
+// error the store is left as it was.
+func (s *Store) Import(path string, opts ImportOptions) ([]*Image, error) {
+	gc, err := s.lockShared()
+	if err != nil {
+		return nil, err
+	}
+	defer gc.unlock()
+	staging, err := s.newStaging("import")
+	if err != nil {
+		return nil, err
+	}
+	defer removeTree(staging)
+
+	src, err := openSource(path, staging)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	plans, err := parseSource(src, path)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Name != "" {
+		if len(plans) != 1 {
+			return nil, fmt.Errorf("import %s: --name needs an archive with one image, this one has %d", path, len(plans))
+		}
+		name, err := NormalizeName(opts.Name)
+		if err != nil {
+			return nil, err
+		}
+		plans[0].names = []string{name}
+	}
+	ing := newIngest(s, staging, opts.Progress, opts.Warn)
+	return ing.run(plans)
+}
+
+func parseSource(src source, path string) ([]*planImage, error) {
+	format, err := detectFormat(src)
+	if err != nil {
+		return nil, err
+	}
+	var plans []*planImage
+	if format == FormatDockerArchive {
+		plans, err = parseDockerSave(src)
+	} else {
+		plans, err = parseOCILayout(src, defaultRepo(path))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(plans) == 0 {
+		return nil, fmt.Errorf("import %s: the archive holds no image", path)
+	}
+	return plans, nil
+}
+
+var nonRepoChars = regexp.MustCompile(`[^a-z0-9._/-]+`)
+
+// defaultRepo names images whose OCI layout gives only a tag ("latest"):
+// the archive's file name without extensions, e.g. "app" for app.oci.tar.
+func defaultRepo(path string) string {
+	base := strings.ToLower(filepath.Base(filepath.Clean(path)))
+	for _, ext := range []string{".gz", ".zst", ".tar", ".oci", ".tgz"} {
+		base = strings.TrimSuffix(base, ext)
+	}
+	base = strings.Trim(nonRepoChars.ReplaceAllString(base, "-"), "-./")
+	if base == "" {
+		base = "imported"
+	}
+	return base
+}
+
+// isNotExist reports a missing member or file.
+func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }

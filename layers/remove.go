@@ -1,0 +1,138 @@
+package layers
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// RemoveResult tells what Remove did.
+type RemoveResult struct {
+	Untagged      []string
+	Deleted       digest.Digest   // image ID, "" when only a name was removed
+	DeletedLayers []digest.Digest // chain IDs
+	DeletedBlobs  int
+}
+
+// Remove removes a name, or a whole image when ref is an ID or the image's
+// last name, then deletes the layers and blobs no remaining image uses.
+func (s *Store) Remove(ref string) (*RemoveResult, error) {
+	gc, err := s.lock("gc.lock", lockEX)
+	if err != nil {
+		return nil, err
+	}
+	defer gc.unlock()
+	res, err := s.removeRecord(ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.collect(res); err != nil {
+		return res, err
+	}
+	s.clearStaleTmp()
+	return res, nil
+}
+
+// removeRecord updates images.json.
+func (s *Store) removeRecord(ref string) (*RemoveResult, error) {
+	lk, err := s.lock("index.lock", lockEX)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.unlock()
+	idx, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	rec, err := idx.find(ref)
+	if err != nil {
+		return nil, err
+	}
+	res := &RemoveResult{}
+	name, nameErr := NormalizeName(ref)
+	byName := nameErr == nil && idx.byName(name) == rec
+	if byName && len(rec.Names) > 1 {
+		name = matchingName(rec, name)
+		idx.untag(name, nil)
+		res.Untagged = []string{name}
+		return res, s.writeIndex(idx)
+	}
+	res.Untagged = rec.Names
+	res.Deleted = rec.ID
+	out := idx.Images[:0]
+	for _, r := range idx.Images {
+		if r != rec {
+			out = append(out, r)
+		}
+	}
+	idx.Images = out
+	return res, s.writeIndex(idx)
+}
+
+// matchingName returns the name of rec that name refers to (exactly or familiarly).
+func matchingName(rec *imageRecord, name string) string {
+	if contains(rec.Names, name) {
+		return name
+	}
+	for _, n := range rec.Names {
+		if familiarName(n) == familiarName(name) {
+			return n
+		}
+	}
+	return name
+}
+
+// collect deletes layers and blobs that no image references. Called with
+// gc.lock exclusive, so no import is between staging and publishing.
+func (s *Store) collect(res *RemoveResult) error {
+	idx, err := s.readIndex()
+	if err != nil {
+		return err
+	}
+	usedBlobs := map[string]bool{}
+	usedLayers := map[string]bool{}
+	for _, rec := range idx.Images {
+		usedBlobs[rec.ID.Encoded()] = true
+		usedBlobs[rec.Manifest.Encoded()] = true
+		for _, l := range rec.Layers {
+			usedBlobs[l.Digest.Encoded()] = true
+			usedLayers[l.ChainID.Encoded()] = true
+		}
+	}
+	layerDir := filepath.Join(s.root, "layers")
+	ents, err := os.ReadDir(layerDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if usedLayers[e.Name()] {
+			continue
+		}
+		// Rename first so the layer disappears at once, then delete at leisure.
+		trash := filepath.Join(s.tmpDir(), "gc-"+e.Name())
+		if err := os.Rename(filepath.Join(layerDir, e.Name()), trash); err != nil {
+			return fmt.Errorf("remove layer %s: %w", e.Name(), err)
+		}
+		if err := removeTree(trash); err != nil {
+			return fmt.Errorf("remove layer %s: %w", e.Name(), err)
+		}
+		res.DeletedLayers = append(res.DeletedLayers, digest.NewDigestFromEncoded(digest.SHA256, e.Name()))
+	}
+	blobDir := filepath.Join(s.root, "blobs", "sha256")
+	blobs, err := os.ReadDir(blobDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range blobs {
+		if usedBlobs[e.Name()] {
+			continue
+		}
+		if err := os.Remove(filepath.Join(blobDir, e.Name())); err != nil {
+			return fmt.Errorf("remove blob %s: %w", e.Name(), err)
+		}
+		res.DeletedBlobs++
+	}
+	return nil
+}
