@@ -17,27 +17,32 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_ATIME|fuse.FATTR_MTIME) == 0 {
 		return n.Getattr(ctx, fh, out)
 	}
-	if eno := n.copyUpForSetattr(in); eno != 0 {
-		return eno
+	tr := n.u.trace("setattr", n.rel())
+	eno := n.copyUpForSetattr(in, tr)
+	if eno == 0 {
+		eno = applySetattr(n.u.upperPath(n.rel()), fh, in)
 	}
-	p := n.u.upperPath(n.rel())
-	if eno := applySetattr(p, fh, in); eno != 0 {
+	tr.layer(upperLayer)
+	tr.done(eno)
+	if eno != 0 {
 		return eno
 	}
 	return n.Getattr(ctx, fh, out)
 }
 
-func (n *node) copyUpForSetattr(in *fuse.SetAttrIn) syscall.Errno {
+func (n *node) copyUpForSetattr(in *fuse.SetAttrIn, tr *opTrace) syscall.Errno {
 	if !n.u.rw {
 		return syscall.EROFS
 	}
-	n.u.mu.Lock()
-	defer n.u.mu.Unlock()
 	size := int64(-1)
 	if sz, ok := in.GetSize(); ok {
 		size = int64(sz)
 	}
-	return errno(n.copyUp(size))
+	n.u.mu.Lock()
+	defer n.u.mu.Unlock()
+	err := n.copyUp(size)
+	tr.takeNotes()
+	return errno(err)
 }
 
 // applySetattr applies the requested changes to the upper object at p.
@@ -103,7 +108,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if whiteout.IsInternalXattr(attr) {
 		return syscall.EPERM
 	}
-	return n.xattrChange(func(p string) error { return unix.Lsetxattr(p, attr, data, int(flags)) })
+	return n.xattrChange("setxattr", attr, func(p string) error { return unix.Lsetxattr(p, attr, data, int(flags)) })
 }
 
 // Removexattr removes an xattr from the upper copy.
@@ -116,18 +121,19 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if _, err := unix.Lgetxattr(p, attr, nil); err != nil {
 		return errno(err)
 	}
-	return n.xattrChange(func(p string) error { return unix.Lremovexattr(p, attr) })
+	return n.xattrChange("removexattr", attr, func(p string) error { return unix.Lremovexattr(p, attr) })
 }
 
-func (n *node) xattrChange(change func(upperPath string) error) syscall.Errno {
+func (n *node) xattrChange(op, attr string, change func(upperPath string) error) (eno syscall.Errno) {
 	if !n.u.rw {
 		return syscall.EROFS
 	}
-	n.u.mu.Lock()
-	err := n.copyUp(-1)
-	n.u.mu.Unlock()
-	if err != nil {
+	tr := n.u.lockOp(op, n.rel())
+	tr.arg("%s", attr)
+	defer func() { n.u.unlockOp(tr, eno) }()
+	if err := n.copyUp(-1); err != nil {
 		return errno(err)
 	}
+	tr.layer(upperLayer)
 	return errno(change(n.u.upperPath(n.rel())))
 }

@@ -32,6 +32,8 @@ type Config struct {
 	Debug bool
 	// FsName is shown as the source in /proc/mounts.
 	FsName string
+	// Trace, when set, receives one Event per operation (unionfsd --trace).
+	Trace Tracer
 }
 
 // DefaultWorkName is the workdir used inside the upper when none is given

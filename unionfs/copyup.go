@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -54,11 +55,14 @@ func (n *node) copyUp(size int64) error {
 	}
 	rel := n.rel()
 	restore := keepTimes(n.u.upperPath(parentRel(rel)))
+	start := time.Now()
 	st, err := n.u.copyUpPath(chain[0], rel, size)
 	restore()
 	if err != nil {
 		return err
 	}
+	n.u.note("copy-up /%s from layer %d (%s), %s, %s", rel, chain[0], n.u.layers[chain[0]].path,
+		humanBytes(st.Size), time.Since(start).Round(10*time.Microsecond))
 	n.u.copiedIno[st.Ino] = n.StableAttr().Ino
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		n.setChain(append([]int{upperLayer}, chain...))
@@ -114,6 +118,7 @@ func (u *unionFS) createWhiteout(dir, name string) error {
 	if err != nil {
 		return fmt.Errorf("whiteout %s: %w", p, err)
 	}
+	u.note("whiteout %s", p)
 	return syscall.Close(fd)
 }
 
@@ -121,20 +126,13 @@ func (u *unionFS) createWhiteout(dir, name string) error {
 func (u *unionFS) removeWhiteout(dir, name string) error {
 	p := u.upperPath(joinRel(dir, whiteout.Name(name)))
 	err := syscall.Unlink(p)
+	if err == nil {
+		u.note("removed whiteout %s", p)
+	}
 	if err == nil || errors.Is(err, syscall.ENOENT) {
 		return nil
 	}
 	return fmt.Errorf("remove whiteout %s: %w", p, err)
-}
-
-// makeOpaque marks the upper directory rel opaque.
-func (u *unionFS) makeOpaque(rel string) error {
-	p := u.upperPath(joinRel(rel, whiteout.OpaqueName))
-	fd, err := syscall.Open(p, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("opaque marker %s: %w", p, err)
-	}
-	return syscall.Close(fd)
 }
 
 // clearUpperDir removes the whiteouts and markers of an upper directory whose

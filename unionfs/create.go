@@ -111,9 +111,9 @@ func modeFor(mode uint32, isDir bool, parent *syscall.Stat_t) uint32 {
 }
 
 // Create makes and opens a new file in the upper.
-func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	n.u.mu.Lock()
-	defer n.u.mu.Unlock()
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (ino *fs.Inode, fh fs.FileHandle, fuseFlags uint32, eno syscall.Errno) {
+	tr := n.u.lockOp("create", joinRel(n.rel(), name))
+	defer func() { n.u.unlockOp(tr, eno) }()
 	e, eno := n.prepareCreate(name)
 	if eno != 0 {
 		return nil, nil, 0, eno
@@ -128,24 +128,25 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		syscall.Unlink(e.path)
 		return nil, nil, 0, errno(err)
 	}
-	ino, eno := n.finish(ctx, e, out)
+	ino, eno = n.finish(ctx, e, out)
 	if eno != 0 {
 		syscall.Close(fd)
 		return nil, nil, 0, eno
 	}
+	tr.layer(upperLayer)
 	cn := toNode(ino.Operations())
 	cn.mu.Lock()
-	h, fuseFlags := cn.newHandleLocked(fd, true)
+	fh, fuseFlags = cn.newHandleLocked(fd, true)
 	cn.mu.Unlock()
-	return ino, h, fuseFlags, 0
+	return ino, fh, fuseFlags, 0
 }
 
 // Mkdir makes a directory in the upper. Over a whiteout the new directory is
 // opaque, so the deleted lower directory's entries stay hidden; it is built
 // with its marker in the workdir and renamed into place.
-func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	n.u.mu.Lock()
-	defer n.u.mu.Unlock()
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (ino *fs.Inode, eno syscall.Errno) {
+	tr := n.u.lockOp("mkdir", joinRel(n.rel(), name))
+	defer func() { n.u.unlockOp(tr, eno) }()
 	e, eno := n.prepareCreate(name)
 	if eno != 0 {
 		return nil, eno
@@ -159,6 +160,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 			}
 			return touch(tmp + "/" + whiteout.OpaqueName)
 		})
+		n.u.note("opaque %s/%s", e.path, whiteout.OpaqueName)
 	} else {
 		err = mkdirMode(e.path, perm)
 	}
@@ -186,12 +188,12 @@ func touch(path string) error {
 
 // Mknod makes a device node, fifo or socket in the upper. A 0/0 character
 // device would read back as an overlay whiteout, so it is refused.
-func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (ino *fs.Inode, eno syscall.Errno) {
 	if whiteout.IsOverlayWhiteoutMode(mode, uint64(dev)) {
 		return nil, syscall.EPERM
 	}
-	n.u.mu.Lock()
-	defer n.u.mu.Unlock()
+	tr := n.u.lockOp("mknod", joinRel(n.rel(), name))
+	defer func() { n.u.unlockOp(tr, eno) }()
 	e, eno := n.prepareCreate(name)
 	if eno != 0 {
 		return nil, eno
@@ -207,9 +209,10 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 }
 
 // Symlink makes a symbolic link in the upper.
-func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	n.u.mu.Lock()
-	defer n.u.mu.Unlock()
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (ino *fs.Inode, eno syscall.Errno) {
+	tr := n.u.lockOp("symlink", joinRel(n.rel(), name))
+	tr.arg("-> %s", target)
+	defer func() { n.u.unlockOp(tr, eno) }()
 	e, eno := n.prepareCreate(name)
 	if eno != 0 {
 		return nil, eno
@@ -221,9 +224,9 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 }
 
 // Link makes a hard link in the upper, copying the target up first.
-func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	n.u.mu.Lock()
-	defer n.u.mu.Unlock()
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (ino *fs.Inode, eno syscall.Errno) {
+	tr := n.u.lockOp("link", joinRel(n.rel(), name))
+	defer func() { n.u.unlockOp(tr, eno) }()
 	tn := toNode(target)
 	if tn == nil {
 		return nil, syscall.EXDEV
@@ -241,6 +244,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if eno != 0 {
 		return nil, eno
 	}
+	tr.arg("to /%s", tn.rel())
 	if err := syscall.Link(n.u.upperPath(tn.rel()), e.path); err != nil {
 		return nil, errno(err)
 	}

@@ -49,6 +49,8 @@ func (h passthroughHandle) PassthroughFd() (int, bool) { return h.fd, true }
 // with O_TRUNC copies it up first (O_TRUNC copies no data).
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
+	tr := n.u.trace("open", n.rel())
+	tr.arg("%s", openMode(flags))
 	if write {
 		if !n.u.rw {
 			return nil, 0, syscall.EROFS
@@ -59,8 +61,10 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		}
 		n.u.mu.Lock()
 		err := n.copyUp(size)
+		tr.takeNotes()
 		n.u.mu.Unlock()
 		if err != nil {
+			tr.done(errno(err))
 			return nil, 0, errno(err)
 		}
 	}
@@ -72,6 +76,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	upper := n.u.inUpper(n.chain)
 	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CLOEXEC
 	fd, err := syscall.Open(n.u.layerPath(n.chain[0], rel), oflags, 0)
+	tr.layer(n.chain[0])
+	tr.done(errno(err))
 	if err != nil {
 		return nil, 0, errno(err)
 	}

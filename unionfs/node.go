@@ -110,12 +110,16 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if whiteout.IsWhiteoutName(name) {
 		return nil, syscall.ENOENT
 	}
+	tr := n.u.trace("lookup", joinRel(n.rel(), name))
 	n.u.mu.RLock()
 	defer n.u.mu.RUnlock()
 	f, err := n.u.resolve(n.getChain(), n.rel(), name)
 	if err != nil {
+		tr.done(errno(err))
 		return nil, errno(err)
 	}
+	tr.layer(f.chain[0])
+	tr.done(0)
 	return n.childInode(ctx, name, f, &out.Attr), 0
 }
 

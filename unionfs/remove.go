@@ -38,9 +38,9 @@ func (n *node) resolveRemoval(name string) (*removal, syscall.Errno) {
 // Unlink removes a non-directory. The whiteout is written before the upper
 // entry goes: an entry beats a whiteout in its own layer, so every
 // intermediate state shows either the old file or nothing.
-func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	n.u.mu.Lock()
-	defer n.u.mu.Unlock()
+func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
+	tr := n.u.lockOp("unlink", joinRel(n.rel(), name))
+	defer func() { n.u.unlockOp(tr, eno) }()
 	r, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno
@@ -67,9 +67,9 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 // Rmdir removes a directory that is empty in the merged view.
-func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	n.u.mu.Lock()
-	defer n.u.mu.Unlock()
+func (n *node) Rmdir(ctx context.Context, name string) (eno syscall.Errno) {
+	tr := n.u.lockOp("rmdir", joinRel(n.rel(), name))
+	defer func() { n.u.unlockOp(tr, eno) }()
 	r, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno

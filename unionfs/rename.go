@@ -17,7 +17,7 @@ import (
 // as is; a directory with lower parts is copied up whole to its new name
 // (OCI layers cannot express overlay's redirects), so renaming never fails
 // with EXDEV.
-func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) (eno syscall.Errno) {
 	np := toNode(newParent)
 	if np == nil {
 		return syscall.EXDEV
@@ -25,8 +25,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if e := validName(newName); e != 0 {
 		return e
 	}
-	n.u.mu.Lock()
-	defer n.u.mu.Unlock()
+	tr := n.u.lockOp("rename", joinRel(n.rel(), name))
+	tr.arg("to /%s", joinRel(np.rel(), newName))
+	defer func() { n.u.unlockOp(tr, eno) }()
 	src, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno
@@ -127,6 +128,7 @@ func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno 
 		if err := touch(srcPath + "/" + whiteout.OpaqueName); err != nil {
 			return errno(err)
 		}
+		u.note("opaque %s/%s", u.upperPath(dstRel), whiteout.OpaqueName)
 	}
 	if src.below {
 		if err := u.createWhiteout(src.dirRel, src.name); err != nil {
@@ -190,6 +192,10 @@ func (n *node) renameMergedDir(src *removal, np *node, dst *target) syscall.Errn
 	})
 	if err != nil {
 		return errno(err)
+	}
+	u.note("copy-up tree /%s to %s", srcRel, u.upperPath(dstRel))
+	if dst.below {
+		u.note("opaque %s/%s", u.upperPath(dstRel), whiteout.OpaqueName)
 	}
 	if dst.whiteout {
 		if err := u.removeWhiteout(dst.dirRel, dst.name); err != nil {

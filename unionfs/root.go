@@ -33,6 +33,9 @@ type unionFS struct {
 	// number the file had before copy-up, so st_ino is stable for the life
 	// of the mount.
 	copiedIno map[uint64]uint64
+	// notes are the upper-dir effects of the operation holding mu, for the
+	// trace; only used when cfg.Trace is set.
+	notes []string
 }
 
 // Root is the root directory node of a union mount.
