@@ -43,8 +43,10 @@ func (r *Root) fuseOptions() *fs.Options {
 			MaxReadAhead: 1 << 20,
 			// Two layers of stacking: our backing files live on ordinary
 			// filesystems, possibly overlay.
-			MaxStackDepth:        1,
-			EnableLocks:          true,
+			MaxStackDepth: 1,
+			// No lock ops: the kernel then keeps POSIX and flock locks
+			// itself, which is exact for every process on this host.
+			EnableLocks:          false,
 			EnableSymlinkCaching: true,
 		},
 	}
