@@ -107,6 +107,11 @@ func (e *Engine) Close() error {
 // WorkDir returns the work directory.
 func (e *Engine) WorkDir() string { return e.workdir }
 
+// TempPath returns a fresh staging path in the work directory for callers
+// that build something bigger than one object there; New removes it if a
+// crash leaves it behind.
+func (e *Engine) TempPath() string { return e.tempPath() }
+
 // tempPath returns a fresh staging path in the work directory.
 func (e *Engine) tempPath() string {
 	n := tempSeq.Add(1)

@@ -63,7 +63,7 @@ func (n *node) copyUp(size int64) error {
 	}
 	n.u.note("copy-up /%s from layer %d (%s), %s, %s", rel, chain[0], n.u.layers[chain[0]].path,
 		humanBytes(st.Size), time.Since(start).Round(10*time.Microsecond))
-	n.u.copiedIno[st.Ino] = n.StableAttr().Ino
+	n.u.copiedIno[st.Ino] = n.StableAttr()
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		n.setChain(append([]int{upperLayer}, chain...))
 	} else {
@@ -157,11 +157,14 @@ func (u *unionFS) clearUpperDir(rel string) error {
 	return nil
 }
 
-// forgetCopied drops the inode mapping of an upper file about to lose its
-// last name, so a recycled inode number does not inherit it.
-func (u *unionFS) forgetCopied(path string) {
+// retire is called before an upper object loses its last name. It drops the
+// object's copy-up mapping and bumps the generation of its inode number, so
+// a new object that recycles the number is a new inode to go-fuse and the
+// kernel, not the old one (whose node may still be held open).
+func (u *unionFS) retire(path string) {
 	var st syscall.Stat_t
 	if syscall.Lstat(path, &st) == nil && (st.Nlink <= 1 || st.Mode&syscall.S_IFMT == syscall.S_IFDIR) {
 		delete(u.copiedIno, st.Ino)
+		u.reusedIno[st.Ino]++
 	}
 }

@@ -19,6 +19,8 @@ type newEntry struct {
 	name     string
 	path     string // real path in the upper
 	whiteout bool   // the upper holds .wh.name, hiding a lower name
+	perm     uint32 // permission bits to set once the owner is set; symlinks: none
+	hasPerm  bool
 	parentSt syscall.Stat_t
 }
 
@@ -56,11 +58,16 @@ func (n *node) prepareCreate(name string) (*newEntry, syscall.Errno) {
 	return e, 0
 }
 
-// finish gives a created object its owner, drops a whiteout it replaces and
-// returns its inode.
+// finish gives a created object its owner and then its mode (chown clears
+// setuid and setgid bits, so the mode comes last), drops a whiteout it
+// replaces and returns its inode.
 func (n *node) finish(ctx context.Context, e *newEntry, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	if err := setOwner(ctx, e.path, &e.parentSt); err != nil {
-		syscall.Unlink(e.path)
+	err := setOwner(ctx, e.path, &e.parentSt)
+	if err == nil && e.hasPerm {
+		err = syscall.Chmod(e.path, e.perm)
+	}
+	if err != nil {
+		removeNew(e.path)
 		return nil, errno(err)
 	}
 	st, eno := n.publish(e)
@@ -80,7 +87,22 @@ func (n *node) publish(e *newEntry) (syscall.Stat_t, syscall.Errno) {
 			return st, errno(err)
 		}
 	}
-	return st, errno(syscall.Lstat(e.path, &st))
+	if err := syscall.Lstat(e.path, &st); err != nil {
+		return st, errno(err)
+	}
+	// A new object is no copy, even on a recycled inode number whose
+	// removal we did not see (a change made directly in the upper).
+	if st.Nlink == 1 || st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		delete(n.u.copiedIno, st.Ino)
+	}
+	return st, 0
+}
+
+// removeNew undoes the creation of path after a later step failed.
+func removeNew(path string) {
+	if syscall.Unlink(path) == syscall.EISDIR {
+		syscall.Rmdir(path)
+	}
 }
 
 // setOwner gives a new upper object the caller's ids, as the kernel would
@@ -119,13 +141,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, eno
 	}
 	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CREAT | syscall.O_EXCL | syscall.O_CLOEXEC
-	fd, err := syscall.Open(e.path, oflags, modeFor(mode, false, &e.parentSt))
+	e.perm, e.hasPerm = modeFor(mode, false, &e.parentSt), true
+	fd, err := syscall.Open(e.path, oflags, e.perm)
 	if err != nil {
-		return nil, nil, 0, errno(err)
-	}
-	if err := syscall.Fchmod(fd, modeFor(mode, false, &e.parentSt)); err != nil {
-		syscall.Close(fd)
-		syscall.Unlink(e.path)
 		return nil, nil, 0, errno(err)
 	}
 	ino, eno = n.finish(ctx, e, out)
@@ -152,29 +170,23 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		return nil, eno
 	}
 	perm := modeFor(mode, true, &e.parentSt)
+	e.perm, e.hasPerm = perm, true
 	var err error
 	if e.whiteout {
 		err = n.u.cow.Stage(e.path, false, func(tmp string) error {
-			if err := mkdirMode(tmp, perm); err != nil {
+			if err := syscall.Mkdir(tmp, perm); err != nil {
 				return err
 			}
 			return touch(tmp + "/" + whiteout.OpaqueName)
 		})
 		n.u.note("opaque %s/%s", e.path, whiteout.OpaqueName)
 	} else {
-		err = mkdirMode(e.path, perm)
+		err = syscall.Mkdir(e.path, perm)
 	}
 	if err != nil {
 		return nil, errno(err)
 	}
 	return n.finish(ctx, e, out)
-}
-
-func mkdirMode(path string, perm uint32) error {
-	if err := syscall.Mkdir(path, perm); err != nil {
-		return err
-	}
-	return syscall.Chmod(path, perm)
 }
 
 // touch creates an empty file (markers and whiteouts).
@@ -201,10 +213,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 	if err := syscall.Mknod(e.path, mode, int(dev)); err != nil {
 		return nil, errno(err)
 	}
-	if err := syscall.Chmod(e.path, modeFor(mode, false, &e.parentSt)); err != nil {
-		syscall.Unlink(e.path)
-		return nil, errno(err)
-	}
+	e.perm, e.hasPerm = modeFor(mode, false, &e.parentSt), true
 	return n.finish(ctx, e, out)
 }
 

@@ -31,6 +31,8 @@ func (r *Root) fuseOptions() *fs.Options {
 		EntryTimeout:    &entry,
 		AttrTimeout:     &attr,
 		NegativeTimeout: &neg,
+		// Mode 0000 is a real mode in a layer; go-fuse would show 0644.
+		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			FsName:     cfg.FsName,
 			Name:       "unionfsd",

@@ -126,8 +126,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // childInode returns the inode for a resolved child, reusing the known one
 // (and refreshing its layer chain) when the kernel already has it.
 func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse.Attr) *fs.Inode {
-	fillAttr(attr, &f.st, f.chain, n.u.inoOf(f.chain[0], f.st.Ino))
-	stable := fs.StableAttr{Mode: f.st.Mode & syscall.S_IFMT, Ino: attr.Ino}
+	stable := n.u.identity(f.chain[0], &f.st, joinRel(n.rel(), name))
+	fillAttr(attr, &f.st, f.chain, stable.Ino)
 	if old := n.GetChild(name); old != nil && old.StableAttr() == stable {
 		if on, ok := old.Operations().(*node); ok {
 			on.setChain(f.chain)

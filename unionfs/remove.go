@@ -58,7 +58,7 @@ func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
 	}
 	if n.u.inUpper(r.obj.chain) {
 		p := n.u.upperPath(joinRel(r.dirRel, name))
-		n.u.forgetCopied(p)
+		n.u.retire(p)
 		if err := syscall.Unlink(p); err != nil {
 			return errno(err)
 		}
@@ -118,7 +118,7 @@ func (u *unionFS) removeUpperDir(rel string) error {
 		return err
 	}
 	p := u.upperPath(rel)
-	u.forgetCopied(p)
+	u.retire(p)
 	err := syscall.Rmdir(p)
 	if errors.Is(err, syscall.ENOENT) {
 		return nil

@@ -3,7 +3,6 @@ package unionfs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -48,10 +47,14 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if err := np.copyUp(-1); err != nil {
 		return errno(err)
 	}
-	if !upperOnlyOrFile(n.u, src.obj) {
-		return n.renameMergedDir(src, np, dst)
+	moved := !upperOnlyOrFile(n.u, src.obj)
+	if err := n.materialize(src); err != nil {
+		return errno(err)
 	}
-	return n.renameInUpper(src, np, dst)
+	if eno := n.renameInUpper(src, np, dst); eno != 0 || !moved {
+		return eno
+	}
+	return errno(dropMarkers(n.u.upperPath(joinRel(dst.dirRel, dst.name)), true))
 }
 
 // target is the destination of a rename.
@@ -109,11 +112,6 @@ func (np *node) resolveTarget(srcObj *found, name string, flags uint32) (*target
 // rename, then the destination's stale whiteout goes.
 func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno {
 	u := n.u
-	if !src.obj.isDir() {
-		if err := n.copyUpChild(src); err != nil {
-			return errno(err)
-		}
-	}
 	srcPath := u.upperPath(joinRel(src.dirRel, src.name))
 	dstRel := joinRel(dst.dirRel, dst.name)
 	if dst.obj != nil && dst.obj.isDir() && u.inUpper(dst.obj.chain) {
@@ -137,7 +135,7 @@ func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno 
 	}
 	dstPath := u.upperPath(dstRel)
 	if dst.obj != nil && u.inUpper(dst.obj.chain) && !dst.obj.isDir() {
-		u.forgetCopied(dstPath)
+		u.retire(dstPath)
 	}
 	if err := syscall.Rename(srcPath, dstPath); err != nil {
 		return errno(err)
@@ -165,92 +163,103 @@ func (n *node) copyUpChild(src *removal) error {
 	return err
 }
 
-// renameMergedDir moves a directory that has lower parts: the merged tree is
-// copied into the workdir and renamed into place, then the source is removed
-// (whiteout plus the upper part). A crash in between leaves both names, never
-// neither.
-func (n *node) renameMergedDir(src *removal, np *node, dst *target) syscall.Errno {
-	u := n.u
-	srcRel := joinRel(src.dirRel, src.name)
-	dstRel := joinRel(dst.dirRel, dst.name)
-	replace := false
-	if dst.obj != nil && u.inUpper(dst.obj.chain) {
-		if err := u.clearUpperDir(dstRel); err != nil {
-			return errno(err)
-		}
-		replace = true
-	}
-	srcIno := u.inoOf(src.obj.chain[0], src.obj.st.Ino)
-	err := u.cow.Stage(u.upperPath(dstRel), replace, func(tmp string) error {
-		if err := u.copyMergedTree(src.obj.chain, srcRel, tmp, srcIno); err != nil {
+// materializeDir copies up, in place, everything of the merged directory
+// rel that still comes from lower layers: afterwards the upper holds the
+// whole tree and it can be renamed with rename(2) (OCI layers cannot express
+// overlay's redirects). Every step copies one object up without changing the
+// merged view (whiteouts stay until the tree has moved), so a crash at any
+// point leaves a consistent tree; upper parts stay where they are, keeping
+// their hard links. The caller holds u.mu.
+func (u *unionFS) materializeDir(chain []int, rel string, id fs.StableAttr) error {
+	if !u.inUpper(chain) {
+		restore := keepTimes(u.upperPath(parentRel(rel)))
+		st, err := u.copyUpPath(chain[0], rel, -1)
+		restore()
+		if err != nil {
 			return err
 		}
-		if dst.below {
-			return touch(tmp + "/" + whiteout.OpaqueName)
-		}
+		u.copiedIno[st.Ino] = id
+		chain = append([]int{upperLayer}, chain...)
+	}
+	if len(chain) == 1 {
 		return nil
-	})
-	if err != nil {
-		return errno(err)
 	}
-	u.note("copy-up tree /%s to %s", srcRel, u.upperPath(dstRel))
-	if dst.below {
-		u.note("opaque %s/%s", u.upperPath(dstRel), whiteout.OpaqueName)
-	}
-	if dst.whiteout {
-		if err := u.removeWhiteout(dst.dirRel, dst.name); err != nil {
-			return errno(err)
-		}
-	}
-	if src.below {
-		if err := u.createWhiteout(src.dirRel, src.name); err != nil {
-			return errno(err)
-		}
-	}
-	if u.inUpper(src.obj.chain) {
-		if err := removeTree(u.upperPath(srcRel)); err != nil {
-			return errno(err)
-		}
-	}
-	if child := n.GetChild(src.name); child != nil {
-		markUpperOnly(child)
-	}
-	return 0
-}
-
-// copyMergedTree copies the merged directory rel (merge chain chain) to the
-// real path dst: dst itself from the top layer, then every visible entry.
-func (u *unionFS) copyMergedTree(chain []int, rel, dst string, shownIno uint64) error {
-	st, err := u.cow.CopyUp(u.layerPath(chain[0], rel), dst, -1)
-	if err != nil {
-		return fmt.Errorf("copy-up %s: %w", rel, err)
-	}
-	u.copiedIno[st.Ino] = shownIno
+	restore := keepTimes(u.upperPath(rel))
+	defer restore()
 	ents, err := u.readMerged(chain, rel)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		child, err := u.resolve(chain, rel, e.name)
-		if err != nil {
-			return err
-		}
-		childRel := joinRel(rel, e.name)
-		childDst := dst + "/" + e.name
-		ino := u.inoOf(child.chain[0], child.st.Ino)
-		if child.isDir() {
-			err = u.copyMergedTree(child.chain, childRel, childDst, ino)
-		} else {
-			var cst unix.Stat_t
-			cst, err = u.cow.CopyUp(u.layerPath(child.chain[0], childRel), childDst, -1)
-			if err == nil {
-				u.copiedIno[cst.Ino] = ino
-			}
-		}
-		if err != nil {
+		if err := u.materializeEntry(chain, rel, e.name); err != nil {
 			return err
 		}
 	}
+	u.note("copy-up tree /%s", rel)
+	return nil
+}
+
+// materializeEntry brings one entry of a merged directory wholly into the upper.
+func (u *unionFS) materializeEntry(chain []int, rel, name string) error {
+	child, err := u.resolve(chain, rel, name)
+	if err != nil {
+		return err
+	}
+	childRel := joinRel(rel, name)
+	id := u.identity(child.chain[0], &child.st, childRel)
+	if child.isDir() {
+		return u.materializeDir(child.chain, childRel, id)
+	}
+	if u.inUpper(child.chain) {
+		return nil
+	}
+	st, err := u.copyUpPath(child.chain[0], childRel, -1)
+	if err != nil {
+		return err
+	}
+	u.copiedIno[st.Ino] = id
+	return nil
+}
+
+// dropMarkers removes, below the upper directory path, the whiteouts and
+// the opaque markers of subdirectories: once a materialized tree has moved
+// away from the lower names they hid, they hide nothing.
+func dropMarkers(path string, top bool) error {
+	ents, err := readDirents(path)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		_, isWhiteout := whiteout.Target(e.name)
+		if isWhiteout || !top && whiteout.IsOpaqueMarker(e.name) {
+			if err := syscall.Unlink(path + "/" + e.name); err != nil && !errors.Is(err, syscall.ENOENT) {
+				return err
+			}
+			continue
+		}
+		if e.dtype == syscall.DT_DIR && e.name != "." && e.name != ".." {
+			if err := dropMarkers(path+"/"+e.name, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// materialize makes r's object a self-contained upper object in place (see
+// materializeDir), and records that the node's subtree lives in the upper.
+func (n *node) materialize(r *removal) error {
+	if upperOnlyOrFile(n.u, r.obj) {
+		return n.copyUpChild(r)
+	}
+	rel := joinRel(r.dirRel, r.name)
+	if err := n.u.materializeDir(r.obj.chain, rel, n.u.identity(r.obj.chain[0], &r.obj.st, rel)); err != nil {
+		return err
+	}
+	if child := n.GetChild(r.name); child != nil {
+		markUpperOnly(child)
+	}
+	r.obj.chain = []int{upperLayer}
 	return nil
 }
 
@@ -265,8 +274,9 @@ func markUpperOnly(in *fs.Inode) {
 }
 
 // exchange swaps two names (RENAME_EXCHANGE). Both stay occupied, so no
-// whiteout is needed; directories with lower parts cannot be swapped in an
-// OCI upper and get EXDEV, as overlay gives without redirects.
+// whiteout is needed. Each side is first made a self-contained upper object
+// (a file copied up, a directory with lower parts copied whole), then the
+// two are swapped with one renameat2 in the upper.
 func (n *node) exchange(src *removal, np *node, newName string) syscall.Errno {
 	u := n.u
 	dstRel := np.rel()
@@ -274,25 +284,51 @@ func (n *node) exchange(src *removal, np *node, newName string) syscall.Errno {
 	if err != nil {
 		return errno(err)
 	}
-	if !upperOnlyOrFile(u, src.obj) || !upperOnlyOrFile(u, dstObj) {
-		return syscall.EXDEV
-	}
+	dst := &removal{dirRel: dstRel, name: newName, obj: dstObj}
 	if err := n.copyUp(-1); err != nil {
 		return errno(err)
 	}
 	if err := np.copyUp(-1); err != nil {
 		return errno(err)
 	}
-	if err := n.copyUpChild(src); err != nil {
+	srcMoved, dstMoved := !upperOnlyOrFile(u, src.obj), !upperOnlyOrFile(u, dstObj)
+	for _, side := range []struct {
+		dir *node
+		r   *removal
+	}{{n, src}, {np, dst}} {
+		if err := side.dir.materialize(side.r); err != nil {
+			return errno(err)
+		}
+	}
+	srcPath, dstPath := u.upperPath(joinRel(src.dirRel, src.name)), u.upperPath(joinRel(dstRel, newName))
+	// A directory moving into a merged parent turns opaque, as in a plain rename.
+	if err := u.opaqueIfMerged(srcPath, src.obj, np); err != nil {
 		return errno(err)
 	}
-	dst := &removal{dirRel: dstRel, name: newName, obj: dstObj}
-	if err := np.copyUpChild(dst); err != nil {
+	if err := u.opaqueIfMerged(dstPath, dstObj, n); err != nil {
 		return errno(err)
 	}
-	err = unix.Renameat2(unix.AT_FDCWD, u.upperPath(joinRel(src.dirRel, src.name)),
-		unix.AT_FDCWD, u.upperPath(joinRel(dstRel, newName)), unix.RENAME_EXCHANGE)
-	return errno(err)
+	if err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_EXCHANGE); err != nil {
+		return errno(err)
+	}
+	if srcMoved {
+		if err := dropMarkers(dstPath, true); err != nil {
+			return errno(err)
+		}
+	}
+	if dstMoved {
+		return errno(dropMarkers(srcPath, true))
+	}
+	return 0
+}
+
+// opaqueIfMerged marks the upper directory at path opaque when it is about
+// to move into the merged directory parent.
+func (u *unionFS) opaqueIfMerged(path string, obj *found, parent *node) error {
+	if !obj.isDir() || len(lowerPart(u, parent.getChain())) == 0 {
+		return nil
+	}
+	return touch(path + "/" + whiteout.OpaqueName)
 }
 
 // upperOnlyOrFile reports whether obj can take part in a rename(2) in the
@@ -301,14 +337,16 @@ func upperOnlyOrFile(u *unionFS, obj *found) bool {
 	return !obj.isDir() || u.inUpper(obj.chain) && len(obj.chain) == 1
 }
 
-// removeTree deletes a real directory tree in the upper.
-func removeTree(path string) error {
+// removeTree deletes a real directory tree in the upper, forgetting the
+// inode mappings of what it removes.
+func (u *unionFS) removeTree(path string) error {
 	ents, err := readDirents(path)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) {
 			return nil
 		}
 		if errors.Is(err, syscall.ENOTDIR) {
+			u.retire(path)
 			return syscall.Unlink(path)
 		}
 		return err
@@ -319,13 +357,15 @@ func removeTree(path string) error {
 		}
 		p := path + "/" + e.name
 		if e.dtype == syscall.DT_DIR {
-			err = removeTree(p)
+			err = u.removeTree(p)
 		} else {
+			u.retire(p)
 			err = syscall.Unlink(p)
 		}
 		if err != nil && !errors.Is(err, syscall.ENOENT) {
 			return err
 		}
 	}
+	u.retire(path)
 	return syscall.Rmdir(path)
 }

@@ -2,7 +2,10 @@ package unionfs
 
 import (
 	"errors"
+	"hash/fnv"
 	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
 
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -26,10 +29,33 @@ func joinRel(dir, name string) string {
 func (u *unionFS) inoOf(li int, realIno uint64) uint64 {
 	if u.rw && li == upperLayer {
 		if orig, ok := u.copiedIno[realIno]; ok {
-			return orig
+			return orig.Ino
 		}
 	}
 	return realIno | u.layers[li].inoHigh
+}
+
+// identity is the go-fuse identity of an object found in layer li at rel:
+// its shown inode number, and a generation that keeps the names of a
+// hard-linked lower file apart. Each such name must be its own inode, since
+// a copy-up gives that name alone a new file (as overlay without index=on
+// does); they keep the shared st_ino, as on overlay.
+func (u *unionFS) identity(li int, st *syscall.Stat_t, rel string) fs.StableAttr {
+	id := fs.StableAttr{Mode: st.Mode & syscall.S_IFMT}
+	if u.rw && li == upperLayer {
+		if orig, ok := u.copiedIno[st.Ino]; ok {
+			return orig
+		}
+	}
+	id.Ino = st.Ino | u.layers[li].inoHigh
+	if u.rw && li == upperLayer {
+		id.Gen = u.reusedIno[st.Ino]
+	} else if st.Nlink > 1 && id.Mode != syscall.S_IFDIR {
+		h := fnv.New64a()
+		h.Write([]byte(rel))
+		id.Gen = h.Sum64() | 1
+	}
+	return id
 }
 
 // found is the result of resolving one name in a merged directory.

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/hanwen/go-fuse/v2/fs"
+
 	"github.com/unionfsd/unionfsd/cow"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -30,9 +32,12 @@ type unionFS struct {
 	// lookups and directory reads. Data I/O on open files does not take it.
 	mu sync.RWMutex
 	// copiedIno maps the inode number of a copied-up file in the upper to the
-	// number the file had before copy-up, so st_ino is stable for the life
+	// identity the file had before copy-up, so st_ino is stable for the life
 	// of the mount.
-	copiedIno map[uint64]uint64
+	copiedIno map[uint64]fs.StableAttr
+	// reusedIno counts, per upper inode number, the objects that had it and
+	// are gone: the generation of the next one.
+	reusedIno map[uint64]uint64
 	// notes are the upper-dir effects of the operation holding mu, for the
 	// trace; only used when cfg.Trace is set.
 	notes []string
@@ -51,7 +56,7 @@ func NewRoot(cfg Config) (*Root, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u := &unionFS{cfg: cfg, copiedIno: map[uint64]uint64{}}
+	u := &unionFS{cfg: cfg, copiedIno: map[uint64]fs.StableAttr{}, reusedIno: map[uint64]uint64{}}
 	paths := cfg.Lowers
 	if cfg.Upper != "" {
 		u.rw = true
