@@ -16,6 +16,9 @@ command -v setfattr >/dev/null || need+=(attr)
 command -v skopeo >/dev/null || need+=(skopeo)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+command -v runc >/dev/null || need+=(runc)
+command -v newuidmap >/dev/null || need+=(uidmap)
+command -v umoci >/dev/null || need+=(umoci)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unionfsd/unionfsd/layers/imagetest"
+)
+
+// makeBundle makes a bundle dir whose rootfs is a copy of busybox's layer.
+func makeBundle(t *testing.T, e *env) string {
+	t.Helper()
+	b := t.TempDir()
+	if out, err := exec.Command("cp", "-a", e.layerDir(), filepath.Join(b, "rootfs")).CombinedOutput(); err != nil {
+		t.Fatalf("cp rootfs: %v: %s", err, out)
+	}
+	return b
+}
+
+// setProcess rewrites the bundle's process: args, no terminal.
+func setProcess(t *testing.T, bundle string, args ...string) {
+	t.Helper()
+	p := filepath.Join(bundle, "config.json")
+	var cfg map[string]any
+	data, err := os.ReadFile(p)
+	if err != nil || json.Unmarshal(data, &cfg) != nil {
+		t.Fatalf("read %s: %v", p, err)
+	}
+	proc := cfg["process"].(map[string]any)
+	proc["terminal"], proc["args"] = false, args
+	data, _ = json.MarshalIndent(cfg, "", "\t")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ociState runs `state` and decodes it; ok is false when the container is gone.
+func (e *env) ociState(id string) (st struct {
+	Status string
+	Pid    int
+	Bundle string
+}, ok bool) {
+	r := e.run("state", id)
+	if r.code != 0 {
+		return st, false
+	}
+	if err := json.Unmarshal([]byte(r.out), &st); err != nil {
+		e.t.Fatalf("state %s: %v: %q", id, err, r.out)
+	}
+	return st, true
+}
+
+func TestBundleLifecycle(t *testing.T) {
+	e := newEnv(t)
+	b := makeBundle(t, e)
+	e.mustRun("spec", "-b", b)
+	if r := e.run("spec", "-b", b); r.code == 0 || !strings.Contains(r.err, "exists") {
+		t.Errorf("spec over an existing config.json: %v", r)
+	}
+	setProcess(t, b, "sh", "-c", `echo started; trap 'echo term; exit 3' TERM; while true; do sleep 0.05; done`)
+
+	// create's stdio becomes the container's; a file, so nobody waits on a pipe.
+	outPath := filepath.Join(t.TempDir(), "out")
+	out, _ := os.Create(outPath)
+	defer out.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	create := e.cmd(ctx, "create", "-b", b, "b1")
+	create.Stdout, create.Stderr = out, out
+	if err := create.Run(); err != nil {
+		data, _ := os.ReadFile(outPath)
+		t.Fatalf("create: %v: %s", err, data)
+	}
+	st, ok := e.ociState("b1")
+	if !ok || st.Status != "created" || st.Pid <= 0 || st.Bundle != b {
+		t.Fatalf("after create: %+v (ok %v)", st, ok)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", st.Pid)); err != nil {
+		t.Errorf("created container's init (pid %d) is not running: %v", st.Pid, err)
+	}
+	if data, _ := os.ReadFile(outPath); len(data) != 0 {
+		t.Errorf("the command ran before start: %q", data)
+	}
+	if r := e.run("create", "-b", b, "b1"); r.code == 0 || !strings.Contains(r.err, "already in use") {
+		t.Errorf("second create with the same ID: %v", r)
+	}
+	e.mustRun("start", "b1")
+	if st, _ := e.ociState("b1"); st.Status != "running" {
+		t.Errorf("after start: %+v", st)
+	}
+	waitFile(t, outPath, "started\n")
+	if r := e.run("delete", "b1"); r.code == 0 || !strings.Contains(r.err, "is running") {
+		t.Errorf("delete of a running container: %v", r)
+	}
+	e.mustRun("kill", "b1", "TERM")
+	deadline := time.Now().Add(10 * time.Second)
+	for st, _ = e.ociState("b1"); st.Status != "stopped" && time.Now().Before(deadline); st, _ = e.ociState("b1") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.Status != "stopped" || st.Pid != 0 {
+		t.Errorf("after kill: %+v", st)
+	}
+	waitFile(t, outPath, "started\nterm\n")
+	if r := e.run("start", "b1"); r.code == 0 {
+		t.Errorf("start of a stopped container: %v", r)
+	}
+	e.mustRun("delete", "b1")
+	if _, ok := e.ociState("b1"); ok {
+		t.Errorf("state after delete still finds b1")
+	}
+}
+
+// waitFile waits until the file holds want.
+func waitFile(t *testing.T, p, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(p)
+		if string(data) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %q, want %q", p, data, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// bundleScript prints what should be equal under runc and crun-lite.
+const bundleScript = `echo hello; id; hostname; readlink /proc/1/exe
+grep -E '^(Cap|NoNewPrivs)' /proc/self/status
+ls /dev | tr '\n' ' '; echo; ulimit -n
+cut -d' ' -f5,6 /proc/self/mountinfo | grep -v /sys/fs/cgroup | sort
+touch /x 2>/dev/null || echo root-ro`
+
+func TestBundleMatchesRunc(t *testing.T) {
+	e := newEnv(t)
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("runc not installed: apt-get install runc")
+	}
+	b := makeBundle(t, e)
+	spec := exec.Command(runc, "spec")
+	spec.Dir = b
+	if out, err := spec.CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v: %s", err, out)
+	}
+	setProcess(t, b, "sh", "-c", bundleScript)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	want, err := exec.CommandContext(ctx, runc, "--root", t.TempDir(), "run", "-b", b, "cmp-runc").CombinedOutput()
+	if err != nil {
+		t.Fatalf("runc run: %v: %s", err, want)
+	}
+	got := e.mustRun("run", "-b", b, "cmp-crun")
+	if got != string(want) {
+		t.Errorf("crun-lite and runc differ\ncrun-lite:\n%s\nrunc:\n%s", got, want)
+	}
+	if n := e.containerCount(); n != 0 {
+		t.Errorf("run -b left %d containers (runc run deletes its container)", n)
+	}
+}
+
+func TestBundleFromUmoci(t *testing.T) {
+	e := newEnv(t)
+	umoci, err := exec.LookPath("umoci")
+	if err != nil {
+		t.Skip("umoci not installed: apt-get install umoci")
+	}
+	dir := t.TempDir()
+	img, err := imagetest.BusyboxSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.Names, img.Cmd = []string{"busybox:latest"}, []string{"sh", "-c", "echo from-umoci; id -u"}
+	if err := imagetest.WriteOCILayout(filepath.Join(dir, "oci"), img); err != nil {
+		t.Fatal(err)
+	}
+	b := filepath.Join(dir, "bundle")
+	if out, err := exec.Command(umoci, "unpack", "--image", filepath.Join(dir, "oci")+":latest", b).CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack: %v: %s", err, out)
+	}
+	// umoci's config asks for a terminal: output comes through a pty.
+	if got := e.mustRun("run", "-b", b, "umoci-1"); strings.Join(lines(got), "|") != "from-umoci|0" {
+		t.Errorf("umoci bundle: %q", got)
+	}
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	rt "github.com/unionfsd/unionfsd/runtime"
+)
+
+// The runner's commands (run, ps, rm and the OCI bundle commands) are thin:
+// they turn flags into calls of the runtime package.
+
+func init() {
+	// A re-executed crun-lite (supervisor, container init) is not a command
+	// line: it does its job here, before main, and never returns.
+	if rt.IsStage(os.Args) {
+		os.Exit(rt.RunStage(os.Args))
+	}
+	register(&command{
+		name:    "run",
+		args:    "[FLAGS] IMAGE [CMD [ARG...]] | -b BUNDLE ID",
+		summary: "run a command in a new container from an image (or an OCI bundle with -b)",
+		flags:   runFlags,
+		run:     runRun,
+	})
+	containerLayers = func(g *globals, name string) (string, string, error) {
+		s, err := g.store()
+		if err != nil {
+			return "", "", err
+		}
+		return rt.UpperAndImage(s.Root(), name)
+	}
+}
+
+var runOpts struct {
+	rm, tty, rootless                  bool
+	name, workdir, user, hostname, net string
+	bundle, memory                     string
+	env, volumes                       []string
+	pidsLimit                          int64
+	cpus                               float64
+}
+
+func runFlags(fs *pflag.FlagSet) {
+	// Flags after IMAGE belong to the container's command.
+	fs.SetInterspersed(false)
+	fs.BoolVar(&runOpts.rm, "rm", false, "remove the container (and its upper dir) when it exits")
+	fs.StringVar(&runOpts.name, "name", "", "container name (default: the first 12 digits of its ID)")
+	fs.StringArrayVarP(&runOpts.env, "env", "e", nil, "set an environment variable K=V (K alone: pass the caller's value)")
+	fs.StringVarP(&runOpts.workdir, "workdir", "w", "", "working directory inside the container")
+	fs.StringVarP(&runOpts.user, "user", "u", "", "USER[:GROUP] or UID[:GID] to run as")
+	fs.StringVar(&runOpts.hostname, "hostname", "", "container host name (default: the short ID)")
+	fs.StringArrayVarP(&runOpts.volumes, "volume", "v", nil, "bind mount HOST:CONTAINER[:ro]")
+	fs.StringVar(&runOpts.net, "net", "none", "network: none (own namespace with loopback only) or host")
+	fs.StringVarP(&runOpts.memory, "memory", "m", "", "memory limit in bytes (suffixes k, m, g)")
+	fs.Int64Var(&runOpts.pidsLimit, "pids-limit", 0, "maximum number of processes")
+	fs.Float64Var(&runOpts.cpus, "cpus", 0, "CPU quota in CPUs (1.5 = one and a half)")
+	fs.BoolVarP(&runOpts.tty, "tty", "t", false, "allocate a pseudo-terminal")
+	fs.BoolVar(&runOpts.rootless, "rootless", false, "run in a user namespace even as root (always on for non-root users)")
+	fs.StringVarP(&runOpts.bundle, "bundle", "b", "", "run the OCI bundle in this dir (then the argument is the container ID)")
+}
+
+// runRun exits the process itself: the status is the container's (or
+// 125-127 when it could not run), which main's error mapping cannot express.
+func runRun(g *globals, args []string) error {
+	code, err := doRun(g, args)
+	if err != nil {
+		fmt.Fprintf(g.stderr, "crun-lite run: %v\n", err)
+	}
+	if code != 0 {
+		os.Exit(code)
+	}
+	return nil
+}
+
+func doRun(g *globals, args []string) (int, error) {
+	s, err := g.store()
+	if err != nil {
+		return rt.ExitRunner, err
+	}
+	stdio := rt.Stdio{In: os.Stdin, Out: fileOr(g.stdout, os.Stdout), Err: fileOr(g.stderr, os.Stderr)}
+	if runOpts.bundle != "" {
+		if len(args) != 1 {
+			return rt.ExitRunner, fmt.Errorf("with -b, want one container ID")
+		}
+		return rt.RunBundle(s.Root(), args[0], rt.BundleOptions{Bundle: runOpts.bundle, Stdio: stdio, Warn: g.warn})
+	}
+	if len(args) == 0 {
+		return rt.ExitRunner, fmt.Errorf("want IMAGE [CMD [ARG...]]")
+	}
+	mem, err := parseBytes(runOpts.memory)
+	if err != nil {
+		return rt.ExitRunner, fmt.Errorf("--memory %s: %v", runOpts.memory, err)
+	}
+	return rt.Run(s, rt.RunOptions{
+		Image: args[0], Args: args[1:], Name: runOpts.name, Env: runOpts.env, Workdir: runOpts.workdir,
+		User: runOpts.user, Hostname: runOpts.hostname, Volumes: runOpts.volumes, Net: runOpts.net,
+		Memory: mem, PidsLimit: runOpts.pidsLimit, CPUs: runOpts.cpus, TTY: runOpts.tty,
+		Remove: runOpts.rm, Rootless: runOpts.rootless, Stdio: stdio, Warn: g.warn,
+	})
+}
+
+// fileOr returns w when it is a file (the container writes to it directly).
+func fileOr(w any, def *os.File) *os.File {
+	if f, ok := w.(*os.File); ok {
+		return f
+	}
+	return def
+}
+
+// parseBytes reads 123, 64k, 512m, 1g (binary units, as docker).
+func parseBytes(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	switch strings.ToLower(s[len(s)-1:]) {
+	case "b":
+		s = s[:len(s)-1]
+	case "k":
+		mult, s = 1<<10, s[:len(s)-1]
+	case "m":
+		mult, s = 1<<20, s[:len(s)-1]
+	case "g":
+		mult, s = 1<<30, s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("not a size (want BYTES, or a number with k, m or g)")
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,312 @@
+package runtime
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Resource limits go to cgroup v2 when its hierarchy offers the controller,
+// else to the cgroup v1 hierarchy of that controller (hybrid hosts bind
+// most controllers to v1), else they are not enforced and the user is
+// warned. Each container gets crun-lite/<id> below the root of the v2
+// hierarchy, or below our own cgroup in each v1 hierarchy.
+
+// cgroupSetting is one file to write.
+type cgroupSetting struct {
+	file, value string
+	optional    bool // missing file (e.g. no swap accounting) is fine
+	late        bool // written just before exec (pids: the Go init has threads)
+}
+
+// cgroupWants lists, per controller, what the config asks for, in the
+// file names of v2 and v1.
+func cgroupWants(r *specs.LinuxResources) (v2, v1 map[string][]cgroupSetting, flags map[string]string) {
+	v2, v1, flags = map[string][]cgroupSetting{}, map[string][]cgroupSetting{}, map[string]string{}
+	if r == nil {
+		return
+	}
+	if r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
+		n := strconv.FormatInt(*r.Memory.Limit, 10)
+		// No swap beyond the limit: the limit is what the process may use.
+		v2["memory"] = []cgroupSetting{{file: "memory.max", value: n}, {file: "memory.swap.max", value: "0", optional: true}}
+		v1["memory"] = []cgroupSetting{{file: "memory.limit_in_bytes", value: n}, {file: "memory.memsw.limit_in_bytes", value: n, optional: true}}
+		flags["memory"] = "memory limit"
+	}
+	if r.Pids != nil && r.Pids.Limit != nil && *r.Pids.Limit > 0 {
+		n := strconv.FormatInt(*r.Pids.Limit, 10)
+		v2["pids"] = []cgroupSetting{{file: "pids.max", value: n, late: true}}
+		v1["pids"] = v2["pids"]
+		flags["pids"] = "pids limit"
+	}
+	if r.CPU != nil && r.CPU.Quota != nil && *r.CPU.Quota > 0 {
+		period := uint64(100000)
+		if r.CPU.Period != nil && *r.CPU.Period > 0 {
+			period = *r.CPU.Period
+		}
+		q, p := strconv.FormatInt(*r.CPU.Quota, 10), strconv.FormatUint(period, 10)
+		v2["cpu"] = []cgroupSetting{{file: "cpu.max", value: q + " " + p}}
+		v1["cpu"] = []cgroupSetting{{file: "cpu.cfs_period_us", value: p}, {file: "cpu.cfs_quota_us", value: q}}
+		flags["cpu"] = "cpu quota"
+	}
+	return
+}
+
+// cgroups is the set of cgroup dirs one container uses.
+type cgroups struct {
+	dirs []cgroupDir
+}
+
+type cgroupDir struct {
+	path     string
+	settings []cgroupSetting
+}
+
+// hierarchies is what the host offers.
+type hierarchies struct {
+	v2     string            // cgroup2 mount point, "" if none
+	v2Ctrl map[string]bool   // controllers the v2 root offers
+	v1     map[string]string // controller -> our cgroup dir in its v1 hierarchy
+}
+
+// setupCgroups creates the container's cgroups and writes its limits (all
+// but the late ones). No limits, no cgroups. Unavailable controllers only
+// warn; a limit the kernel refuses is an error.
+func setupCgroups(c *Container, spec *specs.Spec, warn func(string)) (*cgroups, error) {
+	cg := &cgroups{}
+	var res *specs.LinuxResources
+	if spec.Linux != nil {
+		res = spec.Linux.Resources
+	}
+	v2, v1, names := cgroupWants(res)
+	if len(names) == 0 {
+		return cg, nil
+	}
+	if inUserNamespace() {
+		warn(fmt.Sprintf("cgroup limits are not enforced for rootless containers (%s ignored): they need root, or a cgroup v2 tree delegated by systemd", joinNames(names)))
+		return cg, nil
+	}
+	h := detectHierarchies()
+	for ctrl := range names {
+		dir, settings, ok := h.place(c.ID, ctrl, v2, v1)
+		if !ok {
+			warn(fmt.Sprintf("cgroup controller %q is available neither in cgroup v2 nor v1: the %s is not enforced", ctrl, names[ctrl]))
+			continue
+		}
+		if err := cg.create(dir, settings); err != nil {
+			cg.destroy()
+			return nil, err
+		}
+	}
+	return cg, nil
+}
+
+func joinNames(m map[string]string) string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return strings.Join(out, ", ")
+}
+
+// place picks the dir and settings for one controller.
+func (h *hierarchies) place(id, ctrl string, v2, v1 map[string][]cgroupSetting) (string, []cgroupSetting, bool) {
+	if h.v2 != "" && h.v2Ctrl[ctrl] {
+		if err := enableV2(h.v2, ctrl); err == nil {
+			return filepath.Join(h.v2, "crun-lite", id), v2[ctrl], true
+		}
+	}
+	if base, ok := h.v1[ctrl]; ok {
+		return filepath.Join(base, "crun-lite", id), v1[ctrl], true
+	}
+	return "", nil, false
+}
+
+// enableV2 turns ctrl on for the children of the v2 root and of crun-lite/.
+func enableV2(root, ctrl string) error {
+	parent := filepath.Join(root, "crun-lite")
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	for _, d := range []string{root, parent} {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("+"+ctrl), 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// create makes dir (v2 dirs may be shared by several controllers) and
+// writes its early settings.
+func (cg *cgroups) create(dir string, settings []cgroupSetting) error {
+	for i := range cg.dirs {
+		if cg.dirs[i].path == dir {
+			cg.dirs[i].settings = append(cg.dirs[i].settings, settings...)
+			return writeSettings(dir, settings, false)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return runnerErr("create cgroup %s: %v", dir, err)
+	}
+	cg.dirs = append(cg.dirs, cgroupDir{path: dir, settings: settings})
+	return writeSettings(dir, settings, false)
+}
+
+func writeSettings(dir string, settings []cgroupSetting, late bool) error {
+	for _, s := range settings {
+		if s.late != late {
+			continue
+		}
+		p := filepath.Join(dir, s.file)
+		err := os.WriteFile(p, []byte(s.value), 0)
+		if err != nil && s.optional && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return runnerErr("cannot set cgroup limit %s=%s: %v", p, s.value, err)
+		}
+	}
+	return nil
+}
+
+// add moves pid into every dir.
+func (cg *cgroups) add(pid int) error {
+	if cg == nil {
+		return nil
+	}
+	for _, d := range cg.dirs {
+		p := filepath.Join(d.path, "cgroup.procs")
+		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
+			return runnerErr("join cgroup %s: %v", d.path, err)
+		}
+	}
+	return nil
+}
+
+// setLate writes the settings that wait until just before exec.
+func (cg *cgroups) setLate() error {
+	if cg == nil {
+		return nil
+	}
+	for _, d := range cg.dirs {
+		if err := writeSettings(d.path, d.settings, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// destroy removes the dirs once their processes are gone (the kernel may
+// take a moment to notice).
+func (cg *cgroups) destroy() {
+	if cg == nil {
+		return
+	}
+	for _, d := range cg.dirs {
+		for i := 0; i < 50; i++ {
+			err := os.Remove(d.path)
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		os.Remove(filepath.Dir(d.path)) // crun-lite/, when no other container uses it
+	}
+	cg.dirs = nil
+}
+
+// removeCgroupDirs deletes the cgroups of container id wherever they may
+// be: the supervisor normally does, but not when it was killed.
+func removeCgroupDirs(id string) {
+	h := detectHierarchies()
+	bases := []string{}
+	if h.v2 != "" {
+		bases = append(bases, h.v2)
+	}
+	for _, b := range h.v1 {
+		bases = append(bases, b)
+	}
+	for _, b := range bases {
+		os.Remove(filepath.Join(b, "crun-lite", id))
+		os.Remove(filepath.Join(b, "crun-lite"))
+	}
+}
+
+// detectHierarchies reads /proc/self/mountinfo and /proc/self/cgroup.
+func detectHierarchies() *hierarchies {
+	h := &hierarchies{v2Ctrl: map[string]bool{}, v1: map[string]string{}}
+	own := ownCgroups()
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return h
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		h.addMount(sc.Text(), own)
+	}
+	if h.v2 != "" {
+		data, _ := os.ReadFile(filepath.Join(h.v2, "cgroup.controllers"))
+		for _, c := range strings.Fields(string(data)) {
+			h.v2Ctrl[c] = true
+		}
+	}
+	return h
+}
+
+// addMount notes a cgroup mount from one mountinfo line.
+func (h *hierarchies) addMount(line string, own map[string]string) {
+	pre, post, ok := strings.Cut(line, " - ")
+	if !ok {
+		return
+	}
+	pf, qf := strings.Fields(pre), strings.Fields(post)
+	if len(pf) < 5 || len(qf) < 3 {
+		return
+	}
+	root, mnt := pf[3], pf[4]
+	switch qf[0] {
+	case "cgroup2":
+		if h.v2 == "" {
+			h.v2 = mnt
+		}
+	case "cgroup":
+		for _, opt := range strings.Split(qf[2], ",") {
+			path, ok := own[opt]
+			if !ok || !(opt == "memory" || opt == "pids" || opt == "cpu") {
+				continue
+			}
+			rel, err := filepath.Rel(root, path)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				continue
+			}
+			h.v1[opt] = filepath.Join(mnt, rel)
+		}
+	}
+}
+
+// ownCgroups maps each v1 controller to our cgroup path in its hierarchy.
+func ownCgroups() map[string]string {
+	out := map[string]string{}
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 || f[1] == "" {
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			out[c] = f[2]
+		}
+	}
+	return out
+}

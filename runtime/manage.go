@@ -1,0 +1,168 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Info is a container with its current state, for ps.
+type Info struct {
+	*Container
+	State *State
+}
+
+// List returns every container under root with its state, oldest first.
+func List(root string) ([]Info, error) {
+	all, err := loadAll(root)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Info, 0, len(all))
+	for _, c := range all {
+		st, err := c.Status()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Info{Container: c, State: st})
+	}
+	return out, nil
+}
+
+// Kill sends sig to the container's process (pid 1 inside).
+func Kill(root, ref string, sig syscall.Signal) error {
+	c, err := Find(root, ref)
+	if err != nil {
+		return err
+	}
+	st, err := c.Status()
+	if err != nil {
+		return err
+	}
+	if st.Status != specs.StateRunning && st.Status != specs.StateCreated {
+		return fmt.Errorf("container %s is not running (%s)", c.Name, st.Status)
+	}
+	if err := unix.Kill(st.Pid, sig); err != nil {
+		return fmt.Errorf("kill container %s (pid %d): %w", c.Name, st.Pid, err)
+	}
+	return nil
+}
+
+// Remove deletes a container and its upper dir. A container that still
+// runs is refused unless force, which kills it first; created (not yet
+// started) containers are removed without force, as runc delete does.
+func Remove(root, ref string, force bool) error {
+	c, err := Find(root, ref)
+	if err != nil {
+		return err
+	}
+	unlock, err := lockContainers(root)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := c.Status()
+	if err != nil {
+		return err
+	}
+	if st.Status == specs.StateRunning && !force {
+		return fmt.Errorf("container %s is running: stop it first or use rm -f", c.Name)
+	}
+	if err := stopContainer(st); err != nil {
+		return fmt.Errorf("remove container %s: %w", c.Name, err)
+	}
+	if !c.Rootless {
+		removeCgroupDirs(c.ID)
+	}
+	return removeTree(c, c.dir)
+}
+
+// stopContainer kills the init (which ends the pid namespace) and waits
+// for the supervisor to unmount and leave.
+func stopContainer(st *State) error {
+	if st.Pid != 0 && alive(st.Pid, st.PidStart) {
+		unix.Kill(st.Pid, unix.SIGKILL)
+	} else if st.Supervisor != 0 && alive(st.Supervisor, st.SupStart) {
+		unix.Kill(st.Supervisor, unix.SIGKILL)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for (alive(st.Pid, st.PidStart) || alive(st.Supervisor, st.SupStart)) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(st.Supervisor, st.SupStart) {
+		return fmt.Errorf("supervisor (pid %d) did not exit", st.Supervisor)
+	}
+	return nil
+}
+
+// removeTree deletes path. Rootless containers may hold files of other
+// mapped users that we cannot delete from outside; those are deleted from
+// inside an equal user namespace.
+func removeTree(c *Container, path string) error {
+	err := os.RemoveAll(path)
+	if err == nil || !c.Rootless || os.Geteuid() == 0 || !(errors.Is(err, os.ErrPermission)) {
+		if err != nil {
+			return fmt.Errorf("remove %s: %w", path, err)
+		}
+		return nil
+	}
+	if err := runStageInUserns(c.UIDMap, c.GIDMap, stageRmTree, stageArgs{Path: path}); err != nil {
+		return fmt.Errorf("remove %s in the container's user namespace: %w", path, err)
+	}
+	return nil
+}
+
+// runStageInUserns runs a stage process in a new user namespace with the
+// given maps and waits for it.
+func runStageInUserns(uidMap, gidMap []specs.LinuxIDMapping, stage string, a stageArgs) error {
+	a.Remap = needsHelper(uidMap, gidMap)
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer ctlW.Close()
+	argv := stageCommand(stage, a)
+	cmd := &exec.Cmd{Path: argv[0], Args: argv, Env: stageEnv(), ExtraFiles: []*os.File{ctlR}, Stderr: os.Stderr}
+	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
+	if !a.Remap {
+		attr.UidMappings, attr.GidMappings = toSysMaps(uidMap), toSysMaps(gidMap)
+	}
+	cmd.SysProcAttr = attr
+	err = cmd.Start()
+	ctlR.Close()
+	if err != nil {
+		return err
+	}
+	if a.Remap {
+		if err := writeMapsWithHelpers(cmd.Process.Pid, uidMap, gidMap); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return err
+		}
+	}
+	ctlW.Write([]byte("g"))
+	return cmd.Wait()
+}
+
+// ImagesInUse maps the image IDs that containers under root were made from
+// to those containers' names, so image removal can refuse to pull layers
+// from under them.
+func ImagesInUse(root string) (map[string][]string, error) {
+	all, err := loadAll(root)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, c := range all {
+		if c.Kind == KindImage {
+			out[c.ImageID] = append(out[c.ImageID], c.Name)
+		}
+	}
+	return out, nil
+}
