@@ -34,7 +34,42 @@ type Config struct {
 	FsName string
 	// Trace, when set, receives one Event per operation (unionfsd --trace).
 	Trace Tracer
+
+	// UIDMap and GIDMap present ids stored in the layers (host ids) as
+	// container ids, and store new ids the other way, as fuse-overlayfs's
+	// uidmapping=/gidmapping= do. Ids outside the maps show as the overflow
+	// id 65534 and cannot be set. Empty maps mean identity.
+	UIDMap, GIDMap []IDMap
+	// SquashUID and SquashGID, when set, show every file as owned by that
+	// id (fuse-overlayfs's squash_to_uid/squash_to_gid; squash_to_root sets
+	// both to 0). Ownership changes still land in the upper.
+	SquashUID, SquashGID *uint32
+	// StaticNlink reports nlink 1 for every directory (static_nlink).
+	StaticNlink bool
+	// WhiteoutFormat is what deletions write into the upper: WhiteoutOCI
+	// (".wh.NAME" files, ".wh..wh..opq" markers; the default) or
+	// WhiteoutOverlay (0/0 char devices and the trusted.overlay.opaque xattr,
+	// user.overlay.opaque when not root), for callers that read the upper
+	// with kernel-overlay tools. Both formats are always read.
+	WhiteoutFormat string
+	// Metacopy makes chown, chmod, utimes and xattr changes copy metadata
+	// only: the upper gets an empty file carrying the new metadata and the
+	// xattr user.unionfsd.metacopy naming the lower data, which is copied on
+	// the first open for write or truncate.
+	Metacopy bool
 }
+
+// IDMap maps Size ids from ContainerID (what the mount shows) to HostID
+// (what the layers store).
+type IDMap struct {
+	ContainerID, HostID, Size uint32
+}
+
+// Whiteout formats for Config.WhiteoutFormat.
+const (
+	WhiteoutOCI     = "oci"
+	WhiteoutOverlay = "overlay"
+)
 
 // DefaultWorkName is the workdir used inside the upper when none is given
 // (unionfs-fuse style mounts). Names starting with ".wh..wh." are reserved
@@ -51,5 +86,6 @@ func DefaultConfig() Config {
 		Passthrough:     true,
 		Fsync:           true,
 		FsName:          "unionfsd",
+		WhiteoutFormat:  WhiteoutOCI,
 	}
 }

@@ -52,11 +52,12 @@ func (terminalReporter) fail(err error) int { return printError(err) }
 type daemonReporter struct{ pipe *os.File }
 
 func (d *daemonReporter) ready() {
+	// Let go of the caller's stderr before saying ready: whoever started us
+	// (a shell pipeline, mount(8)) may be waiting for it to close, and once
+	// the parent has exited nothing may still hold it.
+	detachStdio()
 	fmt.Fprintln(d.pipe, readyLine)
 	d.pipe.Close()
-	// Let go of the caller's stderr: whoever started us (a shell pipeline,
-	// mount(8)) may be waiting for it to close.
-	detachStdio()
 }
 
 func (d *daemonReporter) fail(err error) int {
