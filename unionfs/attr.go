@@ -20,7 +20,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	tr := n.u.trace("setattr", n.rel())
 	eno := n.copyUpForSetattr(in, tr)
 	if eno == 0 {
-		eno = applySetattr(n.u.upperPath(n.rel()), fh, in)
+		eno = n.u.applySetattr(n.u.upperPath(n.rel()), fh, in)
 	}
 	tr.layer(upperLayer)
 	tr.done(eno)
@@ -47,7 +47,7 @@ func (n *node) copyUpForSetattr(in *fuse.SetAttrIn, tr *opTrace) syscall.Errno {
 
 // applySetattr applies the requested changes to the upper object at p.
 // Truncation comes before times so an explicit mtime survives it.
-func applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
+func (u *unionFS) applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
 	if m, ok := in.GetMode(); ok {
 		if err := syscall.Chmod(p, m); err != nil {
 			return errno(err)
@@ -62,6 +62,10 @@ func applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno 
 		}
 		if gok {
 			sg = int(gid)
+		}
+		su, sg, eno := u.hostOwner(su, sg)
+		if eno != 0 {
+			return eno
 		}
 		if err := unix.Fchownat(unix.AT_FDCWD, p, su, sg, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return errno(err)

@@ -62,7 +62,7 @@ func (n *node) prepareCreate(name string) (*newEntry, syscall.Errno) {
 // setuid and setgid bits, so the mode comes last), drops a whiteout it
 // replaces and returns its inode.
 func (n *node) finish(ctx context.Context, e *newEntry, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	err := setOwner(ctx, e.path, &e.parentSt)
+	err := n.u.setOwner(ctx, e.path, &e.parentSt)
 	if err == nil && e.hasPerm {
 		err = syscall.Chmod(e.path, e.perm)
 	}
@@ -105,9 +105,10 @@ func removeNew(path string) {
 	}
 }
 
-// setOwner gives a new upper object the caller's ids, as the kernel would
-// for a file created directly; a setgid parent passes on its group.
-func setOwner(ctx context.Context, path string, parent *syscall.Stat_t) error {
+// setOwner gives a new upper object the caller's ids (mapped to stored
+// ids), as the kernel would for a file created directly; a setgid parent
+// passes on its (stored) group.
+func (u *unionFS) setOwner(ctx context.Context, path string, parent *syscall.Stat_t) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
@@ -115,11 +116,14 @@ func setOwner(ctx context.Context, path string, parent *syscall.Stat_t) error {
 	if !ok {
 		return nil
 	}
-	gid := int(caller.Gid)
+	uid, gid, eno := u.hostOwner(int(caller.Uid), int(caller.Gid))
+	if eno != 0 {
+		return eno
+	}
 	if parent.Mode&syscall.S_ISGID != 0 {
 		gid = int(parent.Gid)
 	}
-	return unix.Fchownat(unix.AT_FDCWD, path, int(caller.Uid), gid, unix.AT_SYMLINK_NOFOLLOW)
+	return unix.Fchownat(unix.AT_FDCWD, path, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // modeFor is the permission bits a new object gets: what the kernel asked
@@ -261,6 +265,6 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if eno != 0 {
 		return nil, eno
 	}
-	fillAttr(&out.Attr, &st, []int{upperLayer}, tn.StableAttr().Ino)
+	n.u.fillAttr(&out.Attr, &st, []int{upperLayer}, tn.StableAttr().Ino)
 	return tn.EmbeddedInode(), 0
 }

@@ -95,10 +95,11 @@ func validName(name string) syscall.Errno {
 }
 
 // fillAttr converts a layer's stat into the merged view's attributes.
-func fillAttr(out *fuse.Attr, st *syscall.Stat_t, chain []int, ino uint64) {
+func (u *unionFS) fillAttr(out *fuse.Attr, st *syscall.Stat_t, chain []int, ino uint64) {
 	out.FromStat(st)
 	out.Ino = ino
-	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && len(chain) > 1 {
+	u.showOwner(&out.Uid, &out.Gid)
+	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && (len(chain) > 1 || u.cfg.StaticNlink) {
 		// A merged dir's link count is not any one layer's; 1 tells find(1)
 		// and friends "unknown", as overlay does.
 		out.Nlink = 1
@@ -127,7 +128,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // (and refreshing its layer chain) when the kernel already has it.
 func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse.Attr) *fs.Inode {
 	stable := n.u.identity(f.chain[0], &f.st, joinRel(n.rel(), name))
-	fillAttr(attr, &f.st, f.chain, stable.Ino)
+	n.u.fillAttr(attr, &f.st, f.chain, stable.Ino)
 	if old := n.GetChild(name); old != nil && old.StableAttr() == stable {
 		if on, ok := old.Operations().(*node); ok {
 			on.setChain(f.chain)
@@ -153,7 +154,7 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 		}
 	}
 	// inoOf needs u.mu; the node already knows its number.
-	fillAttr(&out.Attr, &st, chain, n.StableAttr().Ino)
+	n.u.fillAttr(&out.Attr, &st, chain, n.StableAttr().Ino)
 	return 0
 }
 
