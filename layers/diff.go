@@ -159,7 +159,13 @@ func (d *diffWriter) header(rel, full string, st *unix.Stat_t) (*tar.Header, err
 }
 
 func (d *diffWriter) copyContent(full string, size int64) error {
-	f, err := os.OpenFile(full, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	// A metadata-only copy-up keeps its data in the lower file its xattr
+	// names: the layer gets that data, as a full file.
+	src := full
+	if data, err := getXattr(full, whiteout.MetacopyXattr); err == nil && data != "" {
+		src = data
+	}
+	f, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("commit: %s: %w", full, err)
 	}

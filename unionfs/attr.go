@@ -34,13 +34,14 @@ func (n *node) copyUpForSetattr(in *fuse.SetAttrIn, tr *opTrace) syscall.Errno {
 	if !n.u.rw {
 		return syscall.EROFS
 	}
-	size := int64(-1)
-	if sz, ok := in.GetSize(); ok {
-		size = int64(sz)
-	}
 	n.u.mu.Lock()
 	defer n.u.mu.Unlock()
-	err := n.copyUp(size)
+	var err error
+	if sz, ok := in.GetSize(); ok {
+		err = n.copyUp(int64(sz))
+	} else {
+		err = n.copyUpMeta()
+	}
 	tr.takeNotes()
 	return errno(err)
 }
@@ -135,7 +136,7 @@ func (n *node) xattrChange(op, attr string, change func(upperPath string) error)
 	tr := n.u.lockOp(op, n.rel())
 	tr.arg("%s", attr)
 	defer func() { n.u.unlockOp(tr, eno) }()
-	if err := n.copyUp(-1); err != nil {
+	if err := n.copyUpMeta(); err != nil {
 		return errno(err)
 	}
 	tr.layer(upperLayer)

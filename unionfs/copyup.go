@@ -41,7 +41,7 @@ func (n *node) parentNode() *node {
 func (n *node) copyUp(size int64) error {
 	chain := n.getChain()
 	if n.u.inUpper(chain) {
-		return nil
+		return n.completeMetacopy(size)
 	}
 	if !n.u.rw {
 		return syscall.EROFS

@@ -14,11 +14,6 @@ import (
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
-// MetacopyXattr marks an upper file whose data still lives in a lower
-// layer; its value is that file's path relative to the layer root. The
-// union does not write it yet: explain, diff and check only recognise it.
-const MetacopyXattr = "user.unionfsd.metacopy"
-
 // Stack is the layer list of a union, read straight from the layer dirs
 // with the lookup rules of the mount (resolve), so what it says is what a
 // mount of the same layers shows. It needs no mount and changes nothing.
@@ -410,29 +405,33 @@ func (s *Stack) marks(li int, rel, p string, st *syscall.Stat_t) []string {
 	return out
 }
 
-// metacopyMark describes a metacopy xattr on p and whether its data is
-// still in a layer below li.
+// metacopyMark describes a metadata-only copy on p: where its data is, and
+// whether that file is still there.
 func (s *Stack) metacopyMark(li int, p string) string {
-	src, ok := ReadMetacopy(p)
+	data, ok := ReadMetacopy(p)
 	if !ok {
 		return ""
 	}
+	if _, err := os.Lstat(data); err != nil {
+		return fmt.Sprintf("metacopy: data %s is gone (lower gone)", data)
+	}
 	for lj := li + 1; lj < len(s.u.layers); lj++ {
-		if _, err := os.Lstat(s.u.layerPath(lj, src)); err == nil {
-			return fmt.Sprintf("metacopy: data in layer %d (%s)", lj, s.u.layerPath(lj, src))
+		if strings.HasPrefix(data, s.u.layers[lj].path+"/") {
+			return fmt.Sprintf("metacopy: data in layer %d (%s)", lj, data)
 		}
 	}
-	return fmt.Sprintf("metacopy: data %s is in no layer below (lower gone)", src)
+	return fmt.Sprintf("metacopy: data in %s", data)
 }
 
-// ReadMetacopy returns the lower path recorded in p's metacopy xattr.
+// ReadMetacopy returns the data file recorded in p's metacopy xattr (an
+// absolute path; see whiteout.MetacopyXattr).
 func ReadMetacopy(p string) (string, bool) {
 	buf := make([]byte, 4096)
-	n, err := unix.Lgetxattr(p, MetacopyXattr, buf)
+	n, err := unix.Lgetxattr(p, whiteout.MetacopyXattr, buf)
 	if err != nil {
 		return "", false
 	}
-	return strings.TrimPrefix(string(buf[:n]), "/"), true
+	return string(buf[:n]), true
 }
 
 // describeEntry names what is at p: "file, 12 B", "symlink -> x", ...

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/whiteout"
 )
 
 // explainCase is one path of the explain fixture and what explain must say.
@@ -57,9 +59,9 @@ func explainFixture(t *testing.T) *testUnion {
 	writeFile(t, l1+"/wd/inner", "inner")
 	writeFile(t, up+"/mc", "")
 	writeFile(t, l2+"/data/orig", "orig")
-	must(t, unix.Setxattr(up+"/mc", MetacopyXattr, []byte("data/orig"), 0))
+	must(t, unix.Setxattr(up+"/mc", whiteout.MetacopyXattr, []byte(l2+"/data/orig"), 0))
 	writeFile(t, up+"/mg", "")
-	must(t, unix.Setxattr(up+"/mg", MetacopyXattr, []byte("gone/file"), 0))
+	must(t, unix.Setxattr(up+"/mg", whiteout.MetacopyXattr, []byte(l2+"/gone/file"), 0))
 	return tu
 }
 
@@ -87,7 +89,7 @@ var explainCases = []explainCase{
 	{path: "/f/child", winner: -1, why: "parent /f is a file from layer 2"},
 	{path: "/wd/inner", winner: -1, why: "parent /wd does not exist"},
 	{path: "/mc", found: true, winner: 0, marks: map[int]string{0: "metacopy: data in layer 2"}},
-	{path: "/mg", found: true, winner: 0, marks: map[int]string{0: "in no layer below (lower gone)"}},
+	{path: "/mg", found: true, winner: 0, marks: map[int]string{0: "is gone (lower gone)"}},
 	{path: "/", found: true, winner: 0, chain: []int{0, 1, 2}},
 }
 

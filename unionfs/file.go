@@ -72,10 +72,14 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	// concurrent copy-up switching the node to the upper.
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	rel := n.rel()
+	path := n.u.layerPath(n.chain[0], n.rel())
 	upper := n.u.inUpper(n.chain)
+	if n.data != "" {
+		// A metadata-only copy (never opened for write: that completes it).
+		path, upper = n.data, false
+	}
 	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CLOEXEC
-	fd, err := syscall.Open(n.u.layerPath(n.chain[0], rel), oflags, 0)
+	fd, err := syscall.Open(path, oflags, 0)
 	tr.layer(n.chain[0])
 	tr.done(errno(err))
 	if err != nil {

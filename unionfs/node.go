@@ -25,6 +25,9 @@ type node struct {
 	// chain lists the layers holding this object, topmost first: one layer
 	// for a non-directory, the merge chain for a directory.
 	chain []int
+	// data is set while the node is a metadata-only copy in the upper: the
+	// lower file that still holds its data.
+	data string
 	// Open handles by I/O mode: passthrough (the kernel does the I/O on the
 	// upper file itself) or cached (through us). See newHandleLocked.
 	passthroughOpen, cachedOpen int
@@ -66,6 +69,20 @@ func (n *node) setChain(chain []int) {
 	n.mu.Lock()
 	n.chain = chain
 	n.mu.Unlock()
+}
+
+// setState records where the node lives after a lookup.
+func (n *node) setState(f *found) {
+	n.mu.Lock()
+	n.chain, n.data = f.chain, f.data
+	n.mu.Unlock()
+}
+
+// dataPath is the lower file holding a metadata-only copy's data, or "".
+func (n *node) dataPath() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.data
 }
 
 // topPath is the real path of the layer that answers for this node.
@@ -131,11 +148,11 @@ func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse
 	n.u.fillAttr(attr, &f.st, f.chain, stable.Ino)
 	if old := n.GetChild(name); old != nil && old.StableAttr() == stable {
 		if on, ok := old.Operations().(*node); ok {
-			on.setChain(f.chain)
+			on.setState(f)
 			return old
 		}
 	}
-	return n.NewInode(ctx, &node{u: n.u, chain: f.chain}, stable)
+	return n.NewInode(ctx, &node{u: n.u, chain: f.chain, data: f.data}, stable)
 }
 
 // Getattr stats the layer that answers for the node. An unlinked file that
@@ -152,6 +169,9 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 		if err := syscall.Fstat(h.fd, &st); err != nil {
 			return errno(err)
 		}
+	}
+	if data := n.dataPath(); data != "" {
+		st.Blocks = metacopyBlocks(data)
 	}
 	// inoOf needs u.mu; the node already knows its number.
 	n.u.fillAttr(&out.Attr, &st, chain, n.StableAttr().Ino)

@@ -156,7 +156,7 @@ func (n *node) copyUpChild(src *removal) error {
 	}
 	if child := n.GetChild(src.name); child != nil {
 		if cn := toNode(child.Operations()); cn != nil {
-			return cn.copyUp(-1)
+			return cn.copyUpMeta()
 		}
 	}
 	_, err := n.u.copyUpPath(src.obj.chain[0], joinRel(src.dirRel, src.name), -1)

@@ -62,6 +62,7 @@ func (u *unionFS) identity(li int, st *syscall.Stat_t, rel string) fs.StableAttr
 type found struct {
 	chain []int // layers holding it: one for a non-dir, the merge chain for a dir
 	st    syscall.Stat_t
+	data  string // for a metadata-only copy in the upper: the lower file with the data
 }
 
 // isDir reports whether the resolved object is a directory.
@@ -89,6 +90,9 @@ func (u *unionFS) resolve(dirChain []int, rel, name string) (*found, error) {
 			if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 				if len(f.chain) == 0 {
 					f.chain, f.st = []int{li}, st
+					if u.rw && li == upperLayer {
+						f.data = metacopyData(p, &st)
+					}
 				}
 				break
 			}

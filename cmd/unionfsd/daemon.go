@@ -16,6 +16,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/inspect"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -190,6 +191,13 @@ func serve(o *options, rep reporter) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, stopSignals...)
 	defer signal.Stop(sigs)
+	// Before the chdir below: a relative trace file is the caller's.
+	trace, closeTrace, err := o.trace.open()
+	if err != nil {
+		return rep.fail(err)
+	}
+	defer closeTrace()
+	o.cfg.Trace = trace
 	if _, isDaemon := rep.(*daemonReporter); isDaemon {
 		// Paths are absolute now; do not keep the caller's cwd busy.
 		os.Chdir("/")
@@ -209,6 +217,7 @@ func serve(o *options, rep reporter) int {
 		return rep.fail(fmt.Errorf("%s: interrupted by %v while mounting; unmounted", o.mountpoint, s))
 	default:
 	}
+	defer recordMount(o)()
 	rep.ready()
 	select {
 	case <-done: // unmounted from outside
@@ -216,6 +225,19 @@ func serve(o *options, rep reporter) int {
 		stop(server, o.mountpoint, done)
 	}
 	return exitOK
+}
+
+// recordMount writes the mount's layers where unionfsd explain and diff
+// look for them, and returns the function that removes the record. A
+// failure costs only those tools' convenience, so it is a warning.
+func recordMount(o *options) (remove func()) {
+	remove, err := inspect.SaveRecord(inspect.Record{Mountpoint: o.mountpoint, Upper: o.cfg.Upper,
+		Work: o.cfg.Work, Lowers: o.cfg.Lowers, PID: os.Getpid(), Started: time.Now()})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "unionfsd: warning: %v (explain and diff will need the layers spelled out)\n", err)
+		return func() {}
+	}
+	return remove
 }
 
 // stop unmounts. A busy mount (open files, a shell's cwd) gets a few tries,

@@ -6,6 +6,10 @@ Usage:
   unionfsd [flags] BRANCH[=RW|=RO][:BRANCH...] MOUNTPOINT
   unionfsd [flags] -o lowerdir=LOWER[:LOWER...][,upperdir=UPPER[,workdir=WORK]] [SOURCE] MOUNTPOINT
   mount -t fuse.unionfsd SOURCE MOUNTPOINT -o OPTIONS
+  unionfsd explain MOUNTPOINT PATH       a path's stack through every layer
+  unionfsd diff MOUNTPOINT|UPPERDIR      the upper's changes (A/C/D/O lines)
+  unionfsd check [--repair] UPPERDIR WORKDIR [LOWER...]   find crash damage
+  (run "unionfsd explain --help" etc. for each one)
 
 Layers are listed top first in both syntaxes.
   Branch list (unionfs-fuse style): with no =RW/=RO marks the first branch is
@@ -29,6 +33,13 @@ Flags:
       --entry-timeout D     kernel cache time for names (default 1s)
       --attr-timeout D      kernel cache time for attributes (default 1s)
       --negative-timeout D  kernel cache time for missing names (default 1s)
+      --trace[=FILE]        one line per operation with the layer that answered
+                            and what it caused (copy-up, whiteout, opaque);
+                            to FILE (appended), or to stderr (implies -f)
+      --trace-path PREFIX   trace only paths under PREFIX (may repeat)
+      --trace-op OP[,OP]    trace only these operations: lookup, open,
+                            create, mkdir, mknod, symlink, link, unlink,
+                            rmdir, rename, setattr, setxattr, removexattr
   -h, --help                show this help
       --version             show the version
 
@@ -54,6 +65,8 @@ Changes made through the mount always show at once.
 Without -f, unionfsd returns once the mount is ready and serves it in the
 background; it prints the error and exits 1 if the mount fails (2 for a
 command-line error). SIGINT, SIGTERM or "umount MOUNTPOINT" stop it.
+While it serves, it records the mount's layers in /run/unionfsd (for other
+users $XDG_RUNTIME_DIR/unionfsd) so explain and diff find them.
 
 Examples:
   unionfsd upper:lower2:lower1 /mnt/merged
@@ -62,6 +75,8 @@ Examples:
   unionfsd -o lowerdir=/l2:/l1,upperdir=/u,workdir=/w none /mnt/merged
   unionfsd -f --entry-timeout 0 --attr-timeout 0 upper:lower /mnt/merged
   mount -t fuse.unionfsd none /mnt/merged -o lowerdir=/l2:/l1,upperdir=/u,workdir=/w
+  unionfsd --trace=/tmp/trace.log --trace-path /etc upper:lower /mnt/merged
+  unionfsd explain /mnt/merged /etc/hosts
   umount /mnt/merged
   fstab: none /mnt/merged fuse.unionfsd lowerdir=/l2:/l1,upperdir=/u,workdir=/w 0 0
 mount(8) runs /sbin/mount.fuse3 with a cleared PATH, so for "mount -t

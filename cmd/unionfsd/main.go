@@ -16,9 +16,10 @@ import (
 var version = "dev"
 
 // subcommands maps a first argument such as "explain" to its handler, which
-// gets the remaining arguments and returns the exit status. None exist yet;
-// an argument that is not a registered name is a branch list, so a branch
-// dir named like a future subcommand can always be written as "./name".
+// gets the remaining arguments and returns the exit status. The handlers
+// register themselves (explain.go, diff.go, check.go). An argument that is
+// not a registered name is a branch list, so a branch dir named like a
+// subcommand can always be written as "./name".
 var subcommands = map[string]func(args []string) int{}
 
 // Exit statuses.

@@ -21,6 +21,7 @@ type options struct {
 	foreground bool
 	help       bool
 	version    bool
+	trace      traceOptions
 }
 
 // usageError is bad command-line syntax (exit status 2), as opposed to input
@@ -45,6 +46,9 @@ type flagValues struct {
 	entry       time.Duration
 	attr        time.Duration
 	negative    time.Duration
+	trace       string
+	tracePaths  []string
+	traceOps    []string
 	help        bool
 	version     bool
 }
@@ -63,6 +67,10 @@ func newFlagSet(v *flagValues) *pflag.FlagSet {
 	fs.DurationVar(&v.entry, "entry-timeout", def.EntryTimeout, "name cache timeout")
 	fs.DurationVar(&v.attr, "attr-timeout", def.AttrTimeout, "attribute cache timeout")
 	fs.DurationVar(&v.negative, "negative-timeout", def.NegativeTimeout, "missing-name cache timeout")
+	fs.StringVar(&v.trace, "trace", "", "trace operations to FILE (stderr without =FILE)")
+	fs.Lookup("trace").NoOptDefVal = traceStderr
+	fs.StringArrayVar(&v.tracePaths, "trace-path", nil, "trace only paths under this prefix")
+	fs.StringArrayVar(&v.traceOps, "trace-op", nil, "trace only these operations")
 	fs.BoolVarP(&v.help, "help", "h", false, "show help")
 	fs.BoolVar(&v.version, "version", false, "show version")
 	return fs
@@ -94,7 +102,14 @@ func parseArgs(args []string, euid int) (*options, error) {
 	mo.applyTo(&cfg)
 	cfg.AllowOther = mo.allowOther || euid == 0
 	cfg.Debug = v.debug || mo.debug
-	o.foreground = v.foreground || cfg.Debug
+	if fs.Changed("trace") && v.trace == "" {
+		return nil, usagef("--trace=: empty file name (--trace alone traces to stderr)")
+	}
+	if o.trace, err = parseTrace(v.trace, v.tracePaths, v.traceOps); err != nil {
+		return nil, err
+	}
+	// Tracing to stderr needs the terminal, which the daemon lets go of.
+	o.foreground = v.foreground || cfg.Debug || o.trace.dest == traceStderr
 	o.cfg = cfg
 	return o, nil
 }

@@ -1,0 +1,139 @@
+package cow
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// CopyUpMeta makes dst a metadata-only copy of the regular file src: an
+// empty file of src's size (one hole, so st_size is right and no data is
+// written), src's owner, mode, xattrs and times, and the xattr name=value,
+// which tells the caller where the data still is. Like CopyUp it is built in
+// the workdir and renamed into place; dst must not exist.
+func (e *Engine) CopyUpMeta(src, dst, name string, value []byte) (unix.Stat_t, error) {
+	st, err := e.copyUpMeta(src, dst, name, value)
+	if err != nil {
+		return unix.Stat_t{}, fmt.Errorf("metadata copy-up %s: %w", src, err)
+	}
+	return st, nil
+}
+
+func (e *Engine) copyUpMeta(src, dst, name string, value []byte) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if e.closed.Load() {
+		return st, os.ErrClosed
+	}
+	if err := e.checkDst(dst); err != nil {
+		return st, err
+	}
+	if err := unix.Lstat(src, &st); err != nil {
+		return st, &os.PathError{Op: "lstat", Path: src, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return st, &os.PathError{Op: "metacopy", Path: src, Err: unix.EINVAL}
+	}
+	tmp := e.tempPath()
+	err := e.buildMeta(src, tmp, &st, name, value)
+	if err == nil {
+		err = e.commit(tmp, dst, unix.RENAME_NOREPLACE)
+	}
+	if err != nil {
+		removeTemp(tmp)
+		return st, err
+	}
+	err = unix.Lstat(dst, &st)
+	return st, err
+}
+
+func (e *Engine) buildMeta(src, tmp string, st *unix.Stat_t, name string, value []byte) error {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(st.Size); err != nil {
+		return err
+	}
+	if err := unix.Lsetxattr(tmp, name, value, 0); err != nil {
+		return &os.PathError{Op: "setxattr " + name, Path: tmp, Err: err}
+	}
+	if err := e.applyMeta(src, tmp, st); err != nil {
+		return err
+	}
+	if e.opts.Fsync {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// CopyUpData completes a metadata-only copy: the file dst is replaced,
+// atomically, by one with the data of dataSrc (its first size bytes when
+// size >= 0) and dst's own owner, mode, xattrs (minus Options.SkipXattr,
+// which drops the metadata-copy marker) and times. Readers see either the
+// metadata copy or the full file, never a partial one.
+func (e *Engine) CopyUpData(dataSrc, dst string, size int64) (unix.Stat_t, error) {
+	st, err := e.copyUpData(dataSrc, dst, size)
+	if err != nil {
+		return unix.Stat_t{}, fmt.Errorf("data copy-up %s: %w", dataSrc, err)
+	}
+	return st, nil
+}
+
+func (e *Engine) copyUpData(dataSrc, dst string, size int64) (unix.Stat_t, error) {
+	var meta unix.Stat_t
+	if e.closed.Load() {
+		return meta, os.ErrClosed
+	}
+	if err := unix.Lstat(dst, &meta); err != nil {
+		return meta, &os.PathError{Op: "lstat", Path: dst, Err: err}
+	}
+	in, err := openSource(dataSrc)
+	if err != nil {
+		return meta, err
+	}
+	defer in.Close()
+	var src unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &src); err != nil {
+		return meta, &os.PathError{Op: "fstat", Path: dataSrc, Err: err}
+	}
+	tmp := e.tempPath()
+	err = e.buildData(in, src.Size, dst, tmp, &meta, size)
+	if err == nil {
+		err = e.commit(tmp, dst, 0)
+	}
+	if err != nil {
+		removeTemp(tmp)
+		return meta, err
+	}
+	var st unix.Stat_t
+	err = unix.Lstat(dst, &st)
+	return st, err
+}
+
+func (e *Engine) buildData(in *os.File, srcSize int64, metaSrc, tmp string, meta *unix.Stat_t, size int64) error {
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	target := meta.Size
+	if size >= 0 {
+		target = size
+	}
+	if err := copyData(in, out, srcSize, target); err != nil {
+		return err
+	}
+	if err := e.applyMeta(metaSrc, tmp, meta); err != nil {
+		return err
+	}
+	if e.opts.Fsync {
+		if err := out.Sync(); err != nil {
+			return err
+		}
+	}
+	return out.Close()
+}

@@ -1,0 +1,296 @@
+package inspect
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/cow"
+	"github.com/unionfsd/unionfsd/unionfs"
+	"github.com/unionfsd/unionfsd/whiteout"
+)
+
+// Finding kinds.
+const (
+	KindTempFile      = "temp-file"  // copy-up staging entry left in the workdir
+	KindWorkdirFS     = "workdir-fs" // workdir on another filesystem than the upper
+	KindBesideEntry   = "whiteout-beside-entry"
+	KindHidesNothing  = "whiteout-hides-nothing"
+	KindMetacopyGone  = "metacopy-lower-gone"
+	KindOverlayFormat = "overlay-format" // kernel-overlay markers in an upper that also has OCI ones
+)
+
+// Finding is one problem in an upper or work dir, with its fix.
+type Finding struct {
+	Kind    string `json:"kind"`
+	Path    string `json:"path"`
+	Problem string `json:"problem"`
+	Fix     string `json:"fix"`
+	repair  func() error
+}
+
+// Repairable reports whether Repair can apply the fix.
+func (f *Finding) Repairable() bool { return f.repair != nil }
+
+// Repair applies the fix; findings that need a person say so.
+func (f *Finding) Repair() error {
+	if f.repair == nil {
+		return errors.New("no automatic repair: " + f.Fix)
+	}
+	if err := f.repair(); err != nil {
+		return fmt.Errorf("repair %s: %w", f.Path, err)
+	}
+	return nil
+}
+
+// CheckResult is what Check found, and what it could not look at.
+type CheckResult struct {
+	Findings []*Finding
+	Notes    []string // checks skipped for lack of input
+}
+
+// Check looks for what a crash or a foreign tool leaves in a union's upper
+// and work dirs. It changes nothing; Repair on a finding does. Without
+// lowers, whiteouts and metacopy entries are not checked against them.
+func Check(cfg unionfs.Config) (*CheckResult, error) {
+	if cfg.Upper == "" {
+		return nil, errors.New("check needs an upper dir")
+	}
+	if cfg.Work == "" {
+		cfg.Work = filepath.Join(cfg.Upper, unionfs.DefaultWorkName)
+	}
+	s, err := unionfs.NewStack(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &checker{stack: s, upper: s.Dirs()[0], lowers: s.Dirs()[1:], res: &CheckResult{}}
+	if err := c.checkWork(cfg.Work); err != nil {
+		return nil, err
+	}
+	if err := c.walk(""); err != nil {
+		return nil, err
+	}
+	c.mixedFormats()
+	if len(c.lowers) == 0 {
+		c.res.Notes = append(c.res.Notes, "no lower layers given: whiteouts and metacopy entries were not checked against them")
+	}
+	sort.SliceStable(c.res.Findings, func(i, j int) bool { return c.res.Findings[i].Path < c.res.Findings[j].Path })
+	return c.res, nil
+}
+
+type checker struct {
+	stack  *unionfs.Stack
+	upper  string
+	lowers []string
+	res    *CheckResult
+	// Marker counts per format, and the overlay-format ones to convert if
+	// both formats turn up.
+	ociMarkers     int
+	overlayMarkers []*Finding
+}
+
+func (c *checker) add(f *Finding) { c.res.Findings = append(c.res.Findings, f) }
+
+// checkWork reports copy-up leftovers in the workdir and a workdir that
+// cannot serve the upper.
+func (c *checker) checkWork(work string) error {
+	names, err := sortedNames(work)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // made at the next mount
+	}
+	if err != nil {
+		return err
+	}
+	var ws, us unix.Stat_t
+	if unix.Stat(work, &ws) == nil && unix.Stat(c.upper, &us) == nil && ws.Dev != us.Dev {
+		c.add(&Finding{Kind: KindWorkdirFS, Path: work,
+			Problem: "workdir is on another filesystem than the upper dir: copy-up cannot rename into the upper",
+			Fix:     "use a workdir on the upper's filesystem (the default is UPPER/" + unionfs.DefaultWorkName + ")"})
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, cow.TempPrefix) {
+			continue
+		}
+		p := filepath.Join(work, n)
+		c.add(&Finding{Kind: KindTempFile, Path: p,
+			Problem: "copy-up temp entry left by an interrupted copy-up (the upper never saw it)",
+			Fix:     "remove it", repair: func() error { return os.RemoveAll(p) }})
+	}
+	return nil
+}
+
+// walk checks the upper dir rel ("" is the root) and everything below.
+func (c *checker) walk(rel string) error {
+	dir := filepath.Join(c.upper, rel)
+	names, err := sortedNames(dir)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, n := range names {
+		have[n] = true
+	}
+	if rel != "" {
+		c.checkOpaque(rel, have[whiteout.OpaqueName])
+	}
+	for _, name := range names {
+		if err := c.entry(rel, name, have); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkOpaque counts a dir's opaque marker and notes an overlay-format one.
+func (c *checker) checkOpaque(rel string, ociMarker bool) {
+	dir := filepath.Join(c.upper, rel)
+	if ociMarker {
+		c.ociMarkers++
+	}
+	if ok, _ := whiteout.HasOpaqueXattr(dir); ok {
+		c.overlayMarkers = append(c.overlayMarkers, &Finding{Kind: KindOverlayFormat, Path: dir,
+			Problem: "opaque in kernel-overlay format (overlay.opaque xattr) in an upper that also has OCI markers",
+			Fix:     "convert: add " + whiteout.OpaqueName + " and remove the xattr",
+			repair:  func() error { return convertOpaque(dir) }})
+	}
+}
+
+func (c *checker) entry(rel, name string, siblings map[string]bool) error {
+	full := filepath.Join(c.upper, rel, name)
+	if target, ok := whiteout.Target(name); ok {
+		c.ociMarkers++
+		return c.checkWhiteout(rel, target, full, siblings[target])
+	}
+	if whiteout.IsWhiteoutName(name) {
+		return nil // opaque marker (counted with its dir), workdir, reserved names
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(full, &st); err != nil {
+		return fmt.Errorf("check %s: %w", full, err)
+	}
+	switch {
+	case whiteout.IsOverlayWhiteout(&st):
+		return c.checkCharWhiteout(rel, name, full)
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		return c.walk(path.Join(rel, name))
+	case st.Mode&unix.S_IFMT == unix.S_IFREG:
+		c.checkMetacopy(full)
+	}
+	return nil
+}
+
+// checkWhiteout checks the OCI whiteout full that hides rel/target.
+func (c *checker) checkWhiteout(rel, target, full string, besideEntry bool) error {
+	if besideEntry {
+		c.add(&Finding{Kind: KindBesideEntry, Path: full,
+			Problem: fmt.Sprintf("whiteout beside %s, the entry it names: the entry wins, so the whiteout does nothing "+
+				"(a create over a deleted name was interrupted)", target),
+			Fix: "remove the whiteout", repair: func() error { return os.Remove(full) }})
+		return nil
+	}
+	_, err := c.hidesNothing(rel, target, full)
+	return err
+}
+
+// checkCharWhiteout checks a kernel-overlay whiteout.
+func (c *checker) checkCharWhiteout(rel, name, full string) error {
+	useless, err := c.hidesNothing(rel, name, full)
+	if err != nil || useless {
+		return err
+	}
+	c.overlayMarkers = append(c.overlayMarkers, &Finding{Kind: KindOverlayFormat, Path: full,
+		Problem: "whiteout in kernel-overlay format (char 0/0) in an upper that also has OCI whiteouts",
+		Fix:     "convert: replace it with " + whiteout.Name(name),
+		repair:  func() error { return convertCharWhiteout(full) }})
+	return nil
+}
+
+// hidesNothing reports (as a finding, and returns true) a whiteout full of
+// rel/name that hides nothing in the lowers.
+func (c *checker) hidesNothing(rel, name, full string) (bool, error) {
+	hides, err := c.hidesSomething(rel, name)
+	if err != nil || hides {
+		return false, err
+	}
+	c.add(&Finding{Kind: KindHidesNothing, Path: full,
+		Problem: fmt.Sprintf("whiteout for /%s, which no lower layer shows: it hides nothing", path.Join(rel, name)),
+		Fix:     "remove the whiteout", repair: func() error { return os.Remove(full) }})
+	return true, nil
+}
+
+// hidesSomething reports whether rel/name is visible in the lower layers by
+// the union's rules. With no lowers it cannot tell and says yes.
+func (c *checker) hidesSomething(rel, name string) (bool, error) {
+	if len(c.lowers) == 0 {
+		return true, nil
+	}
+	return c.stack.InLowers("/" + path.Join(rel, name))
+}
+
+// checkMetacopy reports a metacopy entry whose data file is gone.
+func (c *checker) checkMetacopy(full string) {
+	data, ok := unionfs.ReadMetacopy(full)
+	if !ok {
+		return
+	}
+	if _, err := os.Lstat(data); err == nil {
+		return
+	}
+	c.add(&Finding{Kind: KindMetacopyGone, Path: full,
+		Problem: fmt.Sprintf("metacopy entry: its data, %s, is gone (the layer was changed or removed)", data),
+		Fix:     "restore the lower layer that held it, or delete the file through the mount (its data is lost)"})
+}
+
+// mixedFormats turns overlay-format markers into findings when the upper
+// also holds OCI ones: kernel overlay ignores the OCI markers, and image
+// tools may ignore the overlay ones, so a mixed upper means different
+// things to different readers. A purely overlay-format upper is fine.
+func (c *checker) mixedFormats() {
+	if c.ociMarkers == 0 {
+		return
+	}
+	for _, f := range c.overlayMarkers {
+		c.add(f)
+	}
+}
+
+// convertCharWhiteout replaces a char 0/0 whiteout with an OCI one. The OCI
+// whiteout comes first, so the name is hidden at every moment.
+func convertCharWhiteout(full string) error {
+	wh := filepath.Join(filepath.Dir(full), whiteout.Name(filepath.Base(full)))
+	if err := createEmpty(wh); err != nil {
+		return err
+	}
+	return os.Remove(full)
+}
+
+// convertOpaque replaces a dir's overlay opaque xattr with the OCI marker.
+func convertOpaque(dir string) error {
+	if err := createEmpty(filepath.Join(dir, whiteout.OpaqueName)); err != nil {
+		return err
+	}
+	for _, x := range whiteout.OpaqueXattrs {
+		if err := unix.Lremovexattr(dir, x); err != nil && !errors.Is(err, unix.ENODATA) {
+			return fmt.Errorf("removexattr %s %s: %w", dir, x, err)
+		}
+	}
+	return nil
+}
+
+// createEmpty makes an empty file (mode 0) unless one is there.
+func createEmpty(p string) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}

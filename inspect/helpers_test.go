@@ -1,0 +1,152 @@
+package inspect
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/unionfs"
+)
+
+// union is a set of layer dirs made by a test: lowers top first.
+type union struct {
+	base, upper, work, mnt string
+	lowers                 []string
+}
+
+func newUnion(t *testing.T, nLowers int) *union {
+	t.Helper()
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	must(t, err)
+	u := &union{base: base, upper: base + "/upper", work: base + "/work", mnt: base + "/mnt"}
+	for i := 0; i < nLowers; i++ {
+		u.lowers = append(u.lowers, filepath.Join(base, "lower"+string(rune('0'+i))))
+	}
+	for _, d := range append([]string{u.upper, u.work, u.mnt}, u.lowers...) {
+		must(t, os.MkdirAll(d, 0o755))
+	}
+	return u
+}
+
+func (u *union) cfg() unionfs.Config {
+	return unionfs.Config{Upper: u.upper, Work: u.work, Lowers: u.lowers}
+}
+
+func (u *union) m(rel string) string { return filepath.Join(u.mnt, rel) }
+
+// requireMounts skips unless the test can mount FUSE and kernel overlay.
+func requireMounts(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mount tests need root: run go test as root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse: modprobe fuse")
+	}
+}
+
+// mountUnionfsd serves the union in-process until fn returns or the test ends.
+func (u *union) mountUnionfsd(t *testing.T) (unmount func()) {
+	t.Helper()
+	requireMounts(t)
+	cfg := unionfs.DefaultConfig()
+	cfg.Upper, cfg.Work, cfg.Lowers = u.upper, u.work, u.lowers
+	cfg.EntryTimeout, cfg.AttrTimeout, cfg.NegativeTimeout = 0, 0, 0
+	srv, err := unionfs.Mount(u.mnt, cfg)
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	done := false
+	unmount = func() {
+		if done {
+			return
+		}
+		done = true
+		if err := srv.Unmount(); err != nil {
+			unix.Unmount(u.mnt, unix.MNT_DETACH)
+		}
+	}
+	t.Cleanup(unmount)
+	return unmount
+}
+
+// mountOverlay mounts kernel overlay on the same layers (own workdir) and
+// returns the unmount function.
+func (u *union) mountOverlay(t *testing.T) (unmount func()) {
+	t.Helper()
+	requireMounts(t)
+	work := u.base + "/ovl-work"
+	must(t, os.MkdirAll(work, 0o755))
+	opts := "lowerdir=" + strings.Join(u.lowers, ":") + ",upperdir=" + u.upper + ",workdir=" + work +
+		",redirect_dir=off,index=off,metacopy=off,volatile"
+	if err := unix.Mount("overlay", u.mnt, "overlay", 0, opts); err != nil {
+		t.Skipf("kernel overlay mount failed (modprobe overlay?): %v", err)
+	}
+	done := false
+	unmount = func() {
+		if done {
+			return
+		}
+		done = true
+		if err := unix.Unmount(u.mnt, 0); err != nil {
+			unix.Unmount(u.mnt, unix.MNT_DETACH)
+		}
+		// overlay leaves its work/ subdir behind; it is not part of the test.
+		os.RemoveAll(work)
+	}
+	t.Cleanup(unmount)
+	return unmount
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t *testing.T, p, content string) {
+	t.Helper()
+	must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+	must(t, os.WriteFile(p, []byte(content), 0o644))
+}
+
+// tree lists "path kind[=content]" for everything under dir, sorted: the
+// merged view a test compares before and after a repair.
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case rel == ".":
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out = append(out, rel+"="+string(b))
+		default:
+			out = append(out, rel+" "+fi.Mode().Type().String())
+		}
+		return nil
+	})
+	must(t, err)
+	sort.Strings(out)
+	return out
+}
+
+func changeLines(cs []Change) string {
+	var lines []string
+	for _, c := range cs {
+		lines = append(lines, c.String())
+	}
+	return strings.Join(lines, "\n")
+}

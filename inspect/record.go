@@ -1,0 +1,380 @@
+// Package inspect holds the tools that look at a union from outside: where
+// a mount's layers are (mount records), what its upper dir changed (diff)
+// and what a crash or a foreign tool left broken in it (check, repair).
+package inspect
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/unionfsd/unionfsd/unionfs"
+)
+
+// Record is what a running unionfsd writes about its mount, so that tools
+// given only the mountpoint can find the layers.
+type Record struct {
+	Mountpoint string    `json:"mountpoint"`
+	Upper      string    `json:"upper,omitempty"`
+	Work       string    `json:"work,omitempty"`
+	Lowers     []string  `json:"lowers"`
+	PID        int       `json:"pid"`
+	Started    time.Time `json:"started"`
+}
+
+// Config is the union described by the record.
+func (r *Record) Config() unionfs.Config {
+	return unionfs.Config{Lowers: r.Lowers, Upper: r.Upper, Work: r.Work}
+}
+
+// RecordDirEnv overrides where records live (tests, unusual setups).
+const RecordDirEnv = "UNIONFSD_RECORD_DIR"
+
+// RecordDir is where records live: /run/unionfsd for root,
+// $XDG_RUNTIME_DIR/unionfsd for other users (a per-user temp dir when that
+// is unset).
+func RecordDir() string {
+	if d := os.Getenv(RecordDirEnv); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/run/unionfsd"
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		return filepath.Join(x, "unionfsd")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("unionfsd-%d", os.Geteuid()))
+}
+
+// recordPath names the record of a mountpoint after the escaped path, the
+// way systemd names mount units: /mnt/my-dir -> mnt-my\x2ddir.json.
+func recordPath(mountpoint string) string {
+	return filepath.Join(RecordDir(), escapePath(mountpoint)+".json")
+}
+
+func escapePath(p string) string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return "-"
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '/':
+			b.WriteByte('-')
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '_', c == ':', c == '.' && i > 0 && p[i-1] != '/':
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		}
+	}
+	return b.String()
+}
+
+// SaveRecord writes r atomically (temp file and rename) and returns a
+// function that removes it again.
+func SaveRecord(r Record) (remove func(), err error) {
+	dir := RecordDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("mount record: %w", err)
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("mount record: %w", err)
+	}
+	p := recordPath(r.Mountpoint)
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("mount record: %w", err)
+	}
+	_, werr := tmp.Write(append(data, '\n'))
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(tmp.Name(), 0o644), os.Rename(tmp.Name(), p)); err != nil {
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("mount record %s: %w", p, err)
+	}
+	return func() { removeIfOurs(p, r.PID) }, nil
+}
+
+// removeIfOurs removes the record at p unless a newer daemon has replaced it.
+func removeIfOurs(p string, pid int) {
+	if r, err := readRecord(p); err == nil && r.PID == pid {
+		os.Remove(p)
+	}
+}
+
+func readRecord(p string) (*Record, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s: bad mount record: %w", p, err)
+	}
+	return &r, nil
+}
+
+// ErrNoRecord means no live unionfsd mount is recorded for a path.
+var ErrNoRecord = errors.New("no unionfsd mount recorded")
+
+// LoadRecord returns the record of the live unionfsd mount at mountpoint
+// (absolute, symlink-free).
+func LoadRecord(mountpoint string) (*Record, error) {
+	p := recordPath(mountpoint)
+	r, err := readRecord(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", mountpoint, ErrNoRecord)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !r.live() {
+		return nil, fmt.Errorf("%s: %w (stale record %s: unionfsd pid %d is gone)", mountpoint, ErrNoRecord, p, r.PID)
+	}
+	return r, nil
+}
+
+// live reports whether the recording daemon still runs and its mount is there.
+func (r *Record) live() bool {
+	if err := syscall.Kill(r.PID, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	m, ok := mountAt(r.Mountpoint)
+	return ok && strings.HasPrefix(m.fstype, "fuse")
+}
+
+// Records lists the live recorded mounts.
+func Records() []*Record {
+	ents, _ := os.ReadDir(RecordDir())
+	var out []*Record
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		if r, err := readRecord(filepath.Join(RecordDir(), e.Name())); err == nil && r.live() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// FindMount returns the layers of the union mounted at or above p, and p's
+// path inside it: from a unionfsd record, or from the mount options of a
+// kernel overlay mount. p need not exist (explain a deleted file).
+func FindMount(p string) (cfg unionfs.Config, mnt, inner string, err error) {
+	abs, err := realPrefix(p)
+	if err != nil {
+		return cfg, "", "", err
+	}
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if cfg, err := LayersOf(dir); err == nil {
+			return cfg, dir, "/" + strings.TrimPrefix(strings.TrimPrefix(abs, dir), "/"), nil
+		} else if !errors.Is(err, ErrNoRecord) {
+			return cfg, "", "", err
+		}
+		if dir == "/" {
+			return cfg, "", "", fmt.Errorf("%s: %w at or above it", abs, ErrNoRecord)
+		}
+	}
+}
+
+// realPrefix makes p absolute and resolves symlinks in its parent dirs,
+// as far as they exist. The last element stays as written: explaining a
+// symlink means the link, not its target.
+func realPrefix(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", p, err)
+	}
+	if abs == "/" {
+		return abs, nil
+	}
+	rest := filepath.Base(abs)
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		if dir == "/" {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
+}
+
+// LayersOf returns the layers of the union mounted exactly at mnt: a
+// unionfsd mount with a live record, or a kernel overlay mount. Errors that
+// wrap ErrNoRecord mean "no union mounted there".
+func LayersOf(mnt string) (unionfs.Config, error) {
+	r, err := LoadRecord(mnt)
+	if err == nil {
+		return r.Config(), nil
+	}
+	m, ok := mountAt(mnt)
+	switch {
+	case !ok:
+		return unionfs.Config{}, err
+	case m.fstype == "overlay":
+		return overlayLayers(mnt, m.superOpts)
+	case strings.HasPrefix(m.fstype, "fuse.unionfsd"):
+		return unionfs.Config{}, fmt.Errorf("%s: unionfsd mount without a record of its layers "+
+			"(mounted by another program, or its daemon is gone): give the layers explicitly", mnt)
+	}
+	return unionfs.Config{}, err
+}
+
+// overlayLayers reads lowerdir, upperdir and workdir from an overlay
+// mount's options.
+func overlayLayers(mnt, opts string) (unionfs.Config, error) {
+	var cfg unionfs.Config
+	for _, o := range strings.Split(opts, ",") {
+		k, v, _ := strings.Cut(o, "=")
+		v = unescapeOctal(v)
+		switch k {
+		case "lowerdir":
+			cfg.Lowers = append(cfg.Lowers, splitColons(v)...)
+		case "lowerdir+":
+			cfg.Lowers = append(cfg.Lowers, v)
+		case "upperdir":
+			cfg.Upper = v
+		case "workdir":
+			cfg.Work = v
+		}
+	}
+	if len(cfg.Lowers) == 0 {
+		return cfg, fmt.Errorf("%s: overlay mount shows no lowerdir", mnt)
+	}
+	return cfg, nil
+}
+
+// splitColons splits overlay's lowerdir list; "\:" is a colon in a path.
+func splitColons(s string) []string {
+	var out []string
+	var cur strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s) && s[i+1] == ':':
+			cur.WriteByte(':')
+			i++
+		case s[i] == ':':
+			out = append(out, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(s[i])
+		}
+	}
+	return append(out, cur.String())
+}
+
+// mountInfo is one line of /proc/self/mountinfo.
+type mountInfo struct{ point, fstype, superOpts string }
+
+// mountAt returns the topmost mount at dir.
+func mountAt(dir string) (mountInfo, bool) {
+	var found mountInfo
+	ok := false
+	for _, m := range readMountinfo() {
+		if m.point == dir {
+			found, ok = m, true
+		}
+	}
+	return found, ok
+}
+
+func readMountinfo() []mountInfo {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []mountInfo
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 2 {
+			continue
+		}
+		m := mountInfo{point: unescapeOctal(f[4]), fstype: g[0]}
+		if len(g) >= 3 {
+			m.superOpts = g[2]
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// unescapeOctal undoes the kernel's \NNN escapes in mountinfo fields.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// UpperInUse names a live mount that writes to upper: a recorded unionfsd
+// mount or a kernel overlay mount. Repairs must not race with it.
+func UpperInUse(upper string) (string, bool) {
+	for _, r := range Records() {
+		if r.Upper == upper {
+			return fmt.Sprintf("unionfsd mount %s (pid %d)", r.Mountpoint, r.PID), true
+		}
+	}
+	for _, m := range readMountinfo() {
+		if m.fstype != "overlay" {
+			continue
+		}
+		if cfg, err := overlayLayers(m.point, m.superOpts); err == nil && cfg.Upper == upper {
+			return "kernel overlay mount " + m.point, true
+		}
+	}
+	return "", false
+}
+
+// RecordContaining returns the live record of the unionfsd mount at or
+// above p.
+func RecordContaining(p string) (*Record, bool) {
+	abs, err := realPrefix(p)
+	if err != nil {
+		return nil, false
+	}
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if r, err := LoadRecord(dir); err == nil {
+			return r, true
+		}
+		if dir == "/" {
+			return nil, false
+		}
+	}
+}
+
+// RecordForUpper returns the live record of the unionfsd mount using upper.
+func RecordForUpper(upper string) (*Record, bool) {
+	for _, r := range Records() {
+		if r.Upper == upper {
+			return r, true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,140 @@
+// Package posix runs go-fuse's posixtest suite against a unionfsd mount.
+package posix
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/posixtest"
+	"github.com/unionfsd/unionfsd/tests/difftest"
+	"github.com/unionfsd/unionfsd/unionfs"
+)
+
+var target = flag.String("posix.target", "unionfsd",
+	"what to run posixtest on: unionfsd, overlay (kernel overlay, the reference) or plain (the backing file system)")
+
+// skipped are the posixtest cases that test something no union file system
+// (and no ordinary one) provides; each says why. Everything else must pass.
+var skipped = map[string]string{
+	// Two opens of one file by one process take F_WRLCK then F_RDLCK and
+	// the test wants EAGAIN. POSIX record locks belong to the process, so
+	// the second lock just converts the first: ext4 and kernel overlay
+	// succeed too (run -posix.target=plain). go-fuse's own TestAll skips it.
+	"FcntlFlockLocksFile": "expects a lock conflict between two fds of one process, which POSIX locks never give (ext4 fails it too)",
+}
+
+// where a case runs inside the union.
+var places = []struct {
+	name  string
+	setup func(mnt string) (string, error)
+}{
+	// A directory that exists only in the lower layer: the first write in
+	// it copies it up.
+	{"lowerdir", func(mnt string) (string, error) { return filepath.Join(mnt, "t"), nil }},
+	// A directory made through the mount: upper only.
+	{"newdir", func(mnt string) (string, error) {
+		d := filepath.Join(mnt, "new")
+		return d, os.Mkdir(d, 0o755)
+	}},
+}
+
+// lowerLayer has the test dir "t" (empty) beside unrelated lower content.
+var lowerLayer = difftest.Layer{
+	{Path: "t", Type: difftest.EDir, Mode: 0o755},
+	{Path: "other", Type: difftest.EDir, Mode: 0o755},
+	{Path: "other/file", Type: difftest.EFile, Mode: 0o644, Data: "lower\n"},
+	{Path: "README", Type: difftest.EFile, Mode: 0o644, Data: "lower layer\n"},
+}
+
+func TestPosix(t *testing.T) {
+	if reason := difftest.CanMount(); reason != "" && *target != "plain" {
+		t.Skip(reason)
+	}
+	var names []string
+	for name := range posixtest.All {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fn := posixtest.All[name]
+		t.Run(name, func(t *testing.T) {
+			if why, ok := skipped[name]; ok {
+				t.Skip(why)
+			}
+			for _, pl := range places {
+				t.Run(pl.name, func(t *testing.T) {
+					mnt := mount(t)
+					dir, err := pl.setup(mnt)
+					if err != nil {
+						t.Fatal(err)
+					}
+					fn(t, dir)
+				})
+			}
+		})
+	}
+}
+
+// mount makes a fresh union for one case and returns its root; the unmount
+// is registered with t.Cleanup.
+func mount(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	lower, upper, work, mnt := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"),
+		filepath.Join(dir, "work"), filepath.Join(dir, "mnt")
+	if err := difftest.Build(lower, lowerLayer, difftest.OverlayFormat); err != nil {
+		t.Fatal(err)
+	}
+	if *target == "plain" {
+		return lower // no union: the backing file system itself
+	}
+	for _, d := range []string{upper, work, mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var unmount func() error
+	var err error
+	switch *target {
+	case "unionfsd":
+		cfg := unionfs.DefaultConfig()
+		cfg.Lowers = []string{lower}
+		cfg.Upper, cfg.Work = upper, work
+		unmount, err = difftest.MountUnionfsd(mnt, cfg)
+	case "overlay":
+		unmount, err = difftest.Overlay.Mount([]string{lower}, upper, work, mnt)
+	default:
+		err = fmt.Errorf("-posix.target=%q: want unionfsd, overlay or plain", *target)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unmount(); err != nil {
+			t.Error(err)
+		}
+	})
+	return mnt
+}
+
+// TestMain detaches mounts left behind if go test's -timeout is about to
+// kill the binary (which skips t.Cleanup).
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.timeout"); f != nil {
+		if d, ok := f.Value.(flag.Getter).Get().(time.Duration); ok && d > 0 {
+			time.AfterFunc(d-min(d/10, 10*time.Second), func() { difftest.DetachAll() })
+		}
+	}
+	code := m.Run()
+	if left := difftest.DetachAll(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "posix: detached %d mounts left behind: %v\n", len(left), left)
+		code = 1
+	}
+	os.Exit(code)
+}
