@@ -142,6 +142,9 @@ func (s *supervisor) mountUnion() error {
 	// Other users of the container (-u) must get through FUSE's
 	// mounter-only check; permissions are checked by the kernel.
 	cfg.AllowOther = true
+	// chown -R, chmod -R and friends in a container copy no data; commit
+	// and export resolve the metacopy entries to full files.
+	cfg.Metacopy = true
 	cfg.FsName = "crun-lite:" + s.c.Name
 	server, err := unionfs.Mount(merged, cfg)
 	if err != nil {
