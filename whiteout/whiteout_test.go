@@ -1,0 +1,84 @@
+package whiteout
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestNames(t *testing.T) {
+	for _, c := range []struct {
+		name, target string
+		ok, reserved bool
+	}{
+		{".wh.foo", "foo", true, true},
+		{".wh..wh..opq", "", false, true},
+		{".wh..wh.unionfsd.work", "", false, true},
+		{".wh.", "", false, true},
+		{".wh..", "", false, true},
+		{"foo", "", false, false},
+		{"x.wh.foo", "", false, false},
+	} {
+		target, ok := Target(c.name)
+		if target != c.target || ok != c.ok || IsWhiteoutName(c.name) != c.reserved {
+			t.Errorf("%q: Target = %q %v, reserved %v; want %q %v %v", c.name, target, ok, IsWhiteoutName(c.name), c.target, c.ok, c.reserved)
+		}
+	}
+	if Name("a b") != ".wh.a b" || !IsOpaqueMarker(OpaqueName) {
+		t.Errorf("Name or IsOpaqueMarker wrong")
+	}
+}
+
+func TestOverlayFormat(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod and trusted.* xattrs need root: run the suite with sudo")
+	}
+	dir := t.TempDir()
+	wh := filepath.Join(dir, "gone")
+	if err := unix.Mknod(wh, unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "null")
+	if err := unix.Mknod(other, unix.S_IFCHR, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	for path, want := range map[string]bool{wh: true, other: false, dir: false} {
+		if err := unix.Lstat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		if IsOverlayWhiteout(&st) != want {
+			t.Errorf("IsOverlayWhiteout(%s) = %v, want %v", path, !want, want)
+		}
+	}
+
+	for _, c := range []struct {
+		setup func(d string) error
+		want  bool
+	}{
+		{func(d string) error { return nil }, false},
+		{func(d string) error { return os.WriteFile(filepath.Join(d, OpaqueName), nil, 0o644) }, true},
+		{func(d string) error { return unix.Setxattr(d, TrustedOpaqueXattr, []byte("y"), 0) }, true},
+		{func(d string) error { return unix.Setxattr(d, UserOpaqueXattr, []byte("y"), 0) }, true},
+		// "x" marks a dir that merely holds whiteouts (newer kernels): not opaque.
+		{func(d string) error { return unix.Setxattr(d, TrustedOpaqueXattr, []byte("x"), 0) }, false},
+	} {
+		d := t.TempDir()
+		if err := c.setup(d); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := IsOpaqueDir(d); err != nil || got != c.want {
+			t.Errorf("IsOpaqueDir = %v %v, want %v", got, err, c.want)
+		}
+	}
+	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.redirect", "user.unionfsd.metacopy"} {
+		if !IsInternalXattr(x) {
+			t.Errorf("%s should be internal", x)
+		}
+	}
+	if IsInternalXattr("user.mime_type") || IsInternalXattr("security.capability") {
+		t.Errorf("ordinary xattrs are not internal")
+	}
+}
