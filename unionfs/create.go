@@ -38,11 +38,14 @@ func (n *node) prepareCreate(name string) (*newEntry, syscall.Errno) {
 	}
 	e := &newEntry{dirRel: n.rel(), name: name}
 	e.path = n.u.upperPath(joinRel(e.dirRel, name))
-	wh, err := n.u.hasWhiteout(upperLayer, e.dirRel, name)
+	wh, err := n.u.upperWhiteout(e.dirRel, name)
 	if err != nil {
 		return nil, errno(err)
 	}
 	e.whiteout = wh
+	if err := n.u.clearOverlayWhiteout(e.dirRel, name); err != nil {
+		return nil, errno(err)
+	}
 	if !wh {
 		// The kernel only creates names it saw missing, but its cache may
 		// be stale after a change made directly in a layer.
@@ -181,9 +184,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 			if err := syscall.Mkdir(tmp, perm); err != nil {
 				return err
 			}
-			return touch(tmp + "/" + whiteout.OpaqueName)
+			return n.u.markOpaque(tmp)
 		})
-		n.u.note("opaque %s/%s", e.path, whiteout.OpaqueName)
+		n.u.note("opaque %s", n.u.opaqueMarkName(e.path))
 	} else {
 		err = syscall.Mkdir(e.path, perm)
 	}

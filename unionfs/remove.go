@@ -51,6 +51,9 @@ func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
 	if err := n.copyUp(-1); err != nil {
 		return errno(err)
 	}
+	if r.below && n.u.overlayFormat() {
+		return errno(n.u.whiteoutInPlace(r.dirRel, name, n.u.inUpper(r.obj.chain)))
+	}
 	if r.below {
 		if err := n.u.createWhiteout(r.dirRel, name); err != nil {
 			return errno(err)
@@ -83,6 +86,14 @@ func (n *node) Rmdir(ctx context.Context, name string) (eno syscall.Errno) {
 	}
 	if err := n.copyUp(-1); err != nil {
 		return errno(err)
+	}
+	if r.below && n.u.overlayFormat() {
+		if n.u.inUpper(r.obj.chain) {
+			if err := n.u.clearUpperDir(childRel); err != nil {
+				return errno(err)
+			}
+		}
+		return errno(n.u.whiteoutInPlace(r.dirRel, name, n.u.inUpper(r.obj.chain)))
 	}
 	if r.below {
 		if err := n.u.createWhiteout(r.dirRel, name); err != nil {

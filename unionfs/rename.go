@@ -80,7 +80,7 @@ func (np *node) resolveTarget(srcObj *found, name string, flags uint32) (*target
 	case !errors.Is(err, errNotFound):
 		return nil, errno(err)
 	}
-	if t.whiteout, err = np.u.hasWhiteout(upperLayer, t.dirRel, name); err != nil {
+	if t.whiteout, err = np.u.upperWhiteout(t.dirRel, name); err != nil {
 		return nil, errno(err)
 	}
 	if t.below, err = np.u.existsBelow(chain, t.dirRel, name); err != nil {
@@ -123,12 +123,12 @@ func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno 
 	// directory of the same name (now or added later) never merges into
 	// it; overlay does the same.
 	if src.obj.isDir() && dst.merged {
-		if err := touch(srcPath + "/" + whiteout.OpaqueName); err != nil {
+		if err := u.markOpaque(srcPath); err != nil {
 			return errno(err)
 		}
-		u.note("opaque %s/%s", u.upperPath(dstRel), whiteout.OpaqueName)
+		u.note("opaque %s", u.opaqueMarkName(u.upperPath(dstRel)))
 	}
-	if src.below {
+	if src.below && !u.overlayFormat() {
 		if err := u.createWhiteout(src.dirRel, src.name); err != nil {
 			return errno(err)
 		}
@@ -137,7 +137,7 @@ func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno 
 	if dst.obj != nil && u.inUpper(dst.obj.chain) && !dst.obj.isDir() {
 		u.retire(dstPath)
 	}
-	if err := syscall.Rename(srcPath, dstPath); err != nil {
+	if err := u.renameUpper(srcPath, dstPath, src, dst); err != nil {
 		return errno(err)
 	}
 	if dst.whiteout {
@@ -146,6 +146,39 @@ func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno 
 		}
 	}
 	return 0
+}
+
+// renameUpper does the rename(2) of renameInUpper. With overlay-format
+// whiteouts the source's whiteout comes with the rename itself
+// (RENAME_WHITEOUT), and a directory taking the place of a 0/0 whiteout
+// swaps with it (rename refuses a directory over a non-directory): the
+// device then stands at the source, a whiteout if one is needed there.
+func (u *unionFS) renameUpper(srcPath, dstPath string, src *removal, dst *target) error {
+	if !u.overlayFormat() {
+		return syscall.Rename(srcPath, dstPath)
+	}
+	if src.obj.isDir() && isOverlayWhiteoutAt(u.upperPath(dst.dirRel), dst.name) {
+		if err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_EXCHANGE); err != nil {
+			return err
+		}
+		if !src.below {
+			return syscall.Unlink(srcPath)
+		}
+		return nil
+	}
+	if !src.below {
+		return syscall.Rename(srcPath, dstPath)
+	}
+	err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_WHITEOUT)
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EPERM) {
+		// No RENAME_WHITEOUT here (filesystem or privilege): rename, then
+		// make the device; the lower name shows for the moment in between.
+		if err := syscall.Rename(srcPath, dstPath); err != nil {
+			return err
+		}
+		return unix.Mknod(srcPath, unix.S_IFCHR, 0)
+	}
+	return err
 }
 
 // copyUpChild copies up the source of a rename through its node, so the
@@ -221,16 +254,22 @@ func (u *unionFS) materializeEntry(chain []int, rel, name string) error {
 	return nil
 }
 
-// dropMarkers removes, below the upper directory path, the whiteouts and
-// the opaque markers of subdirectories: once a materialized tree has moved
-// away from the lower names they hid, they hide nothing.
+// dropMarkers removes, below the upper directory path, whiteouts (both
+// formats) and the opaque marks of subdirectories: once a materialized tree
+// has moved away from the lower names they hid, they hide nothing.
 func dropMarkers(path string, top bool) error {
+	if !top {
+		for _, x := range whiteout.OpaqueXattrs {
+			unix.Lremovexattr(path, x) // absent is fine
+		}
+	}
 	ents, err := readDirents(path)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
 		_, isWhiteout := whiteout.Target(e.name)
+		isWhiteout = isWhiteout || e.dtype == syscall.DT_CHR && isOverlayWhiteoutAt(path, e.name)
 		if isWhiteout || !top && whiteout.IsOpaqueMarker(e.name) {
 			if err := syscall.Unlink(path + "/" + e.name); err != nil && !errors.Is(err, syscall.ENOENT) {
 				return err
@@ -328,7 +367,7 @@ func (u *unionFS) opaqueIfMerged(path string, obj *found, parent *node) error {
 	if !obj.isDir() || len(lowerPart(u, parent.getChain())) == 0 {
 		return nil
 	}
-	return touch(path + "/" + whiteout.OpaqueName)
+	return u.markOpaque(path)
 }
 
 // upperOnlyOrFile reports whether obj can take part in a rename(2) in the

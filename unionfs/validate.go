@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -15,7 +16,8 @@ import (
 
 // Validate checks that the layer dirs of c can form a union and makes every
 // path absolute with symlinks resolved, so the later checks and the mount
-// agree on what each path is. With an Upper and no Work it sets Work to
+// agree on what each path is. It checks UIDMap and GIDMap (checkIDMaps)
+// first. With an Upper and no Work it sets Work to
 // <Upper>/DefaultWorkName. A missing Work dir is created (mode 0700), but
 // only after every other check passed, so bad input changes nothing.
 //
@@ -24,6 +26,9 @@ import (
 func (c *Config) Validate() error {
 	if len(c.Lowers) == 0 && c.Upper == "" {
 		return errors.New("no layers: give at least one lower dir or an upper dir")
+	}
+	if err := c.checkIDMaps(); err != nil {
+		return err
 	}
 	if c.Work != "" && c.Upper == "" {
 		return fmt.Errorf("%s: workdir given without an upper dir", c.Work)
@@ -220,4 +225,178 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// maxID is the highest uid or gid: (uid_t)-1 means "no id" to the kernel.
+const maxID = 1<<32 - 2
+
+// Where the kernel shows which ids our user namespace maps.
+const (
+	uidMapFile = "/proc/self/uid_map"
+	gidMapFile = "/proc/self/gid_map"
+)
+
+// checkIDMaps checks UIDMap and GIDMap: every range non-empty and within
+// the id space, no id in two ranges on either side, and every id on both
+// sides mapped in our user namespace (a chown to an unmapped id fails, and
+// the kernel shows an unmapped id as the overflow id 65534). Errors name the
+// map as the uidmapping=/gidmapping= option spells it: ID:MAPPED:COUNT, ID
+// stored in the layers (HostID), MAPPED shown by the mount (ContainerID).
+func (c *Config) checkIDMaps() error {
+	sets := []struct {
+		option, nsFile string
+		maps           []IDMap
+	}{
+		{"uidmapping", uidMapFile, c.UIDMap},
+		{"gidmapping", gidMapFile, c.GIDMap},
+	}
+	for _, s := range sets {
+		if len(s.maps) == 0 {
+			continue
+		}
+		err := checkIDRanges(s.maps)
+		if err == nil {
+			err = checkIDsInNamespace(s.maps, s.nsFile)
+		}
+		if err != nil {
+			return fmt.Errorf("%s=%s: %w", s.option, formatIDMaps(s.maps), err)
+		}
+	}
+	return nil
+}
+
+// formatIDMaps spells maps the way the uidmapping= option takes them.
+func formatIDMaps(maps []IDMap) string {
+	parts := make([]string, len(maps))
+	for i, m := range maps {
+		parts[i] = formatIDMap(m)
+	}
+	return strings.Join(parts, ":")
+}
+
+func formatIDMap(m IDMap) string {
+	return fmt.Sprintf("%d:%d:%d", m.HostID, m.ContainerID, m.Size)
+}
+
+// idSide picks one side of a map: the stored ids or the shown ids.
+type idSide struct {
+	name  string
+	start func(IDMap) uint32
+}
+
+var idSides = []idSide{
+	{"stored", func(m IDMap) uint32 { return m.HostID }},
+	{"shown", func(m IDMap) uint32 { return m.ContainerID }},
+}
+
+// checkIDRanges checks sizes, the id space and overlaps.
+func checkIDRanges(maps []IDMap) error {
+	for _, m := range maps {
+		if m.Size == 0 {
+			return fmt.Errorf("range %s has size 0", formatIDMap(m))
+		}
+		for _, side := range idSides {
+			if last := uint64(side.start(m)) + uint64(m.Size) - 1; last > maxID {
+				return fmt.Errorf("range %s: %s ids would run to %d, past the highest id %d",
+					formatIDMap(m), side.name, last, uint64(maxID))
+			}
+		}
+	}
+	for i, a := range maps {
+		for _, b := range maps[i+1:] {
+			for _, side := range idSides {
+				if lo, hi, ok := overlap(side.start(a), a.Size, side.start(b), b.Size); ok {
+					return fmt.Errorf("ranges %s and %s overlap: %s ids %d-%d are in both",
+						formatIDMap(a), formatIDMap(b), side.name, lo, hi)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// overlap returns the ids [lo, hi] two ranges share.
+func overlap(a, an, b, bn uint32) (lo, hi uint64, ok bool) {
+	lo = max(uint64(a), uint64(b))
+	hi = min(uint64(a)+uint64(an), uint64(b)+uint64(bn)) - 1 // sizes are > 0
+	return lo, hi, lo <= hi
+}
+
+// checkIDsInNamespace checks that nsFile (our uid_map or gid_map) maps
+// every id of maps, stored and shown.
+func checkIDsInNamespace(maps []IDMap, nsFile string) error {
+	ns, err := readNamespaceIDs(nsFile)
+	if err != nil {
+		return err
+	}
+	for _, m := range maps {
+		for _, side := range idSides {
+			if id, ok := firstUnmapped(ns, uint64(side.start(m)), uint64(m.Size)); !ok {
+				return fmt.Errorf("%s id %d (range %s) is not mapped in this user namespace (%s); "+
+					"run where it is (podman unshare, or as root) or use ids it maps",
+					side.name, id, formatIDMap(m), nsFile)
+			}
+		}
+	}
+	return nil
+}
+
+// nsRange is one line of a uid_map/gid_map: ids [start, start+count) inside.
+type nsRange struct{ start, count uint64 }
+
+// readNamespaceIDs reads the inside ranges of a uid_map or gid_map file.
+func readNamespaceIDs(p string) ([]nsRange, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the user namespace's ids: %w", err)
+	}
+	var out []nsRange
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		r, ok := parseNamespaceLine(line)
+		if !ok {
+			return nil, fmt.Errorf("%s: unexpected line %q", p, line)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// parseNamespaceLine reads "INSIDE OUTSIDE COUNT".
+func parseNamespaceLine(line string) (nsRange, bool) {
+	f := strings.Fields(line)
+	if len(f) != 3 {
+		return nsRange{}, false
+	}
+	var n [3]uint64
+	for i := range n {
+		v, err := strconv.ParseUint(f[i], 10, 32)
+		if err != nil {
+			return nsRange{}, false
+		}
+		n[i] = v
+	}
+	return nsRange{start: n[0], count: n[2]}, true
+}
+
+// firstUnmapped walks [start, start+n) through the namespace ranges; it
+// returns the first id no range covers, or ok.
+func firstUnmapped(ns []nsRange, start, n uint64) (id uint64, ok bool) {
+	end := start + n
+	for id = start; id < end; {
+		next := id
+		for _, r := range ns {
+			if id >= r.start && id < r.start+r.count {
+				next = r.start + r.count
+				break
+			}
+		}
+		if next == id {
+			return id, false
+		}
+		id = next
+	}
+	return 0, true
 }

@@ -239,3 +239,86 @@ func TestValidateWorkOnOtherFilesystem(t *testing.T) {
 		t.Fatal("rejected workdir was created")
 	}
 }
+
+// TestValidateIDMaps checks the id map rules: one error naming the option
+// (as uidmapping=/gidmapping= spell it) and the cause, nothing created.
+func TestValidateIDMaps(t *testing.T) {
+	m := func(stored, shown, size uint32) IDMap { return IDMap{HostID: stored, ContainerID: shown, Size: size} }
+	cases := []struct {
+		name     string
+		uid, gid []IDMap
+		says     string // "" means valid
+	}{
+		{"podman-style map", []IDMap{m(0, 100000, 65536)}, []IDMap{m(0, 100000, 65536)}, ""},
+		{"several ranges", []IDMap{m(0, 1000, 1), m(1, 100000, 65536)}, nil, ""},
+		{"whole id space", []IDMap{m(0, 0, maxID+1)}, nil, ""},
+		{"zero size", []IDMap{m(0, 1000, 0)}, nil, "uidmapping=0:1000:0: range 0:1000:0 has size 0"},
+		{"stored ids overlap", []IDMap{m(0, 1000, 10), m(5, 2000, 10)}, nil,
+			"uidmapping=0:1000:10:5:2000:10: ranges 0:1000:10 and 5:2000:10 overlap: stored ids 5-9 are in both"},
+		{"shown ids overlap", nil, []IDMap{m(0, 1000, 10), m(100, 1009, 1)},
+			"gidmapping=0:1000:10:100:1009:1: ranges 0:1000:10 and 100:1009:1 overlap: shown ids 1009-1009"},
+		{"stored ids overflow", []IDMap{m(maxID, 0, 2)}, nil, "stored ids would run to 4294967295, past the highest id"},
+		{"shown ids overflow", nil, []IDMap{m(0, 4294967290, 100)}, "gidmapping=0:4294967290:100: range 0:4294967290:100: shown ids"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			base, err := filepath.EvalSymlinks(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := mkdirs(t, base, "lo", "up")
+			cfg := Config{Lowers: []string{d[0]}, Upper: d[1], UIDMap: c.uid, GIDMap: c.gid}
+			err = cfg.Validate()
+			if c.says == "" {
+				if err != nil && strings.Contains(err.Error(), "not mapped in this user namespace") {
+					t.Skipf("the test's user namespace is too small: %v", err)
+				}
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("Validate = %v, want an error saying %q", err, c.says)
+			}
+			assertNoWorkdirCreated(t, base)
+		})
+	}
+}
+
+// TestIDsInNamespace checks maps against uid_map files of the shape rootless
+// podman's user namespace has: the user's own id, then a subordinate range.
+func TestIDsInNamespace(t *testing.T) {
+	nsFile := filepath.Join(t.TempDir(), "uid_map")
+	ns := "         0       1000          1\n         1     100000      65536\n"
+	if err := os.WriteFile(nsFile, []byte(ns), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := func(stored, shown, size uint32) IDMap { return IDMap{HostID: stored, ContainerID: shown, Size: size} }
+	cases := []struct {
+		maps []IDMap
+		says string
+	}{
+		{[]IDMap{m(0, 1, 65536)}, ""},                  // a container map inside the namespace
+		{[]IDMap{m(0, 0, 1), m(1, 1, 65536)}, ""},      // spans both namespace lines
+		{[]IDMap{m(0, 1, 65537)}, "shown id 65537"},    // one id too many
+		{[]IDMap{m(65530, 0, 10)}, "stored id 65537"},  // stored side outside
+		{[]IDMap{m(0, 100000, 10)}, "shown id 100000"}, // host ids seen from outside
+	}
+	for _, c := range cases {
+		err := checkIDsInNamespace(c.maps, nsFile)
+		switch {
+		case c.says == "" && err != nil:
+			t.Errorf("%s: %v", formatIDMaps(c.maps), err)
+		case c.says != "" && (err == nil || !strings.Contains(err.Error(), c.says) ||
+			!strings.Contains(err.Error(), "not mapped in this user namespace ("+nsFile+")")):
+			t.Errorf("%s: error %v, want it to say %q", formatIDMaps(c.maps), err, c.says)
+		}
+	}
+	if err := os.WriteFile(nsFile, []byte("0 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkIDsInNamespace([]IDMap{m(0, 0, 1)}, nsFile); err == nil || !strings.Contains(err.Error(), "unexpected line") {
+		t.Errorf("broken uid_map: %v", err)
+	}
+}
