@@ -151,7 +151,7 @@ func (r *Record) live() bool {
 		return false
 	}
 	m, ok := mountAt(r.Mountpoint)
-	return ok && strings.HasPrefix(m.fstype, "fuse")
+	return ok && strings.HasPrefix(m.FSType, "fuse")
 }
 
 // Records lists the live recorded mounts.
@@ -224,9 +224,9 @@ func LayersOf(mnt string) (unionfs.Config, error) {
 	switch {
 	case !ok:
 		return unionfs.Config{}, err
-	case m.fstype == "overlay":
-		return overlayLayers(mnt, m.superOpts)
-	case strings.HasPrefix(m.fstype, "fuse.unionfsd"):
+	case m.FSType == "overlay":
+		return overlayLayers(mnt, m.SuperOpts)
+	case strings.HasPrefix(m.FSType, "fuse.unionfsd"):
 		return unionfs.Config{}, fmt.Errorf("%s: unionfsd mount without a record of its layers "+
 			"(mounted by another program, or its daemon is gone): give the layers explicitly", mnt)
 	}
@@ -239,7 +239,7 @@ func overlayLayers(mnt, opts string) (unionfs.Config, error) {
 	var cfg unionfs.Config
 	for _, o := range strings.Split(opts, ",") {
 		k, v, _ := strings.Cut(o, "=")
-		v = unescapeOctal(v)
+		v = UnescapeOctal(v)
 		switch k {
 		case "lowerdir":
 			cfg.Lowers = append(cfg.Lowers, splitColons(v)...)
@@ -276,46 +276,67 @@ func splitColons(s string) []string {
 	return append(out, cur.String())
 }
 
-// mountInfo is one line of /proc/self/mountinfo.
-type mountInfo struct{ point, fstype, superOpts string }
+// Mount is one line of /proc/self/mountinfo.
+type Mount struct {
+	Point, FSType, Source, SuperOpts string
+}
 
 // mountAt returns the topmost mount at dir.
-func mountAt(dir string) (mountInfo, bool) {
-	var found mountInfo
+func mountAt(dir string) (Mount, bool) {
+	var found Mount
 	ok := false
-	for _, m := range readMountinfo() {
-		if m.point == dir {
+	mounts, _ := Mounts()
+	for _, m := range mounts {
+		if m.Point == dir {
 			found, ok = m, true
 		}
 	}
 	return found, ok
 }
 
-func readMountinfo() []mountInfo {
+// Mounts lists the mounts of our mount namespace, in mountinfo order.
+func Mounts() ([]Mount, error) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	var out []mountInfo
+	var out []Mount
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
+		// ID parentID major:minor root mountpoint options ... - fstype source superopts
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
 		f, g := strings.Fields(pre), strings.Fields(post)
 		if !ok || len(f) < 5 || len(g) < 2 {
 			continue
 		}
-		m := mountInfo{point: unescapeOctal(f[4]), fstype: g[0]}
+		m := Mount{Point: UnescapeOctal(f[4]), FSType: g[0], Source: UnescapeOctal(g[1])}
 		if len(g) >= 3 {
-			m.superOpts = g[2]
+			m.SuperOpts = g[2]
 		}
 		out = append(out, m)
 	}
-	return out
+	return out, sc.Err()
 }
 
-// unescapeOctal undoes the kernel's \NNN escapes in mountinfo fields.
-func unescapeOctal(s string) string {
+// IsMountPoint reports whether dir (absolute, symlink-free) is the mount
+// point of a mount in our mount namespace.
+func IsMountPoint(dir string) (bool, error) {
+	mounts, err := Mounts()
+	if err != nil {
+		return false, err
+	}
+	for _, m := range mounts {
+		if m.Point == dir {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// UnescapeOctal undoes the kernel's \NNN escapes (\040 for a space, \011,
+// \012, \134) in mountinfo fields.
+func UnescapeOctal(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
@@ -341,12 +362,13 @@ func UpperInUse(upper string) (string, bool) {
 			return fmt.Sprintf("unionfsd mount %s (pid %d)", r.Mountpoint, r.PID), true
 		}
 	}
-	for _, m := range readMountinfo() {
-		if m.fstype != "overlay" {
+	mounts, _ := Mounts()
+	for _, m := range mounts {
+		if m.FSType != "overlay" {
 			continue
 		}
-		if cfg, err := overlayLayers(m.point, m.superOpts); err == nil && cfg.Upper == upper {
-			return "kernel overlay mount " + m.point, true
+		if cfg, err := overlayLayers(m.Point, m.SuperOpts); err == nil && cfg.Upper == upper {
+			return "kernel overlay mount " + m.Point, true
 		}
 	}
 	return "", false

@@ -81,3 +81,18 @@ func TestFindMountOverlay(t *testing.T) {
 		t.Errorf("UpperInUse = %q, %v", who, busy)
 	}
 }
+
+func TestUnescapeOctal(t *testing.T) {
+	cases := map[string]string{
+		`/plain`:         "/plain",
+		`/a\040b`:        "/a b",
+		`/t\011x\012y`:   "/t\tx\ny",
+		`/back\134slash`: `/back\slash`,
+		`/short\04`:      `/short\04`,
+	}
+	for in, want := range cases {
+		if got := UnescapeOctal(in); got != want {
+			t.Errorf("UnescapeOctal(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

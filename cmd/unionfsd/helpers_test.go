@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/inspect"
 )
 
 // unionfsdBin is the command under test, built once by TestMain.
@@ -158,19 +159,13 @@ func fuseMountsUnder(dir string) []string {
 type mountEntry struct{ point, fstype, source string }
 
 func readMountinfo() []mountEntry {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := inspect.Mounts()
 	if err != nil {
 		panic(err)
 	}
 	var out []mountEntry
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 2 {
-			continue
-		}
-		out = append(out, mountEntry{point: unescapeMountinfo(f[4]), fstype: g[0], source: g[1]})
+	for _, m := range mounts {
+		out = append(out, mountEntry{point: m.Point, fstype: m.FSType, source: m.Source})
 	}
 	return out
 }

@@ -1,18 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/inspect"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -50,40 +48,11 @@ func checkMountpoint(mnt string) (string, error) {
 // isMountPoint reports whether dir (absolute, symlink-free) is the mount
 // point of a mount in our mount namespace.
 func isMountPoint(dir string) (bool, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	busy, err := inspect.IsMountPoint(dir)
 	if err != nil {
 		return false, fmt.Errorf("/proc/self/mountinfo: %w", unwrapPath(err))
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// Fields: ID parentID major:minor root mountpoint options ...
-		f := strings.Fields(sc.Text())
-		if len(f) >= 5 && unescapeMountinfo(f[4]) == dir {
-			return true, nil
-		}
-	}
-	return false, sc.Err()
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space,
-// \011, \012, \134) in a mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return busy, nil
 }
 
 // checkHidesNoLayer rejects a mountpoint on or above a layer dir: the mount

@@ -212,18 +212,3 @@ func TestSplitList(t *testing.T) {
 		}
 	}
 }
-
-func TestUnescapeMountinfo(t *testing.T) {
-	cases := map[string]string{
-		`/plain`:         "/plain",
-		`/a\040b`:        "/a b",
-		`/t\011x\012y`:   "/t\tx\ny",
-		`/back\134slash`: `/back\slash`,
-		`/short\04`:      `/short\04`,
-	}
-	for in, want := range cases {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
