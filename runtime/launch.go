@@ -221,7 +221,7 @@ func socketPair() (*os.File, *os.File, error) {
 // follow handles the supervisor's messages and forwards signals until the
 // supervisor exits (or, detached, reports the container created).
 func (f *frontEnd) follow(sigs chan os.Signal) (int, error) {
-	var failure, exit *msg
+	var last lastWord
 	for {
 		select {
 		case m, ok := <-f.msgs:
@@ -229,18 +229,10 @@ func (f *frontEnd) follow(sigs chan os.Signal) (int, error) {
 				f.msgs = nil
 				continue
 			}
-			switch m.Type {
-			case msgWarn:
-				f.warn(m.Msg)
-			case msgError:
-				failure = &m
-			case msgExit:
-				exit = &m
-			case msgCreated:
-				if f.detach {
-					return 0, nil // the supervisor stays with the container
-				}
+			if m.Type == msgCreated && f.detach {
+				return 0, nil // the supervisor stays with the container
 			}
+			f.take(&last, m)
 		case master := <-f.masterCh:
 			f.relay = startRelay(master, f.stdio.In, f.stdio.Out)
 		case s := <-sigs:
@@ -249,17 +241,26 @@ func (f *frontEnd) follow(sigs chan os.Signal) (int, error) {
 			}
 		case err := <-f.waitCh:
 			for m := range orClosed(f.msgs) {
-				switch m.Type {
-				case msgWarn:
-					f.warn(m.Msg)
-				case msgError:
-					failure = &m
-				case msgExit:
-					exit = &m
-				}
+				f.take(&last, m)
 			}
-			return f.result(failure, exit, err)
+			return f.result(last.failure, last.exit, err)
 		}
+	}
+}
+
+// lastWord is what the supervisor said about how the container ended.
+type lastWord struct{ failure, exit *msg }
+
+// take handles one supervisor message: warnings are shown, the error and
+// exit reports kept.
+func (f *frontEnd) take(last *lastWord, m msg) {
+	switch m.Type {
+	case msgWarn:
+		f.warn(m.Msg)
+	case msgError:
+		last.failure = &m
+	case msgExit:
+		last.exit = &m
 	}
 }
 

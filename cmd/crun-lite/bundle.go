@@ -58,11 +58,13 @@ func storeRoot(g *globals) (string, error) {
 	return s.Root(), nil
 }
 
-func oneID(args []string) (string, error) {
+// rootAndID reads the one container ID argument and the store root.
+func rootAndID(g *globals, args []string) (root, id string, err error) {
 	if len(args) != 1 {
-		return "", usagef("want one container ID")
+		return "", "", usagef("want one container ID")
 	}
-	return args[0], nil
+	root, err = storeRoot(g)
+	return root, args[0], err
 }
 
 func runSpec(g *globals, args []string) error {
@@ -81,11 +83,7 @@ func runSpec(g *globals, args []string) error {
 }
 
 func runCreate(g *globals, args []string) error {
-	id, err := oneID(args)
-	if err != nil {
-		return err
-	}
-	root, err := storeRoot(g)
+	root, id, err := rootAndID(g, args)
 	if err != nil {
 		return err
 	}
@@ -94,11 +92,7 @@ func runCreate(g *globals, args []string) error {
 }
 
 func runStart(g *globals, args []string) error {
-	id, err := oneID(args)
-	if err != nil {
-		return err
-	}
-	root, err := storeRoot(g)
+	root, id, err := rootAndID(g, args)
 	if err != nil {
 		return err
 	}
@@ -106,11 +100,7 @@ func runStart(g *globals, args []string) error {
 }
 
 func runState(g *globals, args []string) error {
-	id, err := oneID(args)
-	if err != nil {
-		return err
-	}
-	root, err := storeRoot(g)
+	root, id, err := rootAndID(g, args)
 	if err != nil {
 		return err
 	}
@@ -157,11 +147,7 @@ func parseSignal(s string) (syscall.Signal, error) {
 }
 
 func runDelete(g *globals, args []string) error {
-	id, err := oneID(args)
-	if err != nil {
-		return err
-	}
-	root, err := storeRoot(g)
+	root, id, err := rootAndID(g, args)
 	if err != nil {
 		return err
 	}
