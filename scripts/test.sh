@@ -19,6 +19,10 @@ command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v runc >/dev/null || need+=(runc)
 command -v newuidmap >/dev/null || need+=(uidmap)
 command -v umoci >/dev/null || need+=(umoci)
+# Peers for the benchmark harness's smoke test (bench/).
+command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
+command -v unionfs >/dev/null || need+=(unionfs-fuse)
+command -v fio >/dev/null || need+=(fio)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

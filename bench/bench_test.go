@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSmoke runs the whole harness on the tiny data set, one round, with the
+// methods installed here. It asserts the correctness checks, never timings.
+func TestSmoke(t *testing.T) {
+	needRoot(t)
+	o := options{
+		cache: t.TempDir(), out: t.TempDir(), scale: "tiny", rounds: 1,
+		install: false, dropCaches: false, quiet: !testing.Verbose(),
+	}
+	sum, err := run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range sum.notes {
+		t.Log("skipped: " + n) // peers not installed, and why
+	}
+	for _, f := range sum.failures {
+		t.Errorf("correctness: %s", f)
+	}
+	ran := map[string]int{}
+	for _, s := range sum.samples {
+		ran[s.method]++
+	}
+	for _, m := range []string{"native", "overlay", "unionfsd", "unionfsd-nopt"} {
+		if ran[m] == 0 {
+			t.Errorf("method %s produced no samples", m)
+		}
+	}
+	for _, f := range []string{"results.tsv", "report.md", "ratios.svg"} {
+		b, err := os.ReadFile(filepath.Join(sum.outDir, f))
+		if err != nil || len(b) == 0 {
+			t.Errorf("%s missing or empty (%v)", f, err)
+		}
+	}
+	report, _ := os.ReadFile(sum.reportPath)
+	if !strings.Contains(string(report), "| find-cold |") {
+		t.Errorf("report has no find-cold row")
+	}
+	assertNoMountsUnder(t, o.cache)
+}
+
+// TestChecksCatchWrongView points the workloads at a single layer instead
+// of the merged view: the entry-count and copy-up checks must fail.
+func TestChecksCatchWrongView(t *testing.T) {
+	s, _ := scaleByName("tiny")
+	ds, err := openDataset(t.TempDir(), s, func(string, ...any) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{ctx: context.Background(), ds: ds}
+	bottom := &instance{m: &method{name: "broken", kind: "overlay"}, root: ds.Bottom}
+	if _, err := e.findStat(bottom, false, false); err == nil || !strings.Contains(err.Error(), "check:") {
+		t.Errorf("find over the bottom layer alone passed the merged-count check (err %v)", err)
+	}
+	if _, err := e.readDir(bottom, false); err == nil {
+		t.Errorf("readdir of one layer's bigdir passed the merged-count check")
+	}
+	// A "copy-up" that truncates the file must fail the size check.
+	p := filepath.Join(ds.Bottom, copyUpPath("a", s.CopyUpBytes[1], 0))
+	if err := os.Truncate(p, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.checkCopiedUp(bottom, copyUpPath("a", s.CopyUpBytes[1], 0), s.CopyUpBytes[1], block); err == nil {
+		t.Errorf("a truncated copy-up passed the size check")
+	}
+}
+
+// TestFingerprintSeesChanges: the lower-layer fingerprint changes with a
+// file's content, mode or mtime.
+func TestFingerprintSeesChanges(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := writePatterned(p, 100, "x"); err != nil {
+		t.Fatal(err)
+	}
+	base, err := fingerprint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := []func() error{
+		func() error { return os.WriteFile(p, []byte("y"), 0o644) },
+		func() error { return os.Chmod(p, 0o600) },
+		func() error { return os.Chtimes(p, fixedTime.Add(1), fixedTime.Add(1)) },
+	}
+	for i, change := range changes {
+		if err := writePatterned(p, 100, "x"); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, 0o644)
+		if err := change(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := fingerprint(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == base {
+			t.Errorf("change %d left the fingerprint unchanged", i)
+		}
+	}
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the benchmark smoke test needs root (mounts): sudo ./scripts/test.sh")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse: modprobe fuse")
+	}
+}
+
+func assertNoMountsUnder(t *testing.T, root string) {
+	t.Helper()
+	mps, err := mountPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mp := range mps {
+		if strings.HasPrefix(mp[0], root+"/") {
+			t.Errorf("mount left behind: %s (%s)", mp[0], mp[1])
+		}
+	}
+}

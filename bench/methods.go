@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// method is one way of serving the merged view that the workloads run on.
+type method struct {
+	name string
+	kind string // native, overlay, fuse-overlayfs, unionfs-fuse, unionfsd
+	desc string
+	pkg  string   // Debian package of a peer's binary
+	bin  string   // binary name (peers) or path (unionfsd, set at run time)
+	args []string // extra unionfsd flags
+	// workloads, when set, limits the method to workloads where its option
+	// makes a difference (keeps a full run short).
+	workloads []string
+	missing   string // why it cannot run here; "" when it can
+}
+
+func allMethods() []*method {
+	ioOnly := []string{"seq-read-cold", "seq-read-warm", "fio-randread-lower", "fio-randrw-upper", "fio-randrw-lower",
+		"copyup-4k", "copyup-1m", "copyup-100m", "copyup-1g", "append", "untar"}
+	copyOnly := []string{"copyup-4k", "copyup-4k-sync", "copyup-1m", "copyup-1m-sync", "copyup-100m", "copyup-100m-sync",
+		"copyup-1g", "copyup-1g-sync", "append", "fio-randrw-lower"}
+	metaOnly := []string{"find-cold", "find-warm", "readdir", "readdir-stat", "untar", "rm-rf", "rss-find", "rss-after-forget"}
+	return []*method{
+		{name: "native", kind: "native", desc: "the merged view copied to a plain dir on the same filesystem"},
+		{name: "overlay", kind: "overlay", desc: "kernel overlayfs"},
+		{name: "fuse-overlayfs", kind: "fuse-overlayfs", desc: "fuse-overlayfs (Debian package)", pkg: "fuse-overlayfs", bin: "fuse-overlayfs"},
+		{name: "unionfs-fuse", kind: "unionfs-fuse", desc: "unionfs-fuse with -o cow (Debian package)", pkg: "unionfs-fuse", bin: "unionfs"},
+		{name: "unionfsd", kind: "unionfsd", desc: "unionfsd, default options (passthrough on, fsync=1)"},
+		{name: "unionfsd-nopt", kind: "unionfsd", desc: "unionfsd --passthrough=false", args: []string{"--passthrough=false"}, workloads: ioOnly},
+		{name: "unionfsd-cache", kind: "unionfsd", desc: "unionfsd --timeout 1h (kernel keeps names and attributes, as fuse-overlayfs does by default)", args: []string{"--timeout", "1h"}, workloads: metaOnly},
+		{name: "unionfsd-nofsync", kind: "unionfsd", desc: "unionfsd -o fsync=0 (copy-up without fsync, like overlay's volatile)", args: []string{"-o", "fsync=0"}, workloads: copyOnly},
+	}
+}
+
+// runs says whether m takes part in workload w.
+func (m *method) runs(w *workload) bool {
+	if len(w.methods) > 0 && !contains(w.methods, m.kind) {
+		return false
+	}
+	return len(m.workloads) == 0 || contains(m.workloads, w.name)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// instance is one fresh mount (or, for native, the plain dir) that one
+// workload runs on.
+type instance struct {
+	m       *method
+	root    string // where the workload works: the mount point or the native dir
+	upper   string
+	work    string
+	cmdline string // how it was mounted, for the report
+	pid     int    // the FUSE daemon, 0 for kernel methods
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	stderr  *capBuffer
+	release func() error // unmounts (once); also run by the emergency cleanup
+	trash   func(dir string) error
+	// slowExit is how long the daemon took to exit after umount, when
+	// that was unusually long (reported as a note).
+	slowExit time.Duration
+}
+
+// mountInstance gives a fresh union (empty upper) of the data set under
+// scratch/<method>, ready for one workload.
+func (e *env) mountInstance(m *method, profile string) (*instance, error) {
+	if m.kind == "native" {
+		if err := e.resetNativeFiles(); err != nil {
+			return nil, err
+		}
+		return &instance{m: m, root: e.ds.Native, cmdline: "(plain dir " + e.ds.Native + ")"}, nil
+	}
+	base := filepath.Join(e.scratch, m.name)
+	in := &instance{m: m, root: filepath.Join(base, "mnt"), upper: filepath.Join(base, "upper"), work: filepath.Join(base, "work"), trash: e.toTrash}
+	if err := os.RemoveAll(base); err != nil {
+		return nil, fmt.Errorf("clean %s: %w", base, err)
+	}
+	for _, d := range []string{in.root, in.upper, in.work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if m.kind == "overlay" {
+		err = in.mountOverlay(e.ds)
+	} else {
+		err = in.startDaemon(e.daemonArgv(m, in, profile))
+	}
+	if err != nil {
+		in.close()
+		return nil, err
+	}
+	return in, nil
+}
+
+func (in *instance) lowerdir(ds *Dataset) string { return strings.Join(ds.Layers, ":") }
+
+func (in *instance) mountOverlay(ds *Dataset) error {
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", in.lowerdir(ds), in.upper, in.work)
+	in.cmdline = "mount -t overlay overlay -o " + opts + " " + in.root
+	if err := unix.Mount("overlay", in.root, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlay on %s: %w", in.root, err)
+	}
+	in.release = pending.add(func() error { return unmount(in.root) })
+	return nil
+}
+
+// daemonArgv is the foreground command line of a FUSE method. Running it in
+// the foreground gives the daemon's pid (for RSS) and its exit.
+func (e *env) daemonArgv(m *method, in *instance, profile string) []string {
+	lower := in.lowerdir(e.ds)
+	switch m.kind {
+	case "fuse-overlayfs":
+		return []string{m.bin, "-f", "-o", fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, in.upper, in.work), in.root}
+	case "unionfs-fuse":
+		branches := []string{in.upper + "=RW"}
+		for _, l := range e.ds.Layers {
+			branches = append(branches, l+"=RO")
+		}
+		return []string{m.bin, "-f", "-o", "cow", strings.Join(branches, ":"), in.root}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, in.upper, in.work)
+	if profile != "" {
+		// The bench binary serves the same unionfs library with a CPU
+		// profile (unionfsd has no profiling hook).
+		argv := []string{e.self, serveCommand, "--cpuprofile", profile, "--memprofile", strings.TrimSuffix(profile, ".cpu.pprof") + ".heap.pprof"}
+		argv = append(argv, m.args...)
+		return append(argv, "-o", opts, in.root)
+	}
+	argv := append([]string{e.unionfsd, "-f"}, m.args...)
+	return append(argv, "-o", opts, "none", in.root)
+}
+
+func (in *instance) startDaemon(argv []string) error {
+	in.cmdline = strings.Join(argv, " ")
+	cmd := exec.Command(argv[0], argv[1:]...)
+	in.stderr = &capBuffer{max: 1 << 20}
+	cmd.Stdout, cmd.Stderr = in.stderr, in.stderr
+	// Own process group: Ctrl-C reaches the harness, which unmounts first,
+	// instead of killing the daemon under a live mount.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	in.cmd, in.pid, in.exited = cmd, cmd.Process.Pid, make(chan struct{})
+	go func() { cmd.Wait(); close(in.exited) }()
+	in.release = pending.add(in.stopDaemon)
+	if err := waitMounted(in.root, "fuse", in.exited, 20*time.Second); err != nil {
+		return fmt.Errorf("%s: %v: %s", in.m.name, err, oneLine(in.stderr.String()))
+	}
+	return nil
+}
+
+// stopDaemon unmounts and waits for the daemon to exit (killing it if it
+// does not).
+func (in *instance) stopDaemon() error {
+	err := unmount(in.root)
+	if in.cmd == nil {
+		return err
+	}
+	start := time.Now()
+	select {
+	case <-in.exited:
+	case <-time.After(30 * time.Second):
+		// A Go daemon prints its goroutines on SIGQUIT: keep them.
+		in.cmd.Process.Signal(syscall.SIGQUIT)
+		time.Sleep(time.Second)
+		in.cmd.Process.Kill()
+		<-in.exited
+		dump := filepath.Join(os.TempDir(), fmt.Sprintf("bench-%s-hang-%d.txt", in.m.name, in.pid))
+		os.WriteFile(dump, []byte(in.stderr.String()), 0o644)
+		if err == nil {
+			err = fmt.Errorf("%s: daemon did not exit within 30s of umount; killed (its stderr: %s)", in.m.name, dump)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second && err == nil {
+		in.slowExit = d
+	}
+	return err
+}
+
+// close unmounts, stops the daemon and moves the upper and work dirs to the
+// trash, which is emptied between rounds.
+func (in *instance) close() error {
+	var err error
+	if in.release != nil {
+		err = in.release()
+		in.release = nil
+	}
+	if err == nil && in.upper != "" {
+		err = in.trash(filepath.Dir(in.upper))
+	}
+	return err
+}
+
+// procStatus reads a KiB field (VmHWM: peak RSS, VmRSS) of the daemon.
+func (in *instance) procStatus(field string) (int64, error) {
+	if in.pid == 0 {
+		return 0, fmt.Errorf("%s has no daemon", in.m.name)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no %s", in.pid, field)
+}
+
+// restoreNative undoes what the previous round's workloads did to the
+// plain dir, so each round starts from the same state as a fresh union. It
+// runs between rounds, before the trash is emptied (see settle).
+func (e *env) restoreNative() error {
+	n := e.ds.Native
+	for _, p := range []string{"untar", "fio/upper.bin"} {
+		if err := os.RemoveAll(filepath.Join(n, p)); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(n, rmTreeDir)); os.IsNotExist(err) {
+		if err := os.MkdirAll(filepath.Join(n, rmTreeDir), 0o755); err != nil {
+			return err
+		}
+		if err := copyTree(filepath.Join(e.ds.Bottom, rmTreeDir), filepath.Join(n, rmTreeDir)); err != nil {
+			return err
+		}
+	}
+	return e.resetNativeFiles()
+}
+
+// resetNativeFiles is the per-sample part of the restore: cheap, and it
+// deletes no inodes.
+func (e *env) resetNativeFiles() error {
+	return os.Truncate(filepath.Join(e.ds.Native, appendFile), e.ds.Scale.AppendBytes)
+}
+
+// toTrash moves a used instance dir out of the way; deleting it at once
+// would slow down the next sample (see settle).
+func (e *env) toTrash(dir string) error {
+	e.trashed++
+	if err := os.MkdirAll(e.trashDir(), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(dir, filepath.Join(e.trashDir(), fmt.Sprint(e.trashed)))
+}
+
+func (e *env) trashDir() string { return filepath.Join(e.scratch, "trash") }
+
+// settle runs before the first round and between rounds: it restores the
+// native dir, empties the trash, writes everything back and drops the
+// caches. On ext4 without a journal (this machine's root), creating a file
+// in a group with many inodes freed in the last 60 s (360 s while their
+// inode table block is dirty) checks each of them in the buffer cache
+// (recently_deleted() in ext4_new_inode) before taking a free one: deleting
+// one sample's 20k-file upper right before the next sample made that
+// sample's creates up to 30x slower, whichever method came next. Dropping
+// the clean buffers ends that (a block not in the cache counts as old).
+func (e *env) settle() error {
+	if err := e.restoreNative(); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(e.trashDir()); err != nil {
+		return err
+	}
+	return e.dropCaches(3)
+}
+
+// capBuffer keeps the first max bytes written to it (a daemon's stderr).
+type capBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.max - c.buf.Len(); room > 0 {
+		if len(p) < room {
+			room = len(p)
+		}
+		c.buf.Write(p[:room])
+	}
+	return len(p), nil
+}
+
+func (c *capBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
