@@ -17,10 +17,13 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_ATIME|fuse.FATTR_MTIME) == 0 {
 		return n.Getattr(ctx, fh, out)
 	}
+	if n.orphaned() {
+		return n.setattrOrphan(ctx, fh, in, out)
+	}
 	tr := n.u.trace("setattr", n.rel())
 	eno := n.copyUpForSetattr(in, tr)
 	if eno == 0 {
-		eno = n.u.applySetattr(n.u.upperPath(n.rel()), fh, in)
+		eno = n.u.applySetattr(n.u.upperPath(n.rel()), fh, in, false)
 	}
 	tr.layer(upperLayer)
 	tr.done(eno)
@@ -28,6 +31,33 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		return eno
 	}
 	return n.Getattr(ctx, fh, out)
+}
+
+// setattrOrphan serves fchmod, fchown, ftruncate and futimens on a file
+// unlinked (or renamed over) while open: only an open descriptor on its
+// upper copy still reaches it.
+func (n *node) setattrOrphan(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	h := asHandle(fh)
+	if h == nil || !h.upper {
+		h = n.anyUpperHandle()
+	}
+	if h == nil {
+		return syscall.ENOENT
+	}
+	if eno := n.u.applySetattr(fdPath(h.fd), h, in, true); eno != 0 {
+		return eno
+	}
+	return n.Getattr(ctx, h, out)
+}
+
+// anyUpperHandle returns an open handle on the node's upper file, or nil.
+func (n *node) anyUpperHandle() *handle {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for h := range n.upperOpen {
+		return h
+	}
+	return nil
 }
 
 func (n *node) copyUpForSetattr(in *fuse.SetAttrIn, tr *opTrace) syscall.Errno {
@@ -48,7 +78,12 @@ func (n *node) copyUpForSetattr(in *fuse.SetAttrIn, tr *opTrace) syscall.Errno {
 
 // applySetattr applies the requested changes to the upper object at p.
 // Truncation comes before times so an explicit mtime survives it.
-func (u *unionFS) applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
+// follow is set when p is a /proc/self/fd link to the object.
+func (u *unionFS) applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn, follow bool) syscall.Errno {
+	nofollow := unix.AT_SYMLINK_NOFOLLOW
+	if follow {
+		nofollow = 0
+	}
 	if m, ok := in.GetMode(); ok {
 		if err := syscall.Chmod(p, m); err != nil {
 			return errno(err)
@@ -68,7 +103,7 @@ func (u *unionFS) applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn) s
 		if eno != 0 {
 			return eno
 		}
-		if err := unix.Fchownat(unix.AT_FDCWD, p, su, sg, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fchownat(unix.AT_FDCWD, p, su, sg, nofollow); err != nil {
 			return errno(err)
 		}
 	}
@@ -80,7 +115,7 @@ func (u *unionFS) applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn) s
 	if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
 		ts := []unix.Timespec{setattrTime(in.Valid, fuse.FATTR_ATIME, fuse.FATTR_ATIME_NOW, in.Atime, in.Atimensec),
 			setattrTime(in.Valid, fuse.FATTR_MTIME, fuse.FATTR_MTIME_NOW, in.Mtime, in.Mtimensec)}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, nofollow); err != nil {
 			return errno(err)
 		}
 	}

@@ -100,6 +100,12 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 // mtime or size change (auto_inval_data).
 func (n *node) newHandleLocked(fd int, upper bool) (fs.FileHandle, uint32) {
 	h := &handle{node: n, fd: fd, upper: upper}
+	if upper {
+		if n.upperOpen == nil {
+			n.upperOpen = map[*handle]struct{}{}
+		}
+		n.upperOpen[h] = struct{}{}
+	}
 	if upper && n.u.cfg.Passthrough && n.cachedOpen == 0 {
 		h.passthrough = true
 		n.passthroughOpen++
@@ -145,6 +151,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.fd = -1
 	n := h.node
 	n.mu.Lock()
+	delete(n.upperOpen, h)
 	if h.passthrough {
 		n.passthroughOpen--
 	} else {

@@ -87,3 +87,19 @@ func TestMetacopyOff(t *testing.T) {
 		t.Errorf("upper f = %q, want a full copy", got)
 	}
 }
+
+// TestMetacopyWithXattrs covers small files whose xattrs take a block of
+// their own: the metacopy entry then has blocks, and must still be found.
+func TestMetacopyWithXattrs(t *testing.T) {
+	tu := newLayers(t, 1)
+	writeFile(t, tu.lowers[0]+"/a", "adata!")
+	must(t, unix.Lsetxattr(tu.lowers[0]+"/a", "user.t", bytes.Repeat([]byte("x"), 3000), 0))
+	tu.mount(t, func(c *Config) { c.Metacopy = true })
+	must(t, os.Rename(tu.m("a"), tu.m("b")))
+	if _, ok := ReadMetacopy(tu.upper + "/b"); !ok {
+		t.Fatalf("rename did not make a metadata-only copy")
+	}
+	if got, _ := os.ReadFile(tu.m("b")); string(got) != "adata!" {
+		t.Errorf("b reads %q, want the lower data", got)
+	}
+}

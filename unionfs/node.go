@@ -3,6 +3,7 @@ package unionfs
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -31,12 +32,14 @@ type node struct {
 	// Open handles by I/O mode: passthrough (the kernel does the I/O on the
 	// upper file itself) or cached (through us). See newHandleLocked.
 	passthroughOpen, cachedOpen int
+	// upperOpen are the open handles on the upper file: after an unlink they
+	// are the only way to it (fchmod of an unlinked file sends no handle).
+	upperOpen map[*handle]struct{}
 }
 
 var (
 	_ fs.NodeLookuper      = (*node)(nil)
 	_ fs.NodeGetattrer     = (*node)(nil)
-	_ fs.NodeReaddirer     = (*node)(nil)
 	_ fs.NodeReadlinker    = (*node)(nil)
 	_ fs.NodeStatfser      = (*node)(nil)
 	_ fs.NodeGetxattrer    = (*node)(nil)
@@ -54,6 +57,16 @@ var (
 	_ fs.NodeSetxattrer    = (*node)(nil)
 	_ fs.NodeRemovexattrer = (*node)(nil)
 )
+
+// orphaned reports whether the node has left the tree (unlinked, or
+// replaced by a rename) while the kernel still holds it.
+func (n *node) orphaned() bool {
+	_, p := n.Parent()
+	return p == nil && !n.IsRoot()
+}
+
+// fdPath names an open descriptor's file for path-based calls.
+func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 // rel is the node's path relative to the mount root ("" for the root). An
 // unlinked node gets a path that exists in no layer.
@@ -144,7 +157,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // childInode returns the inode for a resolved child, reusing the known one
 // (and refreshing its layer chain) when the kernel already has it.
 func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse.Attr) *fs.Inode {
-	stable := n.u.identity(f.chain[0], &f.st, joinRel(n.rel(), name))
+	rel := joinRel(n.rel(), name)
+	stable := n.u.identity(f.chain[0], &f.st, rel)
+	if f.isDir() && len(f.chain) > 1 {
+		n.u.mergedDirTimes(&f.st, f.chain, rel)
+	}
 	n.u.fillAttr(attr, &f.st, f.chain, stable.Ino)
 	if old := n.GetChild(name); old != nil && old.StableAttr() == stable {
 		if on, ok := old.Operations().(*node); ok {
@@ -162,42 +179,38 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 	var st syscall.Stat_t
 	err := syscall.Lstat(p, &st)
 	if err != nil {
-		h := asHandle(fh)
-		if h == nil {
-			return errno(err)
+		if fh == nil {
+			if h := n.anyUpperHandle(); h != nil {
+				fh = h
+			}
 		}
-		if err := syscall.Fstat(h.fd, &st); err != nil {
+		if eno := statOpen(fh, &st); eno != 0 {
 			return errno(err)
 		}
 	}
 	if data := n.dataPath(); data != "" {
 		st.Blocks = metacopyBlocks(data)
 	}
+	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && len(chain) > 1 {
+		n.u.mergedDirTimes(&st, chain, n.rel())
+	}
 	// inoOf needs u.mu; the node already knows its number.
 	n.u.fillAttr(&out.Attr, &st, chain, n.StableAttr().Ino)
 	return 0
 }
 
-// Readdir lists the merged directory.
-func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	n.u.mu.RLock()
-	ents, err := n.u.readMerged(n.getChain(), n.rel())
-	n.u.mu.RUnlock()
-	if err != nil {
-		return nil, errno(err)
+// statOpen stats an open file or directory through its handle: what is left
+// of an object removed while open.
+func statOpen(fh fs.FileHandle, st *syscall.Stat_t) syscall.Errno {
+	if h := asHandle(fh); h != nil {
+		return errno(syscall.Fstat(h.fd, st))
 	}
-	list := make([]fuse.DirEntry, 0, len(ents)+2)
-	self := n.StableAttr().Ino
-	list = append(list, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: self})
-	parentIno := self
-	if _, p := n.Parent(); p != nil {
-		parentIno = p.StableAttr().Ino
+	if d, ok := fh.(*dirHandle); ok && d.st != nil {
+		*st = *d.st
+		st.Nlink = 0
+		return 0
 	}
-	list = append(list, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parentIno})
-	for _, e := range ents {
-		list = append(list, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: uint32(e.dtype) << 12})
-	}
-	return fs.NewListDirStream(list), 0
+	return syscall.ENOENT
 }
 
 // Readlink reads the link from the layer that answers for it.
