@@ -23,6 +23,7 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 command -v unionfs >/dev/null || need+=(unionfs-fuse)
 command -v fio >/dev/null || need+=(fio)
+command -v podman >/dev/null || need+=(podman)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
@@ -34,4 +35,7 @@ modprobe overlay 2>/dev/null || true
 export PATH=$PATH:/usr/local/go/bin
 
 go vet ./...
-go test -race -count=1 -timeout 20m "$@" ./...
+# One package at a time: several packages mount filesystems, start daemons
+# and change /dev/fuse's mode for rootless tests; run side by side they
+# would disturb each other on a 2-core machine.
+go test -race -count=1 -p 1 -timeout 20m "$@" ./...

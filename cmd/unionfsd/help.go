@@ -33,6 +33,9 @@ Flags:
       --entry-timeout D     kernel cache time for names (default 1s)
       --attr-timeout D      kernel cache time for attributes (default 1s)
       --negative-timeout D  kernel cache time for missing names (default 1s)
+      --whiteout-format F   what deletions write into the upper: oci (".wh."
+                            files, the default) or overlay (0/0 devices and
+                            opaque xattrs, for kernel-overlay tools)
       --trace[=FILE]        one line per operation with the layer that answered
                             and what it caused (copy-up, whiteout, opaque);
                             to FILE (appended), or to stderr (implies -f)
@@ -52,10 +55,22 @@ Mount options (-o):
   passthrough=on|off        as --passthrough
   timeout=SECS, entry_timeout=SECS, attr_timeout=SECS, negative_timeout=SECS
   fsname=NAME               source shown in /proc/mounts
+  metacopy=on|off           chown, chmod, utimes, xattrs copy metadata only
+  whiteout_format=oci|overlay   as --whiteout-format
+  As fuse-overlayfs takes them (podman's mount_program, see docs/podman.md):
+  uidmapping=ID:MAPPED:COUNT[:ID:MAPPED:COUNT...], gidmapping=...
+                            layer files owned by ID+k show as MAPPED+k, and
+                            MAPPED+k set through the mount is stored as ID+k;
+                            other ids show as 65534
+  squash_to_root, squash_to_uid=N, squash_to_gid=N
+                            show every file as owned by 0 or N
+  static_nlink              directories report nlink 1
   Accepted and ignored: cow, rw, debug (= -d), default_permissions, nonempty,
   dev, nodev, suid, nosuid, exec, noexec, *atime, lazytime, sync, async,
   auto, noauto, user, users, _netdev, nofail, defaults, subtype=, x-*,
-  comment=, userxattr, index=, redirect_dir=, metacopy=, xino=.
+  comment=, context=, userxattr, index=, redirect_dir=, xino=, noacl (ACLs
+  are never enforced), threaded=N (always parallel), xattr_permissions=N
+  (ownership is always stored in the inode).
 
 Cache timeouts: the kernel caches names, attributes and misses, so a change
 made directly in a layer dir (not through the mount) can take up to that long

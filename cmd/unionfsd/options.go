@@ -46,6 +46,7 @@ type flagValues struct {
 	entry       time.Duration
 	attr        time.Duration
 	negative    time.Duration
+	whiteout    string
 	trace       string
 	tracePaths  []string
 	traceOps    []string
@@ -67,6 +68,7 @@ func newFlagSet(v *flagValues) *pflag.FlagSet {
 	fs.DurationVar(&v.entry, "entry-timeout", def.EntryTimeout, "name cache timeout")
 	fs.DurationVar(&v.attr, "attr-timeout", def.AttrTimeout, "attribute cache timeout")
 	fs.DurationVar(&v.negative, "negative-timeout", def.NegativeTimeout, "missing-name cache timeout")
+	fs.StringVar(&v.whiteout, "whiteout-format", def.WhiteoutFormat, "deletions in the upper: oci or overlay")
 	fs.StringVar(&v.trace, "trace", "", "trace operations to FILE (stderr without =FILE)")
 	fs.Lookup("trace").NoOptDefVal = traceStderr
 	fs.StringArrayVar(&v.tracePaths, "trace-path", nil, "trace only paths under this prefix")
@@ -125,6 +127,13 @@ func applyFlags(fs *pflag.FlagSet, v *flagValues, mo *mountOptions) error {
 	}
 	if fs.Changed("passthrough") {
 		mo.passthrough = &v.passthrough
+	}
+	if fs.Changed("whiteout-format") {
+		f, err := parseWhiteoutFormat("--whiteout-format "+v.whiteout, v.whiteout)
+		if err != nil {
+			return err
+		}
+		mo.whiteoutFormat = f
 	}
 	durations := []struct {
 		name string
@@ -333,6 +342,19 @@ type mountOptions struct {
 	attr        *time.Duration
 	negative    *time.Duration
 	fsName      string
+	containerOptions
+}
+
+// containerOptions are the fuse-overlayfs options that containers-storage
+// (podman, buildah, CRI-O) passes to its mount_program, and the whiteout
+// format of the upper.
+type containerOptions struct {
+	uidMap, gidMap       []unionfs.IDMap
+	squashToRoot         bool
+	squashUID, squashGID *uint32
+	staticNlink          bool
+	whiteoutFormat       string // "" when not given
+	metacopy             *bool
 }
 
 // ignoredOptions are passed by mount(8), mount.fuse3, fstab entries or
@@ -349,6 +371,10 @@ var ignoredOptions = map[string]bool{
 	"auto": true, "noauto": true, "user": true, "nouser": true, "users": true,
 	"owner": true, "group": true, "defaults": true, "_netdev": true, "nofail": true,
 	"default_permissions": true, "nonempty": true, "cow": true, "userxattr": true,
+	// fuse-overlayfs: the mount never enforces ACLs (we do not ask the
+	// kernel for FUSE_POSIX_ACL; mode bits decide), so noacl is what we do
+	// anyway. ACL xattrs are kept as data.
+	"noacl": true,
 }
 
 // ignoredValueOptions take a value we ignore: fuse's subtype, overlay
@@ -356,16 +382,17 @@ var ignoredOptions = map[string]bool{
 // labels and fstab comments.
 var ignoredValueOptions = map[string]bool{
 	"subtype": true, "comment": true, "redirect_dir": true, "index": true,
-	"metacopy": true, "xino": true, "nfs_export": true, "uuid": true,
+	"xino": true, "nfs_export": true, "uuid": true,
 	"context": true, "fscontext": true, "defcontext": true, "rootcontext": true,
 }
 
 // parseMountOptions parses every -o argument (comma lists; "\," escapes a
-// comma). For a repeated option the last one wins, as with mount(8).
+// comma, and so do double quotes around it). For a repeated option the last
+// one wins, as with mount(8).
 func parseMountOptions(args []string) (*mountOptions, error) {
 	mo := &mountOptions{}
 	for _, arg := range args {
-		for _, opt := range splitList(arg, ',') {
+		for _, opt := range splitOptions(arg) {
 			if opt == "" {
 				continue
 			}
@@ -379,7 +406,8 @@ func parseMountOptions(args []string) (*mountOptions, error) {
 }
 
 // flagOptions take no value and mean something to us.
-var flagOptions = map[string]bool{"ro": true, "rw": true, "allow_other": true, "debug": true, "volatile": true}
+var flagOptions = map[string]bool{"ro": true, "rw": true, "allow_other": true, "debug": true, "volatile": true,
+	"squash_to_root": true, "static_nlink": true}
 
 // set applies one -o option.
 func (mo *mountOptions) set(key, val string, hasVal bool) error {
@@ -400,6 +428,10 @@ func (mo *mountOptions) set(key, val string, hasVal bool) error {
 		// overlay's volatile skips syncs: no fsync on copy-up either.
 		no := false
 		mo.fsync = &no
+	case "squash_to_root":
+		mo.squashToRoot = true
+	case "static_nlink":
+		mo.staticNlink = true
 	default:
 		if ignoredOptions[key] || isUserspaceOption(key) {
 			return nil
@@ -418,7 +450,7 @@ func valueOption(key string) bool {
 		"timeout", "entry_timeout", "attr_timeout", "negative_timeout":
 		return true
 	}
-	return ignoredValueOptions[key]
+	return ignoredValueOptions[key] || containerValueOptions[key]
 }
 
 // setValue applies a key=value option.
@@ -445,6 +477,9 @@ func (mo *mountOptions) setValue(key, val string) error {
 	case "timeout", "entry_timeout", "attr_timeout", "negative_timeout":
 		err = mo.setTimeout(key, val)
 	default:
+		if containerValueOptions[key] {
+			return mo.containerOptions.parse(key, val)
+		}
 		if ignoredValueOptions[key] || isUserspaceOption(key) {
 			return nil
 		}
@@ -549,5 +584,155 @@ func (mo *mountOptions) applyTo(cfg *unionfs.Config) {
 	}
 	if mo.fsName != "" {
 		cfg.FsName = mo.fsName
+	}
+	mo.containerOptions.configure(cfg)
+}
+
+// splitOptions splits an -o argument at commas. "\," is a comma inside a
+// value, and so is a comma inside double quotes: containers-storage passes
+// SELinux labels as context="system_u:object_r:container_file_t:s0:c1,c2".
+// Quotes stay in the option (we ignore context= anyway).
+func splitOptions(s string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s) && s[i+1] == ',':
+			cur.WriteByte(',')
+			i++
+		case s[i] == '"':
+			quoted = !quoted
+			cur.WriteByte('"')
+		case s[i] == ',' && !quoted:
+			out = append(out, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(s[i])
+		}
+	}
+	return append(out, cur.String())
+}
+
+// containerValueOptions are the container options that take a value.
+var containerValueOptions = map[string]bool{
+	"uidmapping": true, "gidmapping": true, "squash_to_uid": true, "squash_to_gid": true,
+	"whiteout_format": true, "metacopy": true, "threaded": true, "xattr_permissions": true,
+}
+
+// parse applies one of containerValueOptions.
+func (co *containerOptions) parse(key, val string) error {
+	var err error
+	switch key {
+	case "uidmapping":
+		co.uidMap, err = parseIDMapping(key, val)
+	case "gidmapping":
+		co.gidMap, err = parseIDMapping(key, val)
+	case "squash_to_uid":
+		co.squashUID, err = parseID(key, val)
+	case "squash_to_gid":
+		co.squashGID, err = parseID(key, val)
+	case "whiteout_format":
+		co.whiteoutFormat, err = parseWhiteoutFormat("-o whiteout_format="+val, val)
+	case "metacopy":
+		co.metacopy, err = parseSwitch(key, val)
+	case "threaded":
+		// fuse-overlayfs serves requests on one thread unless threaded=1;
+		// we always serve them in parallel.
+		err = checkNumber(key, val, math.MaxInt32)
+	case "xattr_permissions":
+		// fuse-overlayfs can keep ownership and modes of the upper in an
+		// override_stat xattr (1: security.fuseoverlayfs.*, 2:
+		// user.containers.*) instead of the inode. We always store them in
+		// the inode: rootless podman runs us inside its user namespace,
+		// where chown to the subordinate ids works.
+		err = checkNumber(key, val, 2)
+	}
+	return err
+}
+
+// parseIDMapping reads fuse-overlayfs's "ID:MAPPED:COUNT[:ID:MAPPED:COUNT...]"
+// (containers-storage writes its ContainerID:HostID:Size there). As in
+// fuse-overlayfs, ID is the id stored in the layers and MAPPED the id the
+// mount shows: a layer file owned by ID+k shows as owned by MAPPED+k, and
+// a file created or chowned through the mount by MAPPED+k is stored as
+// ID+k. In unionfs.IDMap terms ID is HostID (what the layers store) and
+// MAPPED is ContainerID (what the mount shows). Unionfs.Config.Validate
+// checks sizes, overlaps and the user namespace.
+func parseIDMapping(key, val string) ([]unionfs.IDMap, error) {
+	// containers-storage writes a colon before the first range
+	// ("uidmapping=:0:1:65536"); fuse-overlayfs skips empty fields.
+	fields := strings.Split(strings.TrimPrefix(val, ":"), ":")
+	if val == "" || val == ":" || len(fields)%3 != 0 {
+		return nil, usagef("-o %s=%s: want ID:MAPPED:COUNT, several joined by ':' (e.g. %s=0:100000:65536)",
+			key, val, key)
+	}
+	var maps []unionfs.IDMap
+	for i := 0; i < len(fields); i += 3 {
+		var n [3]uint32
+		for j := range n {
+			v, err := strconv.ParseUint(fields[i+j], 10, 32)
+			if err != nil {
+				return nil, usagef("-o %s=%s: %q is not a number from 0 to %d", key, val, fields[i+j], uint32(math.MaxUint32))
+			}
+			n[j] = uint32(v)
+		}
+		maps = append(maps, unionfs.IDMap{HostID: n[0], ContainerID: n[1], Size: n[2]})
+	}
+	return maps, nil
+}
+
+// parseID reads a uid or gid; 4294967295 is (uid_t)-1, "no id", not an id.
+func parseID(key, val string) (*uint32, error) {
+	v, err := strconv.ParseUint(val, 10, 32)
+	if err != nil || v == math.MaxUint32 {
+		return nil, usagef("-o %s=%s: want an id from 0 to %d", key, val, uint32(math.MaxUint32-1))
+	}
+	id := uint32(v)
+	return &id, nil
+}
+
+// checkNumber checks for a number from 0 to max, for options we accept and
+// ignore: a typo still gets an error.
+func checkNumber(key, val string, max int64) error {
+	v, err := strconv.ParseInt(val, 10, 64)
+	if err != nil || v < 0 || v > max {
+		return usagef("-o %s=%s: want a number from 0 to %d", key, val, max)
+	}
+	return nil
+}
+
+// parseWhiteoutFormat checks a --whiteout-format / whiteout_format= value;
+// what names the setting in the error.
+func parseWhiteoutFormat(what, val string) (string, error) {
+	switch strings.ToLower(val) {
+	case unionfs.WhiteoutOCI:
+		return unionfs.WhiteoutOCI, nil
+	case unionfs.WhiteoutOverlay:
+		return unionfs.WhiteoutOverlay, nil
+	}
+	return "", usagef("%s: unknown whiteout format (want %s or %s)", what, unionfs.WhiteoutOCI, unionfs.WhiteoutOverlay)
+}
+
+// configure copies the container options into cfg. squash_to_uid and
+// squash_to_gid win over squash_to_root, as in fuse-overlayfs.
+func (co *containerOptions) configure(cfg *unionfs.Config) {
+	cfg.UIDMap, cfg.GIDMap = co.uidMap, co.gidMap
+	if co.squashToRoot {
+		uid, gid := uint32(0), uint32(0)
+		cfg.SquashUID, cfg.SquashGID = &uid, &gid
+	}
+	if co.squashUID != nil {
+		cfg.SquashUID = co.squashUID
+	}
+	if co.squashGID != nil {
+		cfg.SquashGID = co.squashGID
+	}
+	cfg.StaticNlink = co.staticNlink
+	if co.whiteoutFormat != "" {
+		cfg.WhiteoutFormat = co.whiteoutFormat
+	}
+	if co.metacopy != nil {
+		cfg.Metacopy = *co.metacopy
 	}
 }

@@ -24,6 +24,9 @@ func Check(t testing.TB, s Setup, ops []Op, o Options, minimize time.Duration) {
 	if len(ops) > 20 {
 		t.Logf("outcomes: %v", p.Outcomes)
 	}
+	for _, s := range p.Slow {
+		t.Logf("slow: %s", s)
+	}
 	for _, n := range p.Notes {
 		t.Logf("note (marker that hides nothing, not a divergence): %s", n)
 	}
@@ -46,8 +49,9 @@ func Check(t testing.TB, s Setup, ops []Op, o Options, minimize time.Duration) {
 }
 
 // RunOnce mounts s under dir, runs ops, unmounts and returns the first
-// divergence and the pair (for its notes and outcome counts). cleanup (t.Cleanup, or nil) gets the
-// unmount too, so that a panic or Fatal in between leaks nothing.
+// divergence and the pair (for its notes, outcome counts and slow ops).
+// cleanup (t.Cleanup, or nil) gets the unmount too, so that a panic or a
+// Fatal in between leaks nothing.
 func RunOnce(dir string, s Setup, ops []Op, o Options, cleanup func(func())) (*Divergence, *Pair, error) {
 	p, err := StartPair(dir, s)
 	if cleanup != nil {

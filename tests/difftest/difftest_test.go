@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/unionfsd/unionfsd/unionfs"
 )
 
 var (
@@ -138,4 +140,37 @@ func TestUnionfsdDefaultWorkdir(t *testing.T) {
 	needMounts(t)
 	s := Setup{Layers: DefaultLayers(), Ref: Overlay, Cand: candidate(t, OverlayFormat), CandNoWork: true}
 	check(t, s, Random(seeds()[0]+200, min(*flagOps, 300)), options())
+}
+
+// TestUnionfsdVariants runs the comparison against unionfsd configured
+// the other ways a user can: plain FUSE I/O instead of passthrough, and
+// metadata-only copy-up (whose upper holds stubs rather than copies, so
+// only merged views, results and lowers are compared). Overlay-format
+// uppers have their own test (TestUnionfsdOverlayUpperFormat).
+func TestUnionfsdVariants(t *testing.T) {
+	needMounts(t)
+	if *flagCand != "unionfsd" {
+		t.Skip("-difftest.cand=" + *flagCand + ": the variants are unionfsd configurations")
+	}
+	variants := []struct {
+		name  string
+		tweak func(*unionfs.Config)
+		o     Options
+	}{
+		{"no-passthrough", func(c *unionfs.Config) { c.Passthrough = false }, Options{}},
+		{"metacopy", func(c *unionfs.Config) { c.Metacopy = true }, Options{SkipUpper: true}},
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			s := Setup{Layers: DefaultLayers(), Ref: Overlay, Cand: UnionfsdWith("unionfsd-"+v.name, v.tweak)}
+			for _, c := range scripted {
+				o := v.o
+				o.TreeEvery, o.StrictUpper = 1, *flagStrict
+				t.Run(c.name, func(t *testing.T) { check(t, s, c.ops, o) })
+			}
+			o := v.o
+			o.TreeEvery, o.StrictUpper = *flagEvery, *flagStrict
+			t.Run("random", func(t *testing.T) { check(t, s, Random(seeds()[0]+300, min(*flagOps, 1000)), o) })
+		})
+	}
 }

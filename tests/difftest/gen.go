@@ -141,7 +141,29 @@ var makers = []struct {
 	{3, func(g *Gen) Op { return Removexattr(g.any(), pick(g.r, xnames), g.r.IntN(3) == 0) }},
 	{3, func(g *Gen) Op { return Stat(g.any(), g.r.IntN(2) == 0) }},
 	{4, func(g *Gen) Op { return Readdir(g.dir()) }},
+	{5, func(g *Gen) Op { return Open(g.slot(), g.file(), pick(g.r, openModes)) }},
+	{4, func(g *Gen) Op { return FdWrite(g.slot(), pick(g.r, sizes), g.length(), g.r.Uint32()) }},
+	{3, func(g *Gen) Op { return FdRead(g.slot()) }},
+	{2, func(g *Gen) Op { return FdStat(g.slot()) }},
+	{2, func(g *Gen) Op { return FdTruncate(g.slot(), pick(g.r, sizes)) }},
+	{1, func(g *Gen) Op { return FdChmod(g.slot(), pick(g.r, fileModes)) }},
+	{1, func(g *Gen) Op { return FdChown(g.slot(), pick(g.r, ids), pick(g.r, ids)) }},
+	{1, func(g *Gen) Op {
+		u := g.utimes("")
+		return FdUtimes(g.slot(), u.Atime.Sec, u.Atime.Nsec, u.Mtime.Sec, u.Mtime.Nsec)
+	}},
+	{3, func(g *Gen) Op { return Close(g.slot()) }},
 }
+
+// openModes are the flags Open ops use.
+var openModes = []int{
+	unix.O_RDONLY, unix.O_WRONLY, unix.O_RDWR, unix.O_RDWR | unix.O_APPEND,
+	unix.O_WRONLY | unix.O_TRUNC, unix.O_RDWR | unix.O_CREAT,
+}
+
+// userOdds is the chance (1 in userOdds) that an op runs as uid 1000
+// rather than as root, so that permission checks get exercised.
+const userOdds = 8
 
 var totalWeight = func() int {
 	t := 0
@@ -156,12 +178,18 @@ func (g *Gen) Next() Op {
 	w := g.r.IntN(totalWeight)
 	for _, m := range makers {
 		if w < m.weight {
-			return m.make(g)
+			op := m.make(g)
+			if g.r.IntN(userOdds) == 0 {
+				op = AsUser(1000, op)
+			}
+			return op
 		}
 		w -= m.weight
 	}
 	panic("unreachable")
 }
+
+func (g *Gen) slot() int { return g.r.IntN(NumSlots) }
 
 // file mostly picks a file path, dir mostly a directory path, any either.
 func (g *Gen) file() string { return g.biased(g.files) }

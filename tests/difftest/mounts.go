@@ -81,11 +81,25 @@ func mountOverlay(lowers []string, upper, work, mnt string) (func() error, error
 }
 
 func mountUnionfsd(lowers []string, upper, work, mnt string) (func() error, error) {
-	cfg := unionfs.DefaultConfig()
-	cfg.Lowers = append([]string(nil), lowers...)
-	cfg.Upper = upper
-	cfg.Work = work
-	return MountUnionfsd(mnt, cfg)
+	return mountUnionfsdWith(nil)(lowers, upper, work, mnt)
+}
+
+// UnionfsdWith is Unionfsd with tweak applied to its default config.
+func UnionfsdWith(name string, tweak func(*unionfs.Config)) Mounter {
+	return Mounter{Name: name, Format: OverlayFormat, Mount: mountUnionfsdWith(tweak)}
+}
+
+func mountUnionfsdWith(tweak func(*unionfs.Config)) func(lowers []string, upper, work, mnt string) (func() error, error) {
+	return func(lowers []string, upper, work, mnt string) (func() error, error) {
+		cfg := unionfs.DefaultConfig()
+		cfg.Lowers = append([]string(nil), lowers...)
+		cfg.Upper = upper
+		cfg.Work = work
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		return MountUnionfsd(mnt, cfg)
+	}
 }
 
 // MountUnionfsd serves unionfsd with cfg at mnt in-process and returns the

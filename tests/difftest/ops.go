@@ -44,6 +44,15 @@ const (
 	KRemovexattr OpKind = "Removexattr"
 	KStat        OpKind = "Stat"
 	KReaddir     OpKind = "Readdir"
+	KOpen        OpKind = "Open"
+	KFdWrite     OpKind = "FdWrite"
+	KFdRead      OpKind = "FdRead"
+	KFdStat      OpKind = "FdStat"
+	KFdTruncate  OpKind = "FdTruncate"
+	KFdChmod     OpKind = "FdChmod"
+	KFdChown     OpKind = "FdChown"
+	KFdUtimes    OpKind = "FdUtimes"
+	KClose       OpKind = "Close"
 )
 
 // Op is one scripted operation on paths relative to the mount root. Build
@@ -64,6 +73,8 @@ type Op struct {
 	NoFollow bool
 	Name     string // xattr name
 	Value    string // xattr value
+	Slot     int    // fd ops: which descriptor slot
+	User     int    // run as this uid (and gid) without capabilities; 0: root
 }
 
 // Constructors, one per kind.
@@ -125,6 +136,11 @@ func Stat(path string, nofollow bool) Op { return Op{Kind: KStat, Path: path, No
 
 // String prints the op as the Go constructor call that makes it.
 func (op Op) String() string {
+	if op.User != 0 {
+		inner := op
+		inner.User = 0
+		return fmt.Sprintf("AsUser(%d, %s)", op.User, inner)
+	}
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
 	switch op.Kind {
 	case KCreate:
@@ -157,8 +173,37 @@ func (op Op) String() string {
 		return fmt.Sprintf("%s(%s, %s, %v)", op.Kind, q(op.Path), q(op.Name), op.NoFollow)
 	case KListxattr, KStat:
 		return fmt.Sprintf("%s(%s, %v)", op.Kind, q(op.Path), op.NoFollow)
+	case KOpen:
+		return fmt.Sprintf("Open(%d, %s, %s)", op.Slot, q(op.Path), openFlagNames(op.Flags))
+	case KFdWrite:
+		return fmt.Sprintf("FdWrite(%d, %d, %d, %d)", op.Slot, op.Off, op.Len, op.Seed)
+	case KFdTruncate:
+		return fmt.Sprintf("FdTruncate(%d, %d)", op.Slot, op.Len)
+	case KFdChmod:
+		return fmt.Sprintf("FdChmod(%d, %#o)", op.Slot, op.Mode)
+	case KFdChown:
+		return fmt.Sprintf("FdChown(%d, %d, %d)", op.Slot, op.Uid, op.Gid)
+	case KFdUtimes:
+		return fmt.Sprintf("FdUtimes(%d, %d, %s, %d, %s)", op.Slot,
+			op.Atime.Sec, nsecName(op.Atime.Nsec), op.Mtime.Sec, nsecName(op.Mtime.Nsec))
+	case KFdRead, KFdStat, KClose:
+		return fmt.Sprintf("%s(%d)", op.Kind, op.Slot)
 	}
 	return fmt.Sprintf("%s(%s)", op.Kind, q(op.Path))
+}
+
+func openFlagNames(f int) string {
+	names := []string{"unix.O_RDONLY", "unix.O_WRONLY", "unix.O_RDWR"}[f&unix.O_ACCMODE : f&unix.O_ACCMODE+1]
+	for _, x := range []struct {
+		bit  int
+		name string
+	}{{unix.O_APPEND, "unix.O_APPEND"}, {unix.O_TRUNC, "unix.O_TRUNC"}, {unix.O_CREAT, "unix.O_CREAT"},
+		{unix.O_EXCL, "unix.O_EXCL"}, {unix.O_TMPFILE, "unix.O_TMPFILE"}} {
+		if f&x.bit != 0 {
+			names = append(names, x.name)
+		}
+	}
+	return strings.Join(names, "|")
 }
 
 func renameFlagName(f int) string {
@@ -315,15 +360,40 @@ func readAll(fd int) (string, error) {
 	return fmt.Sprintf("read %d sha=%s", total, hex.EncodeToString(h.Sum(nil))[:12]), nil
 }
 
-// Apply runs op under root. With emulateEXDEV, a rename that fails with
+func shortHash(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])[:12]
+}
+
+// Apply runs op in env. With env.EmulateEXDEV, a rename that fails with
 // EXDEV (kernel overlay without redirect_dir refuses to move directories that
 // exist in a lower layer) is redone piece by piece, the way mv(1) falls back,
 // so that the result can be compared with a union that renames directly.
-func (op Op) Apply(root string, emulateEXDEV bool) Result {
-	p := filepath.Join(root, op.Path)
-	p2 := filepath.Join(root, op.Path2)
-	out, err := op.apply(p, p2, emulateEXDEV)
-	return resultOf(out, err)
+func (op Op) Apply(env *Env) Result {
+	if op.User == 0 {
+		return resultOf(op.applyIn(env))
+	}
+	// A goroutine of its own: its thread takes the user's credentials and
+	// is discarded afterwards.
+	done := make(chan Result, 1)
+	go func() {
+		if err := becomeUser(op.User); err != nil {
+			done <- resultOf("", err)
+			return
+		}
+		done <- resultOf(op.applyIn(env))
+	}()
+	return <-done
+}
+
+func (e *Env) path(rel string) string { return filepath.Join(e.Root, rel) }
+
+func (op Op) applyIn(env *Env) (string, error) {
+	switch op.Kind {
+	case KOpen, KFdWrite, KFdRead, KFdStat, KFdTruncate, KFdChmod, KFdChown, KFdUtimes, KClose:
+		return env.applyFd(op)
+	}
+	return op.apply(env.path(op.Path), env.path(op.Path2), env.EmulateEXDEV)
 }
 
 func (op Op) apply(p, p2 string, emulateEXDEV bool) (string, error) {
@@ -458,6 +528,11 @@ func statString(p string, nofollow bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return describeStat(&st), nil
+}
+
+// describeStat is what Stat and FdStat report: what a snapshot compares.
+func describeStat(st *unix.Stat_t) string {
 	typ := typeName(st.Mode)
 	s := fmt.Sprintf("%s %04o %d:%d", typ, st.Mode&0o7777, st.Uid, st.Gid)
 	if typ == "symlink" {
@@ -469,7 +544,7 @@ func statString(p string, nofollow bool) (string, error) {
 			s += fmt.Sprintf(" mtime=%d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
 		}
 	}
-	return s, nil
+	return s
 }
 
 func readdirString(p string) (string, error) {

@@ -30,6 +30,10 @@ type Options struct {
 	// StrictUpper also counts whiteouts and opaque markers that hide nothing
 	// as divergences (they are otherwise reported as notes).
 	StrictUpper bool
+	// SkipUpper leaves the upper dirs uncompared, for candidates whose
+	// upper holds a different but equivalent encoding (metadata-only
+	// copy-up). Lower layers are still checked.
+	SkipUpper bool
 }
 
 // Side is one mounted union.
@@ -37,6 +41,7 @@ type Side struct {
 	M                 Mounter
 	Root, Upper, Work string
 	Lowers            []string
+	Env               *Env
 	unmount           func() error
 	lowerPrint        []string
 	// startInos maps the st_ino of every object visible at mount time to
@@ -53,7 +58,12 @@ type Pair struct {
 	// Outcomes counts the results of the ops run so far by errno name, to
 	// show that a sequence exercises successes and failures alike.
 	Outcomes map[string]int
+	// Slow lists the ops that took either side longer than slowOp.
+	Slow []string
 }
+
+// slowOp is how long an op may take before Pair.Slow records it.
+const slowOp = 200 * time.Millisecond
 
 // StartPair builds the layers twice under dir and mounts both unions.
 // Close it even when StartPair fails half-way: it unmounts what was mounted.
@@ -95,6 +105,7 @@ func startSide(dir string, layers []Layer, m Mounter, noWork bool) (*Side, error
 	if err != nil {
 		return nil, err
 	}
+	s.Env = NewEnv(s.Root, m.EmulateEXDEV)
 	s.startInos = map[uint64]string{}
 	err = walk(s.Root, "", func(rel, p string, st *unix.Stat_t) (bool, error) {
 		s.startInos[st.Ino] = rel
@@ -110,6 +121,7 @@ func (p *Pair) Close() error {
 		if s == nil || s.unmount == nil {
 			continue
 		}
+		s.Env.CloseAll() // an open descriptor keeps the mount busy
 		if err := s.unmount(); err != nil {
 			errs = append(errs, err.Error())
 		}
@@ -147,12 +159,17 @@ func (d *Divergence) String() string {
 }
 
 // signature identifies a kind of divergence, so that minimization keeps
-// chasing the same bug.
+// chasing the same bug: the check and the op kind, and for a result the
+// two outcomes too.
 func (d *Divergence) signature() string {
 	if d.Op == nil {
 		return d.Where
 	}
-	return d.Where + " " + string(d.Op.Kind)
+	sig := d.Where + " " + string(d.Op.Kind)
+	if d.Where == "result" && len(d.Lines) == 1 {
+		sig += " " + d.Lines[0]
+	}
+	return sig
 }
 
 // Run applies ops to both sides and returns the first divergence, or nil.
@@ -161,11 +178,17 @@ func (p *Pair) Run(ops []Op, o Options) (*Divergence, error) {
 	for i := range ops {
 		op := &ops[i]
 		var rr, rc Result
-		if hang := p.Ref.guard(func() { rr = op.Apply(p.Ref.Root, p.Ref.M.EmulateEXDEV) }); hang != "" {
+		start := time.Now()
+		if hang := p.Ref.guard(func() { rr = op.Apply(p.Ref.Env) }); hang != "" {
 			return p.divergence(i, op, "hang", hang), nil
 		}
-		if hang := p.Cand.guard(func() { rc = op.Apply(p.Cand.Root, p.Cand.M.EmulateEXDEV) }); hang != "" {
+		mid := time.Now()
+		if hang := p.Cand.guard(func() { rc = op.Apply(p.Cand.Env) }); hang != "" {
 			return p.divergence(i, op, "hang", hang), nil
+		}
+		if tr, tc := mid.Sub(start), time.Since(mid); max(tr, tc) > slowOp {
+			p.Slow = append(p.Slow, fmt.Sprintf("op #%d %s: %s %v, %s %v", i, op,
+				p.Ref.M.Name, tr.Round(time.Millisecond), p.Cand.M.Name, tc.Round(time.Millisecond)))
 		}
 		p.count(rr)
 		if rr != rc {
@@ -182,6 +205,10 @@ func (p *Pair) Run(ops []Op, o Options) (*Divergence, error) {
 			}
 		}
 	}
+	// Descriptors still open would keep unlinked files in the uppers and
+	// the lowers' fingerprints are taken after this.
+	p.Ref.Env.CloseAll()
+	p.Cand.Env.CloseAll()
 	return p.finalChecks(len(ops), o)
 }
 
@@ -259,6 +286,9 @@ func (p *Pair) finalChecks(n int, o Options) (*Divergence, error) {
 		if lines := diffLines(s.lowerPrint, now); len(lines) > 0 {
 			return p.divergence(n, nil, "lower", append([]string{s.M.Name + " modified a lower layer:"}, lines...)...), nil
 		}
+	}
+	if o.SkipUpper {
+		return nil, nil
 	}
 	ur, err := ScanUpper(p.Ref.Upper)
 	if err != nil {

@@ -148,4 +148,27 @@ var scripted = []struct {
 	{"copy-up-identity-after-dir-rename", []Op{
 		Unlink("b"), Write("d1/d3/w", 5000, 4096, 1), Rename("d1/d3", "d1/q", 0), Create("b", 0o644, true),
 	}},
+	{"fd-setattr-after-unlink", []Op{
+		Open(1, "d1/x", unix.O_WRONLY), Unlink("d1/x"), FdChmod(1, 0o600), FdChown(1, 1000, 1000),
+		FdUtimes(1, 1_100_000_000, 1, 1_200_000_000, 2), FdTruncate(1, 3), FdStat(1), FdWrite(1, 0, 5, 1), FdRead(1), Close(1),
+	}},
+	{"fd-setattr-after-rename-over", []Op{
+		Open(2, "big", unix.O_RDWR), Rename("a", "big", 0), FdChmod(2, 0o700), FdStat(2), Read("big"), Close(2),
+	}},
+	{"fd-stat-removed-dir", []Op{Mkdir("y", 0o755), Open(1, "y", unix.O_RDONLY), Rmdir("y"), FdStat(1), Close(1)}},
+	{"fd-copy-up-while-open", []Op{
+		Open(0, "a", unix.O_RDONLY), Open(1, "a", unix.O_WRONLY), FdWrite(1, 0, 3, 1), FdRead(0),
+		Write("a", 1, 2, 2), FdRead(0), Chmod("a", 0o600), FdStat(0), Close(0), Close(1),
+	}},
+	{"as-user", []Op{
+		AsUser(1000, Create("x", 0o644, true)), AsUser(1000, Write("a", 0, 1, 1)), AsUser(1000, Mkdir("n/q", 0o755)),
+		AsUser(1000, Read("n/m")), AsUser(1000, Chmod("a", 0o777)), AsUser(1000, Unlink("d1/x")),
+		Chmod("d1", 0o777), AsUser(1000, Create("d1/q", 0o644, true)), AsUser(1000, Chown("d1/q", -1, 1000, false)),
+		AsUser(1000, Setxattr("d1/q", "user.k", "v", 0, false)), AsUser(1000, Setxattr("a", "user.k", "v", 0, false)),
+		AsUser(1000, Rename("d1/q", "d1/r", 0)), AsUser(1000, Rename("d1/x", "d1/r", 0)), Stat("d1/q", true),
+	}},
+	{"tmpfile", []Op{
+		Open(0, "d1", unix.O_TMPFILE|unix.O_RDWR), FdWrite(0, 0, 10, 1), FdRead(0), FdStat(0), Readdir("d1"), Close(0),
+		Open(1, "n", unix.O_TMPFILE|unix.O_WRONLY), Close(1),
+	}},
 }

@@ -1,0 +1,165 @@
+package difftest
+
+import (
+	"fmt"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// NumSlots is how many open file descriptors a sequence can hold at once.
+const NumSlots = 3
+
+// Env is what ops run against on one side: the mount root, how renames
+// behave, and the descriptors that fd ops (Open, FdWrite, ...) share.
+type Env struct {
+	Root         string
+	EmulateEXDEV bool
+	fds          [NumSlots]int // -1: empty
+}
+
+// NewEnv returns an Env with no descriptors open.
+func NewEnv(root string, emulateEXDEV bool) *Env {
+	e := &Env{Root: root, EmulateEXDEV: emulateEXDEV}
+	for i := range e.fds {
+		e.fds[i] = -1
+	}
+	return e
+}
+
+// CloseAll closes every descriptor still held (before unmounting).
+func (e *Env) CloseAll() {
+	for i, fd := range e.fds {
+		if fd >= 0 {
+			unix.Close(fd)
+			e.fds[i] = -1
+		}
+	}
+}
+
+func (e *Env) fd(slot int) (int, error) {
+	if slot < 0 || slot >= NumSlots || e.fds[slot] < 0 {
+		return -1, unix.EBADF
+	}
+	return e.fds[slot], nil
+}
+
+// Fd ops: open a path into a slot, then use or close the descriptor.
+
+// Open opens path into slot (closing what the slot held) with the flags
+// (O_RDONLY, O_WRONLY or O_RDWR, optionally O_APPEND, O_TRUNC, O_CREAT).
+func Open(slot int, path string, flags int) Op {
+	return Op{Kind: KOpen, Slot: slot, Path: path, Flags: flags, Mode: 0o644}
+}
+func FdWrite(slot int, off, n int64, seed uint32) Op {
+	return Op{Kind: KFdWrite, Slot: slot, Off: off, Len: n, Seed: seed}
+}
+func FdRead(slot int) Op                 { return Op{Kind: KFdRead, Slot: slot} }
+func FdStat(slot int) Op                 { return Op{Kind: KFdStat, Slot: slot} }
+func FdTruncate(slot int, size int64) Op { return Op{Kind: KFdTruncate, Slot: slot, Len: size} }
+func FdChmod(slot int, mode uint32) Op   { return Op{Kind: KFdChmod, Slot: slot, Mode: mode} }
+func FdChown(slot, uid, gid int) Op      { return Op{Kind: KFdChown, Slot: slot, Uid: uid, Gid: gid} }
+
+// FdUtimes is futimens: times as in Utimes.
+func FdUtimes(slot int, asec, ansec, msec, mnsec int64) Op {
+	return Op{Kind: KFdUtimes, Slot: slot,
+		Atime: unix.Timespec{Sec: asec, Nsec: ansec}, Mtime: unix.Timespec{Sec: msec, Nsec: mnsec}}
+}
+func Close(slot int) Op { return Op{Kind: KClose, Slot: slot} }
+
+// AsUser runs op with fsuid and fsgid uid, no supplementary groups and so
+// none of root's file-system capabilities: permission checks apply.
+func AsUser(uid int, op Op) Op {
+	op.User = uid
+	return op
+}
+
+func (e *Env) applyFd(op Op) (string, error) {
+	if op.Kind == KOpen {
+		return "", e.open(op)
+	}
+	fd, err := e.fd(op.Slot)
+	if err != nil {
+		return "", err
+	}
+	switch op.Kind {
+	case KFdWrite:
+		return writeAll(fd, Data(op.Seed, op.Len), op.Off, op.Flags&unix.O_APPEND == 0)
+	case KFdRead:
+		return preadAll(fd)
+	case KFdStat:
+		var st unix.Stat_t
+		if err := retry(func() error { return unix.Fstat(fd, &st) }); err != nil {
+			return "", err
+		}
+		return describeStat(&st), nil
+	case KFdTruncate:
+		return "", retry(func() error { return unix.Ftruncate(fd, op.Len) })
+	case KFdChmod:
+		return "", retry(func() error { return unix.Fchmod(fd, op.Mode) })
+	case KFdChown:
+		return "", retry(func() error { return unix.Fchown(fd, op.Uid, op.Gid) })
+	case KFdUtimes:
+		ts := []unix.Timespec{op.Atime, op.Mtime}
+		return "", retry(func() error { return unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH) })
+	case KClose:
+		e.fds[op.Slot] = -1
+		return "", unix.Close(fd)
+	}
+	return "", fmt.Errorf("unknown fd op %q", op.Kind)
+}
+
+func (e *Env) open(op Op) error {
+	if op.Slot < 0 || op.Slot >= NumSlots {
+		return unix.EBADF
+	}
+	if old := e.fds[op.Slot]; old >= 0 {
+		unix.Close(old)
+		e.fds[op.Slot] = -1
+	}
+	fd, err := open(e.path(op.Path), op.Flags, op.Mode)
+	if err != nil {
+		return err
+	}
+	e.fds[op.Slot] = fd
+	return nil
+}
+
+// preadAll reads the whole file from offset 0 without moving the offset.
+func preadAll(fd int) (string, error) {
+	var data []byte
+	buf := make([]byte, 64<<10)
+	for {
+		var n int
+		err := retry(func() (err error) {
+			n, err = unix.Pread(fd, buf, int64(len(data)))
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		if n == 0 {
+			return fmt.Sprintf("read %d sha=%s", len(data), shortHash(data)), nil
+		}
+		data = append(data, buf[:n]...)
+	}
+}
+
+// becomeUser switches the calling goroutine's thread to uid/gid for file
+// system access. The thread stays locked and is thrown away when the
+// goroutine ends (Go does that to a thread locked at goroutine exit), so
+// nothing else ever runs with these credentials.
+func becomeUser(uid int) error {
+	runtime.LockOSThread()
+	// Raw syscalls: the syscall package would change every thread.
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+		return fmt.Errorf("setgroups: %w", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETFSGID, uintptr(uid), 0, 0); e != 0 {
+		return fmt.Errorf("setfsgid: %w", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETFSUID, uintptr(uid), 0, 0); e != 0 {
+		return fmt.Errorf("setfsuid: %w", e)
+	}
+	return nil
+}
