@@ -261,7 +261,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 		return nil, eno
 	}
 	tr.arg("to /%s", tn.rel())
-	if err := syscall.Link(n.u.upperPath(tn.rel()), e.path); err != nil {
+	if err := n.u.linkUpper(tn, e.path); err != nil {
 		return nil, errno(err)
 	}
 	st, eno := n.publish(e)
@@ -270,4 +270,17 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	}
 	n.u.fillAttr(&out.Attr, &st, []int{upperLayer}, tn.StableAttr().Ino)
 	return tn.EmbeddedInode(), 0
+}
+
+// linkUpper makes path a new name of tn's upper file. A file with no name
+// (O_TMPFILE, or unlinked while open) is reached through an open handle.
+func (u *unionFS) linkUpper(tn *node, path string) error {
+	if !tn.orphaned() {
+		return syscall.Link(u.upperPath(tn.rel()), path)
+	}
+	h := tn.anyUpperHandle()
+	if h == nil {
+		return syscall.ENOENT
+	}
+	return unix.Linkat(unix.AT_FDCWD, fdPath(h.fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
 }

@@ -72,14 +72,17 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	// concurrent copy-up switching the node to the upper.
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	path := n.u.layerPath(n.chain[0], n.rel())
 	upper := n.u.inUpper(n.chain)
+	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CLOEXEC
+	var fd int
+	var err error
 	if n.data != "" {
 		// A metadata-only copy (never opened for write: that completes it).
-		path, upper = n.data, false
+		upper = false
+		fd, err = syscall.Open(n.data, oflags|syscall.O_NOFOLLOW, 0)
+	} else {
+		fd, err = n.u.openInLayer(n.chain[0], n.rel(), oflags)
 	}
-	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CLOEXEC
-	fd, err := syscall.Open(path, oflags, 0)
 	tr.layer(n.chain[0])
 	tr.done(errno(err))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -17,6 +18,28 @@ func (u *unionFS) layerPath(li int, rel string) string {
 	}
 	return u.layers[li].path + "/" + rel
 }
+
+// openInLayer opens rel in layer li the way the kernel would open it inside
+// the layer: beneath the layer dir, with no symbolic link followed on the
+// way. A name swapped for a symlink (or a dir for a symlink to elsewhere)
+// between the kernel's lookup and our open then fails with ELOOP instead of
+// opening a file outside the layer.
+func (u *unionFS) openInLayer(li int, rel string, flags int) (int, error) {
+	if rel == "" {
+		rel = "."
+	}
+	return unix.Openat2(u.layers[li].root, rel, &unix.OpenHow{
+		// openat2 refuses flags it does not know, and the kernel passes
+		// FUSE internal ones along (__FMODE_EXEC on execve).
+		Flags:   uint64(flags & openFlags),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+}
+
+// openFlags are the open(2) flags passed on to a layer file.
+const openFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_TRUNC | unix.O_NONBLOCK | unix.O_DIRECT |
+	unix.O_DSYNC | unix.O_SYNC | unix.O_NOATIME | unix.O_LARGEFILE | unix.O_CLOEXEC | unix.O_DIRECTORY |
+	unix.O_NOFOLLOW | unix.O_PATH
 
 func joinRel(dir, name string) string {
 	if dir == "" {

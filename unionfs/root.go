@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/cow"
 	"github.com/unionfsd/unionfsd/whiteout"
@@ -14,6 +15,9 @@ import (
 // layer is one branch of the union.
 type layer struct {
 	path string
+	// root is an O_PATH descriptor of the layer dir: files are opened
+	// beneath it with no symlink followed (openInLayer).
+	root int
 	dev  uint64
 	// inoHigh is OR-ed into inode numbers of this layer's files when the
 	// layers span several filesystems, so numbers from two filesystems
@@ -63,11 +67,13 @@ func NewRoot(cfg Config) (*Root, error) {
 		paths = append([]string{cfg.Upper}, cfg.Lowers...)
 	}
 	if err := u.openLayers(paths); err != nil {
+		u.close()
 		return nil, err
 	}
 	if u.rw {
 		engine, err := cow.New(cfg.Work, cow.Options{Fsync: cfg.Fsync, SkipXattr: whiteout.IsInternalXattr})
 		if err != nil {
+			u.close()
 			return nil, err
 		}
 		u.cow = engine
@@ -92,7 +98,11 @@ func (u *unionFS) openLayers(paths []string) error {
 		if _, ok := devIndex[st.Dev]; !ok {
 			devIndex[st.Dev] = uint64(len(devIndex))
 		}
-		u.layers = append(u.layers, layer{path: p, dev: st.Dev})
+		root, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", p, err)
+		}
+		u.layers = append(u.layers, layer{path: p, root: root, dev: st.Dev})
 	}
 	if len(devIndex) > 1 {
 		for i := range u.layers {
@@ -123,6 +133,9 @@ func (u *unionFS) rootChain() ([]int, error) {
 }
 
 func (u *unionFS) close() error {
+	for _, l := range u.layers {
+		unix.Close(l.root)
+	}
 	if u.cow != nil {
 		return u.cow.Close()
 	}
