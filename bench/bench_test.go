@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,13 +27,32 @@ func TestSmoke(t *testing.T) {
 	for _, f := range sum.failures {
 		t.Errorf("correctness: %s", f)
 	}
-	ran := map[string]int{}
+	ran, pairs := map[string]int{}, map[string]bool{}
 	for _, s := range sum.samples {
 		ran[s.method]++
+		pairs[s.workload+" "+s.method] = true
 	}
 	for _, m := range []string{"native", "overlay", "unionfsd", "unionfsd-nopt"} {
 		if ran[m] == 0 {
 			t.Errorf("method %s produced no samples", m)
+		}
+	}
+	// The workloads of issues 4-6, with every tool installed here.
+	want := []string{"import-small native", "import-small unionfsd", "import-small crun-lite-docker", "import-big native",
+		"import-big unionfsd", "chown-R overlay", "chown-R overlay-metacopy", "chown-R unionfsd", "chown-R unionfsd-metacopy",
+		"chown-R-upper unionfsd-metacopy", "chown-R-upper-apparent overlay"}
+	if _, err := exec.LookPath("umoci"); err == nil {
+		want = append(want, "import-small umoci", "import-big umoci")
+	}
+	if _, err := exec.LookPath("fuse-overlayfs"); err == nil {
+		want = append(want, "chown-R fuse-overlayfs")
+	}
+	if _, err := exec.LookPath("runc"); err == nil {
+		want = append(want, "container-start overlay", "container-start-p95 overlay", "container-start unionfsd", "container-start-p95 unionfsd")
+	}
+	for _, p := range want {
+		if !pairs[p] {
+			t.Errorf("no sample for %s", p)
 		}
 	}
 	for _, f := range []string{"results.tsv", "report.md", "ratios.svg"} {
@@ -90,12 +110,14 @@ func TestFingerprintSeesChanges(t *testing.T) {
 		func() error { return os.WriteFile(p, []byte("y"), 0o644) },
 		func() error { return os.Chmod(p, 0o600) },
 		func() error { return os.Chtimes(p, fixedTime.Add(1), fixedTime.Add(1)) },
+		func() error { return os.Chown(p, chownID, chownID) },
 	}
 	for i, change := range changes {
 		if err := writePatterned(p, 100, "x"); err != nil {
 			t.Fatal(err)
 		}
 		os.Chmod(p, 0o644)
+		os.Chown(p, 0, 0)
 		if err := change(); err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -80,7 +81,7 @@ func copyUpPath(set string, size int64, i int) string {
 func openDataset(cache string, s Scale, logf func(string, ...any)) (*Dataset, error) {
 	ds := datasetPaths(cache, s)
 	if m, err := readManifest(ds.Dir); err == nil && m.Version == genVersion && m.Scale.Name == s.Name {
-		return ds, nil
+		return ds, ds.ensureExtras(logf)
 	}
 	start := time.Now()
 	logf("generating the %s data set in %s (once; later runs reuse it)", s.Name, ds.Dir)
@@ -94,7 +95,7 @@ func openDataset(cache string, s Scale, logf func(string, ...any)) (*Dataset, er
 		return nil, err
 	}
 	logf("data set ready in %v", time.Since(start).Round(time.Second))
-	return ds, nil
+	return ds, ds.ensureExtras(logf)
 }
 
 func readManifest(dir string) (manifest, error) {
@@ -344,7 +345,7 @@ func copyTree(src, dst string) error {
 }
 
 // fingerprint hashes what a union must never change in a layer: every
-// entry's path, type, mode, size and mtime, the whole content of files up
+// entry's path, type, mode, owner, size and mtime, the whole content of files up
 // to 64 KiB and the first and last 64 KiB of bigger ones.
 func fingerprint(root string) (string, error) {
 	h := sha256.New()
@@ -367,6 +368,9 @@ func fingerprint(root string) (string, error) {
 		}
 		rel, _ := filepath.Rel(root, p)
 		fmt.Fprintf(h, "%s\x00%v\x00%d\x00%d\n", rel, st.Mode(), st.Size(), st.ModTime().UnixNano())
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			fmt.Fprintf(h, "%d:%d\n", sys.Uid, sys.Gid) // chown -R must not reach a layer
+		}
 		if st.Mode().IsRegular() {
 			if err := hashEnds(h, p, st.Size()); err != nil {
 				return "", err

@@ -23,6 +23,8 @@ type method struct {
 	pkg  string   // Debian package of a peer's binary
 	bin  string   // binary name (peers) or path (unionfsd, set at run time)
 	args []string // extra unionfsd flags
+	// overlayOpts are extra kernel overlay mount options.
+	overlayOpts string
 	// workloads, when set, limits the method to workloads where its option
 	// makes a difference (keeps a full run short).
 	workloads []string
@@ -44,6 +46,12 @@ func allMethods() []*method {
 		{name: "unionfsd-nopt", kind: "unionfsd", desc: "unionfsd --passthrough=false", args: []string{"--passthrough=false"}, workloads: ioOnly},
 		{name: "unionfsd-cache", kind: "unionfsd", desc: "unionfsd --timeout 1h (kernel keeps names and attributes, as fuse-overlayfs does by default)", args: []string{"--timeout", "1h"}, workloads: metaOnly},
 		{name: "unionfsd-nofsync", kind: "unionfsd", desc: "unionfsd -o fsync=0 (copy-up without fsync, like overlay's volatile)", args: []string{"-o", "fsync=0"}, workloads: copyOnly},
+		// Used by one workload each (issues 4-6).
+		{name: "overlay-metacopy", kind: "overlay", desc: "kernel overlayfs -o metacopy=on (the kernel adds redirect_dir=on)", overlayOpts: "metacopy=on", workloads: []string{"chown-R"}},
+		{name: "unionfsd-metacopy", kind: "unionfsd", desc: "unionfsd -o metacopy=on (chown, chmod, utimes copy metadata only)", args: []string{"-o", "metacopy=on"}, workloads: []string{"chown-R"}},
+		{name: "crun-lite-docker", kind: "unionfsd", desc: "crun-lite import of the docker-save archive (the unionfsd column imports the OCI layout)", workloads: []string{"import-small", "import-big"}},
+		{name: "umoci", kind: "umoci", desc: "umoci unpack of the OCI layout, as root (Debian package)", pkg: "umoci", bin: "umoci", workloads: []string{"import-small", "import-big"}},
+		{name: "podman", kind: "podman", desc: "podman run --rm with a private --root/--runroot (Debian package)", pkg: "podman", bin: "podman", workloads: []string{"container-start"}},
 	}
 }
 
@@ -78,6 +86,9 @@ type instance struct {
 	stderr  *capBuffer
 	release func() error // unmounts (once); also run by the emergency cleanup
 	trash   func(dir string) error
+	// extra holds values of derived workloads (partOf this one) measured
+	// in the same sample, by workload name.
+	extra map[string]float64
 	// slowExit is how long the daemon took to exit after umount, when
 	// that was unusually long (reported as a note).
 	slowExit time.Duration
@@ -119,6 +130,9 @@ func (in *instance) lowerdir(ds *Dataset) string { return strings.Join(ds.Layers
 
 func (in *instance) mountOverlay(ds *Dataset) error {
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", in.lowerdir(ds), in.upper, in.work)
+	if in.m.overlayOpts != "" {
+		opts += "," + in.m.overlayOpts
+	}
 	in.cmdline = "mount -t overlay overlay -o " + opts + " " + in.root
 	if err := unix.Mount("overlay", in.root, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mount overlay on %s: %w", in.root, err)

@@ -39,7 +39,8 @@ type sample struct {
 	value    float64
 	unit     string
 	ok       bool
-	rssKiB   int64 // the daemon's VmHWM after the workload (0: no daemon)
+	extra    map[string]float64 // derived workloads' values (see workload.partOf)
+	rssKiB   int64              // the daemon's VmHWM after the workload (0: no daemon)
 	note     string
 }
 
@@ -246,6 +247,11 @@ func selectWorkloads(s Scale, only []string) ([]*workload, error) {
 			return nil, fmt.Errorf("-only %s: no such workload (see -list)", name)
 		}
 		out = append(out, found)
+		for _, w := range all {
+			if w.partOf == name {
+				out = append(out, w)
+			}
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return indexOf(all, out[i]) < indexOf(all, out[j]) })
 	return out, nil
@@ -300,6 +306,23 @@ func (e *env) selectMethods(names []string, sum *summary) ([]*method, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// derivedOf lists the workloads measured by w's samples.
+func derivedOf(ws []*workload, w *workload) []*workload {
+	var out []*workload
+	for _, d := range ws {
+		if d.partOf == w.name {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// cannotRun is true for a container method that could not be set up here
+// (noted once in the report, not counted as a failure).
+func (e *env) cannotRun(w *workload, m *method) bool {
+	return w.needs == "container" && e.containers != nil && e.containers.missing[m.kind] != "" && m.kind == "podman"
 }
 
 // skipUnavailableWorkloads drops workloads whose tool is missing.
@@ -377,16 +400,27 @@ func (e *env) runRound(r int, sum *summary, tsv *tsvWriter) {
 	}
 	e.logf("round %d of %d", r, e.opts.rounds)
 	for _, w := range sum.workloads {
+		if w.partOf != "" {
+			continue // measured by its parent
+		}
 		for _, m := range methodOrder(order, w) {
 			if e.ctx.Err() != nil {
 				return
 			}
-			if !m.runs(w) {
+			if !m.runs(w) || e.cannotRun(w, m) {
 				continue
 			}
 			s := e.runOne(w, m, r, sum)
 			if e.ctx.Err() != nil {
 				return // an interrupted sample is neither a result nor a failure
+			}
+			for _, d := range derivedOf(sum.workloads, w) {
+				if v, ok := s.extra[d.name]; ok || !s.ok {
+					ds := s
+					ds.workload, ds.value, ds.unit = d.name, v, d.unit
+					sum.samples = append(sum.samples, ds)
+					tsv.write(ds)
+				}
 			}
 			sum.samples = append(sum.samples, s)
 			tsv.write(s)
@@ -416,7 +450,7 @@ func (e *env) runOne(w *workload, m *method, r int, sum *summary) sample {
 		in := &instance{m: m}
 		unix.Sync()
 		v, err := w.run(e, in)
-		s.value = v
+		s.value, s.extra = v, in.extra
 		if err != nil {
 			return fail(err)
 		}
@@ -437,7 +471,7 @@ func (e *env) runOne(w *workload, m *method, r int, sum *summary) sample {
 	// not land in this sample's time.
 	unix.Sync()
 	v, err := w.run(e, in)
-	s.value = v
+	s.value, s.extra = v, in.extra
 	if err != nil {
 		fail(err)
 	}

@@ -29,6 +29,17 @@ type Scale struct {
 	FioIOBytes       int64 // bytes each fio job moves
 	TarFiles         int
 	RmFiles          int
+	// Image import (issue 4): one layer of ImportFiles small files, one
+	// holding a single file of ImportBigBytes.
+	ImportFiles    int
+	ImportBigBytes int64
+	// chown -R (issue 6): a lower tree of ChownFiles files holding
+	// ChownBytes in all.
+	ChownFiles int
+	ChownBytes int64
+	// ContainerStarts is how many containers one container-start sample
+	// starts (p50 and p95 over them).
+	ContainerStarts int
 }
 
 const (
@@ -43,18 +54,21 @@ var scales = map[string]Scale{
 		SeqBytes: 4 * mib, CopyUpBytes: []int64{4 * kib, 64 * kib, 1 * mib, 4 * mib}, CopyUpSmallCount: 10,
 		AppendBytes: 64 * kib, AppendWrites: 20, FioFileBytes: 4 * mib, FioIOBytes: 1 * mib,
 		TarFiles: 200, RmFiles: 200,
+		ImportFiles: 200, ImportBigBytes: 8 * mib, ChownFiles: 200, ChownBytes: 8 * mib, ContainerStarts: 3,
 	},
 	"small": {
 		Name: "small", TreeDirs: 50, TreeFilesPerDir: 200, BigDirEntries: 10000,
 		SeqBytes: 256 * mib, CopyUpBytes: []int64{4 * kib, 1 * mib, 100 * mib, 256 * mib}, CopyUpSmallCount: 100,
 		AppendBytes: 1 * mib, AppendWrites: 500, FioFileBytes: 64 * mib, FioIOBytes: 16 * mib,
 		TarFiles: 5000, RmFiles: 2500,
+		ImportFiles: 5000, ImportBigBytes: 256 * mib, ChownFiles: 5000, ChownBytes: 256 * mib, ContainerStarts: 10,
 	},
 	"full": {
 		Name: "full", TreeDirs: 250, TreeFilesPerDir: 200, BigDirEntries: 10000,
 		SeqBytes: 1 * gib, CopyUpBytes: []int64{4 * kib, 1 * mib, 100 * mib, 1 * gib}, CopyUpSmallCount: 200,
 		AppendBytes: 1 * mib, AppendWrites: 1000, FioFileBytes: 256 * mib, FioIOBytes: 32 * mib,
 		TarFiles: 20000, RmFiles: 10000,
+		ImportFiles: 20000, ImportBigBytes: 1 * gib, ChownFiles: 20000, ChownBytes: 1 * gib, ContainerStarts: 30,
 	},
 }
 

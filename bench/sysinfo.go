@@ -37,7 +37,7 @@ func collectSysInfo(e *env, methods []*method) sysInfo {
 	si.Versions = append(si.Versions, "unionfsd: "+firstLine(e.unionfsd, "--version"))
 	for _, t := range [][]string{
 		{"fuse-overlayfs", "--version"}, {"unionfs", "--version"}, {"fio", "--version"},
-		{"runc", "--version"}, {"tar", "--version"}, {"find", "--version"},
+		{"runc", "--version"}, {"umoci", "--version"}, {"podman", "--version"}, {"tar", "--version"}, {"find", "--version"},
 	} {
 		if p, err := exec.LookPath(t[0]); err == nil {
 			si.Versions = append(si.Versions, t[0]+": "+versionLine(p, t[1], t[0]))

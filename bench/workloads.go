@@ -36,7 +36,14 @@ type workload struct {
 	nativeLast bool
 	target     float64
 	targetOf   string // what the target is a ratio to, for the report
-	run        func(e *env, in *instance) (float64, error)
+	// maxValue is a goal on the value itself (in unit), not a ratio.
+	maxValue float64
+	// targetMethods are judged against the goal (default: unionfsd).
+	targetMethods []string
+	// partOf names the workload whose samples also measure this one (it
+	// is not run by itself; see instance.extra).
+	partOf string
+	run    func(e *env, in *instance) (float64, error)
 }
 
 // checkf reports a failed correctness check.
@@ -109,11 +116,42 @@ func allWorkloads(s Scale) []*workload {
 			what: fmt.Sprintf("rm -rf of a tree of %d lower files", s.RmFiles),
 			cmd:  "rm -rf MNT/rmtree",
 			run:  (*env).rmRF},
-		&workload{name: "container-start", unit: "s", needs: "container", ownMount: true,
-			methods: []string{"native", "overlay", "unionfsd"},
-			what:    "start a busybox container running true and remove it (mean of several)",
-			cmd:     "native: runc run (plain rootfs); overlay: mount overlay + runc run + umount; unionfsd: crun-lite run --rm busybox true",
+		&workload{name: "container-start", unit: "s", needs: "container", ownMount: true, target: 1.3,
+			methods: []string{"native", "overlay", "unionfsd", "podman"},
+			what:    fmt.Sprintf("start a busybox container running true and remove it: p50 of %d starts", s.ContainerStarts),
+			cmd:     "native: runc run (plain rootfs); overlay: mount overlay + runc run + umount; unionfsd: crun-lite run --rm busybox true; podman: podman run --rm --network none busybox true",
 			run:     (*env).containerStart},
+		&workload{name: "container-start-p95", unit: "s", partOf: "container-start", target: 1.3,
+			methods: []string{"native", "overlay", "unionfsd", "podman"},
+			what:    fmt.Sprintf("the same starts: p95 of %d", s.ContainerStarts),
+			cmd:     "(measured with container-start)"},
+		&workload{name: "import-small", unit: "s", needs: "import", ownMount: true, base: "native", target: 1.3, targetOf: "tar -xf",
+			methods: []string{"native", "umoci", "unionfsd"}, targetMethods: []string{"unionfsd", "crun-lite-docker"},
+			what: fmt.Sprintf("import + extract a layer of %d small files (uncompressed); native = tar -xf", s.ImportFiles),
+			cmd:  "native: tar -xf layer.tar -C DIR; umoci: umoci unpack --image OCI:small BUNDLE; unionfsd: crun-lite --root NEWSTORE -q import OCI (crun-lite-docker: docker.tar); each + sync",
+			run:  func(e *env, in *instance) (float64, error) { return e.imageImport(in, "small") }},
+		&workload{name: "import-big", unit: "s", needs: "import", ownMount: true, base: "native", target: 1.1, targetOf: "tar -xf",
+			methods: []string{"native", "umoci", "unionfsd"}, targetMethods: []string{"unionfsd", "crun-lite-docker"},
+			what: fmt.Sprintf("import + extract a layer holding one %s file; native = tar -xf (disk speed)", humanBytes(s.ImportBigBytes)),
+			cmd:  "as import-small, with the big layer",
+			run:  func(e *env, in *instance) (float64, error) { return e.imageImport(in, "big") }},
+		&workload{name: "chown-R", unit: "s", touches: []string{chownDir}, base: "fuse-overlayfs", target: 1, targetOf: "fuse-overlayfs",
+			methods: []string{"overlay", "fuse-overlayfs", "unionfsd"}, targetMethods: []string{"unionfsd", "unionfsd-metacopy"},
+			what: fmt.Sprintf("chown -R of a lower tree of %d files, %s", s.ChownFiles, humanBytes(s.ChownBytes)),
+			cmd:  fmt.Sprintf("chown -R %d:%d MNT/%s; sync", chownID, chownID, chownDir),
+			run:  (*env).chownR},
+		&workload{name: "chown-R-upper", unit: "%", partOf: "chown-R", maxValue: 5,
+			methods: []string{"overlay", "fuse-overlayfs", "unionfsd"}, targetMethods: []string{"unionfsd", "unionfsd-metacopy"},
+			what: "data bytes in the upper's files after that chown (holes excluded), % of the tree's data bytes",
+			cmd:  "sum of SEEK_DATA..SEEK_HOLE extents of the files in UPPER"},
+		&workload{name: "chown-R-upper-du", unit: "%", partOf: "chown-R",
+			methods: []string{"overlay", "fuse-overlayfs", "unionfsd"},
+			what:    "blocks allocated in the upper after that chown (incl. dirs and ext4 xattr blocks), % of the tree's data bytes",
+			cmd:     "du -s --block-size=1 UPPER"},
+		&workload{name: "chown-R-upper-apparent", unit: "%", partOf: "chown-R",
+			methods: []string{"overlay", "fuse-overlayfs", "unionfsd"},
+			what:    "apparent size of the upper after that chown, % of the tree's data bytes (metacopy files keep their size)",
+			cmd:     "du -sb UPPER"},
 		&workload{name: "rss-find", unit: "MiB", base: "fuse-overlayfs", target: 1, targetOf: "fuse-overlayfs",
 			methods: []string{"fuse-overlayfs", "unionfs-fuse", "unionfsd"},
 			what:    fmt.Sprintf("daemon peak RSS (VmHWM) after find+stat over %d entries", s.TreeEntries()),
