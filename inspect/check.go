@@ -127,14 +127,9 @@ func (c *checker) checkWork(work string) error {
 
 // walk checks the upper dir rel ("" is the root) and everything below.
 func (c *checker) walk(rel string) error {
-	dir := filepath.Join(c.upper, rel)
-	names, err := sortedNames(dir)
+	names, have, err := listDir(filepath.Join(c.upper, rel))
 	if err != nil {
 		return err
-	}
-	have := map[string]bool{}
-	for _, n := range names {
-		have[n] = true
 	}
 	if rel != "" {
 		c.checkOpaque(rel, have[whiteout.OpaqueName])

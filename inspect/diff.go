@@ -61,14 +61,9 @@ type differ struct {
 
 // walk adds the changes in the upper dir rel ("" is the root).
 func (d *differ) walk(rel string) error {
-	dir := filepath.Join(d.upper, rel)
-	names, err := sortedNames(dir)
+	names, have, err := listDir(filepath.Join(d.upper, rel))
 	if err != nil {
 		return err
-	}
-	have := map[string]bool{}
-	for _, n := range names {
-		have[n] = true
 	}
 	for _, name := range names {
 		if err := d.entry(rel, name, have); err != nil {
@@ -122,6 +117,16 @@ func (d *differ) entry(rel, name string, siblings map[string]bool) error {
 func (d *differ) add(k Kind, p string) { d.out = append(d.out, Change{Kind: k, Path: p}) }
 
 // sortedNames lists a dir's entry names in byte order.
+// listDir returns a directory's names, sorted, and the same as a set.
+func listDir(dir string) ([]string, map[string]bool, error) {
+	names, err := sortedNames(dir)
+	have := make(map[string]bool, len(names))
+	for _, n := range names {
+		have[n] = true
+	}
+	return names, have, err
+}
+
 func sortedNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
 	if err != nil {

@@ -3,7 +3,7 @@
 # two-layer image (scripts/mkimage.sh), import it into a layer store, run
 # containers whose root is the image's layers merged by unionfsd, look at
 # what their writes left in the upper dir, and commit one as a new image.
-# Run as root on a fresh Debian: sudo scripts/demo.sh
+# Run as root on a fresh Debian: ./scripts/demo.sh
 # Needs Go (1.26); installs fuse3 and busybox-static with apt-get if missing.
 # Everything happens in a temp dir that is removed at the end.
 set -euo pipefail

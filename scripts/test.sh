@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite as root on a fresh Debian machine: installs what
 # the tests need (FUSE, kernel-overlay tools, image tools), then go test.
-# Usage: sudo ./scripts/test.sh [extra go test flags]
+# Usage (as root): ./scripts/test.sh [extra go test flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
