@@ -419,6 +419,8 @@ func TestReadOnlyUnion(t *testing.T) {
 func TestLowerChangesShow(t *testing.T) {
 	tu := newLayers(t, 1)
 	writeFile(t, tu.lowers[0]+"/f", "v1")
+	writeFile(t, tu.upper+"/d/u", "u") // d is merged: upper and lower
+	writeFile(t, tu.lowers[0]+"/d/l", "l")
 	tu.mount(t, func(c *Config) {
 		c.EntryTimeout, c.AttrTimeout, c.NegativeTimeout = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
 	})
@@ -427,14 +429,35 @@ func TestLowerChangesShow(t *testing.T) {
 	if string(b) != "v1" {
 		t.Fatalf("read %q", b)
 	}
+	// List the dirs first, so the kernel caches their listings.
+	_, err = os.ReadDir(tu.m("d"))
+	must(t, err)
+	_, err = os.ReadDir(tu.mnt)
+	must(t, err)
 	writeFile(t, tu.lowers[0]+"/f", "version2")
 	writeFile(t, tu.lowers[0]+"/new", "n")
+	writeFile(t, tu.lowers[0]+"/d/added", "a")
 	ok := eventually(2*time.Second, func() bool {
 		b, _ := os.ReadFile(tu.m("f"))
 		_, err := os.Stat(tu.m("new"))
-		return string(b) == "version2" && err == nil
+		return string(b) == "version2" && err == nil &&
+			dirHas(tu.mnt, "new") && dirHas(tu.m("d"), "added")
 	})
 	if !ok {
-		t.Errorf("lower change not visible through the mount")
+		t.Errorf("lower change not visible through the mount (content, lookup or listing)")
 	}
+}
+
+// dirHas reports whether a listing of dir holds name.
+func dirHas(dir, name string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.Name() == name {
+			return true
+		}
+	}
+	return false
 }
