@@ -272,11 +272,19 @@ func openSource(src string) (*os.File, error) {
 // commit renames tmp onto dst with the given renameat2 flags and, with
 // Options.Fsync, makes the new directory entry durable.
 func (e *Engine) commit(tmp, dst string, flags uint) error {
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, flags); err != nil {
-		return &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: err}
+	if err := rename(tmp, dst, flags); err != nil {
+		return err
 	}
 	if e.opts.Fsync {
 		return fsyncPath(filepath.Dir(dst))
+	}
+	return nil
+}
+
+// rename is renameat2 with the error naming both paths.
+func rename(tmp, dst string, flags uint) error {
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, flags); err != nil {
+		return &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: err}
 	}
 	return nil
 }

@@ -37,7 +37,10 @@ func (e *Engine) copyUpMeta(src, dst, name string, value []byte) (unix.Stat_t, e
 	tmp := e.tempPath()
 	err := e.buildMeta(src, tmp, &st, name, value)
 	if err == nil {
-		err = e.commit(tmp, dst, unix.RENAME_NOREPLACE)
+		// No fsync, of the entry or its directory, as overlay's metacopy:
+		// there is no data to make durable, and a journaling filesystem
+		// commits the entry's inode changes no later than the rename.
+		err = rename(tmp, dst, unix.RENAME_NOREPLACE)
 	}
 	if err != nil {
 		removeTemp(tmp)
@@ -61,11 +64,6 @@ func (e *Engine) buildMeta(src, tmp string, st *unix.Stat_t, name string, value 
 	}
 	if err := e.applyMeta(src, tmp, st); err != nil {
 		return err
-	}
-	if e.opts.Fsync {
-		if err := f.Sync(); err != nil {
-			return err
-		}
 	}
 	return f.Close()
 }
