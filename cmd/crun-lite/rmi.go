@@ -1,6 +1,14 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/unionfsd/unionfsd/layers"
+	rt "github.com/unionfsd/unionfsd/runtime"
+)
 
 func init() {
 	register(&command{
@@ -19,7 +27,14 @@ func runRmi(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	inUse, err := rt.ImagesInUse(s.Root())
+	if err != nil {
+		return err
+	}
 	for _, ref := range args {
+		if err := refuseInUse(s, ref, inUse); err != nil {
+			return err
+		}
 		res, err := s.Remove(ref)
 		if err != nil {
 			return err
@@ -35,4 +50,23 @@ func runRmi(g *globals, args []string) error {
 		}
 	}
 	return nil
+}
+
+// idRef matches references by image ID (sha256:HEX or a hex prefix).
+var idRef = regexp.MustCompile(`^(sha256:)?[0-9a-f]{4,64}$`)
+
+// refuseInUse stops rmi from deleting an image whose layers containers still
+// use: their unions would lose their lower layers. Removing one of several
+// names leaves the image, so that is allowed.
+func refuseInUse(s *layers.Store, ref string, inUse map[string][]string) error {
+	img, err := s.Image(ref)
+	if err != nil {
+		return err
+	}
+	users := inUse[img.ID.String()]
+	if len(users) == 0 || len(img.Names) > 1 && !idRef.MatchString(ref) {
+		return nil
+	}
+	sort.Strings(users)
+	return fmt.Errorf("image %s is used by container(s) %s: remove them first (crun-lite rm)", ref, strings.Join(users, ", "))
 }

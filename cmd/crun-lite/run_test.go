@@ -579,6 +579,12 @@ func TestRunRmPsAndCommit(t *testing.T) {
 	if got := e.mustRun("run", "--rm", "kept:1", "cat", "/kept"); got != "kept\n" {
 		t.Errorf("committed image: %q", got)
 	}
+	if r := e.run("rmi", "kept:1"); r.code != 0 {
+		t.Errorf("rmi of an image no container uses: %v", r)
+	}
+	if r := e.run("rmi", "busybox"); r.code == 0 || !strings.Contains(r.err, "used by container(s) keep") {
+		t.Errorf("rmi of an image a container uses: %v", r)
+	}
 	e.mustRun("rm", "keep")
 	if r := e.run("rm", "keep"); r.code == 0 || !strings.Contains(r.err, "no such container") {
 		t.Errorf("rm twice: %v", r)
