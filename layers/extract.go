@@ -27,6 +27,10 @@ type ExtractOptions struct {
 	// privileged xattrs. Without it those are skipped (with a warning for
 	// devices and privileged xattrs), as a rootless user must.
 	AsRoot bool
+	// InUserNS: we are root of a user namespace (a rootless import): owners
+	// outside its maps and privileged xattrs cannot be set and are skipped
+	// with a warning.
+	InUserNS bool
 	// Warn receives one line per skipped item; nil discards.
 	Warn func(msg string)
 }
@@ -402,13 +406,28 @@ func isZero(b []byte) bool {
 	return true
 }
 
+// chown gives an entry its owner when we are root (of a user namespace,
+// for a rootless import: ids are then stored as the mapped ones).
+func (x *extractor) chown(hdr *tar.Header, pfd int, base string) error {
+	if !x.opts.AsRoot {
+		return nil
+	}
+	err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.EINVAL) && x.opts.InUserNS {
+		x.warn("keeping %s owned by root: %d:%d is outside this user namespace's id maps", hdr.Name, hdr.Uid, hdr.Gid)
+		return nil
+	}
+	if err != nil {
+		return entryError(hdr.Name, "chown: %v", err)
+	}
+	return nil
+}
+
 // setOwnerXattrs sets owner then xattrs (chown drops security.capability, so
 // xattrs go after it).
 func (x *extractor) setOwnerXattrs(hdr *tar.Header, pfd int, base string) error {
-	if x.opts.AsRoot {
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return entryError(hdr.Name, "chown: %v", err)
-		}
+	if err := x.chown(hdr, pfd, base); err != nil {
+		return err
 	}
 	return x.setXattrs(hdr, pfd, base)
 }
@@ -416,10 +435,8 @@ func (x *extractor) setOwnerXattrs(hdr *tar.Header, pfd int, base string) error 
 // setMeta applies owner, mode, xattrs and times to a non-directory.
 // Order matters: chown clears setuid bits and capabilities, so it comes first.
 func (x *extractor) setMeta(hdr *tar.Header, pfd int, base string) error {
-	if x.opts.AsRoot {
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return entryError(hdr.Name, "chown: %v", err)
-		}
+	if err := x.chown(hdr, pfd, base); err != nil {
+		return err
 	}
 	if hdr.Typeflag != tar.TypeSymlink {
 		// base is what we just created, not a symlink, so following is moot.
@@ -478,7 +495,7 @@ func (x *extractor) setXattrs(hdr *tar.Header, pfd int, base string) error {
 		err := unix.Lsetxattr(p, name, []byte(val), 0)
 		switch {
 		case err == nil:
-		case errors.Is(err, unix.EPERM) && !x.opts.AsRoot,
+		case errors.Is(err, unix.EPERM) && (!x.opts.AsRoot || x.opts.InUserNS),
 			errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
 			x.warn("skipping xattr %s on %s: %v", name, hdr.Name, err)
 		default:

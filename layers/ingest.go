@@ -323,7 +323,7 @@ func (g *ingest) stream(raw io.Reader, size int64, blobFile *os.File, layerDir, 
 	tarCount := &countWriter{}
 	tarTee := io.TeeReader(tarStream, io.MultiWriter(diffHash.Hash(), tarCount))
 	if layerDir != "" {
-		_, err = Extract(tarTee, filepath.Join(layerDir, "diff"), ExtractOptions{AsRoot: os.Geteuid() == 0, Warn: g.warn})
+		_, err = Extract(tarTee, filepath.Join(layerDir, "diff"), ExtractOptions{AsRoot: os.Geteuid() == 0, InUserNS: inUserNamespace(), Warn: g.warn})
 	}
 	if err == nil {
 		// Drain what the tar reader left (padding past the end marker).
@@ -404,4 +404,14 @@ func shortName(name string) string {
 		}
 	}
 	return name
+}
+
+// inUserNamespace reports whether we run in a user namespace other than the
+// initial one, whose uid map is the identity over all ids.
+func inUserNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	return strings.Join(strings.Fields(string(b)), " ") != "0 0 4294967295"
 }

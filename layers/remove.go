@@ -16,6 +16,22 @@ type RemoveResult struct {
 	DeletedBlobs  int
 }
 
+// Lines is the report rmi prints: one line per untagged name, deleted image
+// and deleted layer.
+func (r *RemoveResult) Lines() []string {
+	var out []string
+	for _, n := range r.Untagged {
+		out = append(out, "Untagged: "+n)
+	}
+	if r.Deleted != "" {
+		out = append(out, "Deleted: "+r.Deleted.String())
+	}
+	for _, l := range r.DeletedLayers {
+		out = append(out, "Deleted layer: "+l.String())
+	}
+	return out
+}
+
 // Remove removes a name, or a whole image when ref is an ID or the image's
 // last name, then deletes the layers and blobs no remaining image uses.
 func (s *Store) Remove(ref string) (*RemoveResult, error) {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"syscall"
@@ -112,15 +113,15 @@ func removeTree(c *Container, path string) error {
 		}
 		return nil
 	}
-	if err := runStageInUserns(c.UIDMap, c.GIDMap, stageRmTree, stageArgs{Path: path}); err != nil {
+	if err := runStageInUserns(c.UIDMap, c.GIDMap, stageRmTree, stageArgs{Path: path}, nil, os.Stderr); err != nil {
 		return fmt.Errorf("remove %s in the container's user namespace: %w", path, err)
 	}
 	return nil
 }
 
 // runStageInUserns runs a stage process in a new user namespace with the
-// given maps and waits for it.
-func runStageInUserns(uidMap, gidMap []specs.LinuxIDMapping, stage string, a stageArgs) error {
+// given maps, its output going to stdout and stderr, and waits for it.
+func runStageInUserns(uidMap, gidMap []specs.LinuxIDMapping, stage string, a stageArgs, stdout, stderr io.Writer) error {
 	a.Remap = needsHelper(uidMap, gidMap)
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
@@ -128,7 +129,7 @@ func runStageInUserns(uidMap, gidMap []specs.LinuxIDMapping, stage string, a sta
 	}
 	defer ctlW.Close()
 	argv := stageCommand(stage, a)
-	cmd := &exec.Cmd{Path: argv[0], Args: argv, Env: stageEnv(), ExtraFiles: []*os.File{ctlR}, Stderr: os.Stderr}
+	cmd := &exec.Cmd{Path: argv[0], Args: argv, Env: stageEnv(), ExtraFiles: []*os.File{ctlR}, Stdout: stdout, Stderr: stderr}
 	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
 	if !a.Remap {
 		attr.UidMappings, attr.GidMappings = toSysMaps(uidMap), toSysMaps(gidMap)

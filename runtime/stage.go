@@ -18,6 +18,8 @@ const (
 	stageSupervise = "supervise"
 	stageInit      = "init"
 	stageRmTree    = "rmtree"
+	stageImport    = "import"
+	stageRmi       = "rmi"
 )
 
 // stageArgs tells a re-executed process what to do. It travels as JSON in
@@ -39,8 +41,12 @@ type stageArgs struct {
 	// Mapped: the supervisor re-executed itself after Remap; the go-ahead
 	// was already read.
 	Mapped bool `json:"mapped,omitempty"`
-	// Path is the tree rmtree deletes.
+	// Path is the tree rmtree deletes, or the archive import reads.
 	Path string `json:"path,omitempty"`
+	// Root and Name: import's store and image name.
+	Root string   `json:"root,omitempty"`
+	Name string   `json:"name,omitempty"`
+	Refs []string `json:"refs,omitempty"` // rmi's images
 }
 
 // Fixed descriptors of the stage processes (after stdin, stdout, stderr).
@@ -75,6 +81,10 @@ func RunStage(args []string) int {
 			return 1
 		}
 		return 0
+	case stageImport:
+		return importStage(a)
+	case stageRmi:
+		return rmiStage(a)
 	}
 	fmt.Fprintf(os.Stderr, "crun-lite: unknown stage %q\n", args[2])
 	return ExitRunner

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/unionfsd/unionfsd/layers"
+	rt "github.com/unionfsd/unionfsd/runtime"
 )
 
 var importName string
@@ -27,6 +28,10 @@ func runImport(g *globals, args []string) error {
 	}
 	s, err := g.store()
 	if err != nil {
+		return err
+	}
+	// Rootless: import where the layers keep the image's owners.
+	if handled, err := rt.ImportMapped(s.Root(), args[0], importName); handled {
 		return err
 	}
 	imgs, err := s.Import(args[0], layers.ImportOptions{Name: importName, Progress: g.progress(), Warn: g.warn})

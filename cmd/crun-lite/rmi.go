@@ -35,18 +35,19 @@ func runRmi(g *globals, args []string) error {
 		if err := refuseInUse(s, ref, inUse); err != nil {
 			return err
 		}
+	}
+	// Rootless: layers hold files of the image's other users, stored as
+	// subordinate ids; only the user namespace that made them can delete them.
+	if handled, err := rt.RemoveImagesMapped(s.Root(), args); handled {
+		return err
+	}
+	for _, ref := range args {
 		res, err := s.Remove(ref)
 		if err != nil {
 			return err
 		}
-		for _, n := range res.Untagged {
-			fmt.Fprintf(g.stdout, "Untagged: %s\n", n)
-		}
-		if res.Deleted != "" {
-			fmt.Fprintf(g.stdout, "Deleted: %s\n", res.Deleted)
-		}
-		for _, l := range res.DeletedLayers {
-			fmt.Fprintf(g.stdout, "Deleted layer: %s\n", l)
+		for _, l := range res.Lines() {
+			fmt.Fprintln(g.stdout, l)
 		}
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/unionfsd/unionfsd/layers/imagetest"
 )
 
 // testUser creates an unprivileged user with a home under testTmp and
@@ -147,6 +149,9 @@ touch /secret/new 2>/dev/null || echo write-denied`
 	if n := e.containerCount(); n != 0 {
 		t.Errorf("rm left %d container dirs", n)
 	}
+	if subStart >= 0 {
+		checkRootlessImageOwners(t, e, subStart)
+	}
 
 	// The supervisor, and so the union server, runs in the user namespace.
 	cmd, sc := e.background("run", "--rm", "--name", "bg", "busybox", "sh", "-c", "echo up; exec sleep 30")
@@ -160,4 +165,40 @@ touch /secret/new 2>/dev/null || echo write-denied`
 	}
 	e.mustRun("rm", "-f", "bg")
 	cmd.Wait()
+}
+
+// checkRootlessImageOwners imports, as the user, an image with files of
+// other users: the layer stores them as subordinate ids, a rootless
+// container shows the image's owners, and rmi can delete them again.
+func checkRootlessImageOwners(t *testing.T, e *env, subStart int) {
+	t.Helper()
+	img, err := imagetest.BusyboxSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.Names = []string{"owned:1"}
+	img.Layers[0].Entries = append(img.Layers[0].Entries,
+		imagetest.File("owned", "owned\n", 0o640).WithOwner(123, 456),
+		imagetest.Dir("home", 0o755), imagetest.Dir("home/u", 0o750).WithOwner(1000, 1000),
+		imagetest.File("home/u/f", "f\n", 0o600).WithOwner(1000, 1000))
+	tarPath := filepath.Join(testTmp, fmt.Sprintf("owned-%d.tar", e.cred.Uid))
+	if err := imagetest.WriteDockerArchive(tarPath, img); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(tarPath, 0o644)
+	t.Cleanup(func() { os.Remove(tarPath) })
+	e.importImage(tarPath)
+	matches, _ := filepath.Glob(filepath.Join(e.store, "layers", "*", "diff", "owned"))
+	if len(matches) != 1 {
+		t.Fatalf("layer file /owned: %v", matches)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(matches[0], &st); err != nil || st.Uid != uint32(subStart+122) || st.Gid < uint32(subStart) {
+		t.Errorf("layer's /owned stored as %d:%d (%v), want uid %d (image uid 123 through the subordinate range)", st.Uid, st.Gid, err, subStart+122)
+	}
+	got := e.mustRun("run", "--rm", "--rootless", "owned:1", "sh", "-c", "stat -c %u:%g /owned /home/u/f; cat /home/u/f")
+	if got != "123:456\n1000:1000\nf\n" {
+		t.Errorf("rootless container of a rootless import shows %q, want the image's owners", got)
+	}
+	e.mustRun("rmi", "owned:1")
 }
