@@ -32,6 +32,9 @@ const (
 const (
 	TrustedOpaqueXattr = "trusted.overlay.opaque"
 	UserOpaqueXattr    = "user.overlay.opaque"
+	// FuseOverlayfsOpaqueXattr is what rootless fuse-overlayfs sets (beside
+	// an OCI marker) on the opaque dirs of the uppers it writes.
+	FuseOverlayfsOpaqueXattr = "user.fuseoverlayfs.opaque"
 )
 
 // Name returns the OCI whiteout name that hides name.
@@ -70,7 +73,7 @@ func IsOverlayWhiteoutMode(mode uint32, rdev uint64) bool {
 }
 
 // OpaqueXattrs lists the xattrs that mark a kernel-overlay directory opaque.
-var OpaqueXattrs = []string{TrustedOpaqueXattr, UserOpaqueXattr}
+var OpaqueXattrs = []string{TrustedOpaqueXattr, UserOpaqueXattr, FuseOverlayfsOpaqueXattr}
 
 // HasOpaqueXattr reports whether the directory at path carries an overlay
 // opaque xattr set to "y". Missing xattrs, or filesystems without xattr
@@ -120,5 +123,6 @@ const MetacopyXattr = "user.unionfsd.metacopy"
 func IsInternalXattr(name string) bool {
 	return strings.HasPrefix(name, "trusted.overlay.") ||
 		strings.HasPrefix(name, "user.overlay.") ||
+		strings.HasPrefix(name, "user.fuseoverlayfs.") ||
 		strings.HasPrefix(name, "user.unionfsd.")
 }

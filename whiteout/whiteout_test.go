@@ -62,6 +62,7 @@ func TestOverlayFormat(t *testing.T) {
 		{func(d string) error { return os.WriteFile(filepath.Join(d, OpaqueName), nil, 0o644) }, true},
 		{func(d string) error { return unix.Setxattr(d, TrustedOpaqueXattr, []byte("y"), 0) }, true},
 		{func(d string) error { return unix.Setxattr(d, UserOpaqueXattr, []byte("y"), 0) }, true},
+		{func(d string) error { return unix.Setxattr(d, FuseOverlayfsOpaqueXattr, []byte("y"), 0) }, true},
 		// "x" marks a dir that merely holds whiteouts (newer kernels): not opaque.
 		{func(d string) error { return unix.Setxattr(d, TrustedOpaqueXattr, []byte("x"), 0) }, false},
 	} {
@@ -73,7 +74,7 @@ func TestOverlayFormat(t *testing.T) {
 			t.Errorf("IsOpaqueDir = %v %v, want %v", got, err, c.want)
 		}
 	}
-	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.redirect", "user.unionfsd.metacopy"} {
+	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.redirect", "user.unionfsd.metacopy", "user.fuseoverlayfs.opaque"} {
 		if !IsInternalXattr(x) {
 			t.Errorf("%s should be internal", x)
 		}
