@@ -26,7 +26,13 @@ func metacopyData(path string, st *syscall.Stat_t) string {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size == 0 {
 		return ""
 	}
-	buf := make([]byte, 4096)
+	// Probe the size first: the common answer, ENODATA, then costs no
+	// allocation on this lookup path.
+	sz, err := unix.Lgetxattr(path, whiteout.MetacopyXattr, nil)
+	if err != nil || sz == 0 {
+		return ""
+	}
+	buf := make([]byte, sz)
 	n, err := unix.Lgetxattr(path, whiteout.MetacopyXattr, buf)
 	if err != nil {
 		return ""

@@ -13,6 +13,7 @@
 package whiteout
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 
@@ -79,23 +80,63 @@ var OpaqueXattrs = []string{TrustedOpaqueXattr, UserOpaqueXattr, FuseOverlayfsOp
 // opaque xattr set to "y". Missing xattrs, or filesystems without xattr
 // support, mean "not opaque".
 func HasOpaqueXattr(path string) (bool, error) {
-	var buf [8]byte
-	for _, x := range OpaqueXattrs {
-		n, err := unix.Lgetxattr(path, x, buf[:])
-		switch {
-		case err == nil:
-			if n == 1 && buf[0] == 'y' {
-				return true, nil
+	// One listxattr answers for the common dir with no xattrs at all; this
+	// runs for every merged directory lookup in every layer.
+	var names [256]byte
+	n, err := unix.Llistxattr(path, names[:])
+	switch {
+	case err == nil && n == 0, errors.Is(err, unix.ENOTSUP):
+		return false, nil
+	case err == nil:
+		for _, x := range OpaqueXattrs {
+			if hasName(names[:n], x) {
+				if opaque, err := opaqueValue(path, x); opaque || err != nil {
+					return opaque, err
+				}
 			}
-		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP),
-			errors.Is(err, unix.ERANGE), errors.Is(err, unix.EPERM):
-			// not set, not supported, a longer value ("x"-style flags
-			// never exceed one byte) or not readable by us: not opaque.
-		default:
-			return false, err
 		}
+		return false, nil
+	case errors.Is(err, unix.ERANGE):
+		// Too many names for the buffer: ask for each mark instead.
+		for _, x := range OpaqueXattrs {
+			if opaque, err := opaqueValue(path, x); opaque || err != nil {
+				return opaque, err
+			}
+		}
+		return false, nil
 	}
-	return false, nil
+	return false, err
+}
+
+// hasName reports whether a listxattr result holds name.
+func hasName(list []byte, name string) bool {
+	for len(list) > 0 {
+		i := bytes.IndexByte(list, 0)
+		if i < 0 {
+			return string(list) == name
+		}
+		if string(list[:i]) == name {
+			return true
+		}
+		list = list[i+1:]
+	}
+	return false
+}
+
+// opaqueValue reports whether the xattr x of path is "y".
+func opaqueValue(path, x string) (bool, error) {
+	var buf [8]byte
+	n, err := unix.Lgetxattr(path, x, buf[:])
+	switch {
+	case err == nil:
+		return n == 1 && buf[0] == 'y', nil
+	case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP),
+		errors.Is(err, unix.ERANGE), errors.Is(err, unix.EPERM):
+		// not set, not supported, a longer value ("x"-style flags never
+		// exceed one byte) or not readable by us: not opaque.
+		return false, nil
+	}
+	return false, err
 }
 
 // IsOpaqueDir reports whether the directory at path is opaque in either

@@ -1,6 +1,7 @@
 package whiteout
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -63,6 +64,15 @@ func TestOverlayFormat(t *testing.T) {
 		{func(d string) error { return unix.Setxattr(d, TrustedOpaqueXattr, []byte("y"), 0) }, true},
 		{func(d string) error { return unix.Setxattr(d, UserOpaqueXattr, []byte("y"), 0) }, true},
 		{func(d string) error { return unix.Setxattr(d, FuseOverlayfsOpaqueXattr, []byte("y"), 0) }, true},
+		// More xattr names than one listxattr buffer holds, then the mark.
+		{func(d string) error {
+			for i := 0; i < 20; i++ {
+				if err := unix.Setxattr(d, fmt.Sprintf("user.some-long-attribute-name-%02d", i), []byte("v"), 0); err != nil {
+					return err
+				}
+			}
+			return unix.Setxattr(d, TrustedOpaqueXattr, []byte("y"), 0)
+		}, true},
 		// "x" marks a dir that merely holds whiteouts (newer kernels): not opaque.
 		{func(d string) error { return unix.Setxattr(d, TrustedOpaqueXattr, []byte("x"), 0) }, false},
 	} {
