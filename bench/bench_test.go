@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/unionfsd/unionfsd/inspect"
 )
 
 // TestSmoke runs the whole harness on the tiny data set, one round, with the
@@ -40,7 +42,9 @@ func TestSmoke(t *testing.T) {
 	// The workloads of issues 4-6, with every tool installed here.
 	want := []string{"import-small native", "import-small unionfsd", "import-small crun-lite-docker", "import-big native",
 		"import-big unionfsd", "chown-R overlay", "chown-R overlay-metacopy", "chown-R unionfsd", "chown-R unionfsd-metacopy",
-		"chown-R-upper unionfsd-metacopy", "chown-R-upper-apparent overlay"}
+		"chown-R-upper unionfsd-metacopy", "chown-R-upper-apparent overlay",
+		// issue 8: the trace's cost (its file checked in every sample)
+		"untar unionfsd-trace", "find-warm unionfsd-trace", "untar unionfsd-trace-filtered"}
 	if _, err := exec.LookPath("umoci"); err == nil {
 		want = append(want, "import-small umoci", "import-big umoci")
 	}
@@ -64,6 +68,9 @@ func TestSmoke(t *testing.T) {
 	report, _ := os.ReadFile(sum.reportPath)
 	if !strings.Contains(string(report), "| find-cold |") {
 		t.Errorf("report has no find-cold row")
+	}
+	if !strings.Contains(string(report), "ratio to unionfsd with default options") {
+		t.Errorf("report has no table of unionfsd options against unionfsd")
 	}
 	assertNoMountsUnder(t, o.cache)
 }
@@ -91,6 +98,49 @@ func TestChecksCatchWrongView(t *testing.T) {
 	}
 	if err := e.checkCopiedUp(bottom, copyUpPath("a", s.CopyUpBytes[1], 0), s.CopyUpBytes[1], block); err == nil {
 		t.Errorf("a truncated copy-up passed the size check")
+	}
+}
+
+// TestTraceCheck: a trace method's sample fails when its trace file does not
+// match the method's promise (lines, or none for a filter matching nothing).
+func TestTraceCheck(t *testing.T) {
+	methods := map[string]*method{}
+	for _, m := range allMethods() {
+		methods[m.name] = m
+	}
+	cases := []struct {
+		method string
+		bytes  int64
+		ok     bool
+	}{
+		{"unionfsd-trace", 0, false},
+		{"unionfsd-trace", 300, true},
+		{"unionfsd-trace-filtered", 0, true},
+		{"unionfsd-trace-filtered", 300, false},
+		{"unionfsd", 0, true},
+	}
+	for _, c := range cases {
+		in := &instance{m: methods[c.method], traceFile: "/x/trace.log", traceBytes: c.bytes}
+		if err := in.checkTrace(); (err == nil) != c.ok {
+			t.Errorf("%s with a %d-byte trace: checkTrace() = %v", c.method, c.bytes, err)
+		}
+	}
+}
+
+// TestProfileSkipsTrace: -profile serves unionfsd from the bench binary,
+// which cannot trace, so the trace methods are skipped with the reason.
+func TestProfileSkipsTrace(t *testing.T) {
+	e := &env{opts: options{profile: true}, unionfsd: "/bin/true", logf: func(string, ...any) {}}
+	sum := &summary{}
+	ms, err := e.selectMethods([]string{"unionfsd", "unionfsd-trace", "unionfsd-trace-filtered"}, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(methodNames(ms), ","); got != "unionfsd" {
+		t.Errorf("-profile kept methods %s, want unionfsd", got)
+	}
+	if len(sum.notes) != 2 || !strings.Contains(sum.notes[0], "unionfsd-trace skipped: -profile") {
+		t.Errorf("notes %q do not say why the trace methods were skipped", sum.notes)
 	}
 }
 
@@ -143,13 +193,13 @@ func needRoot(t *testing.T) {
 
 func assertNoMountsUnder(t *testing.T, root string) {
 	t.Helper()
-	mps, err := mountPoints()
+	mounts, err := inspect.Mounts()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mp := range mps {
-		if strings.HasPrefix(mp[0], root+"/") {
-			t.Errorf("mount left behind: %s (%s)", mp[0], mp[1])
+	for _, m := range mounts {
+		if strings.HasPrefix(m.Point, root+"/") {
+			t.Errorf("mount left behind: %s (%s)", m.Point, m.FSType)
 		}
 	}
 }

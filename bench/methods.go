@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/units"
 )
 
 // method is one way of serving the merged view that the workloads run on.
@@ -28,8 +30,18 @@ type method struct {
 	// workloads, when set, limits the method to workloads where its option
 	// makes a difference (keeps a full run short).
 	workloads []string
-	missing   string // why it cannot run here; "" when it can
+	// trace runs unionfsd with --trace=FILE, FILE beside the sample's upper
+	// (args may add filters); traceEmpty says the filters match nothing, so
+	// the file must stay empty. Each sample checks the file, then deletes it.
+	trace, traceEmpty bool
+	// noServe, when set, is why -profile cannot serve the method from the
+	// bench binary (see serveUnion); -profile skips it with that reason.
+	noServe string
+	missing string // why it cannot run here; "" when it can
 }
+
+// traceNoMatch is a --trace-path prefix no workload touches.
+const traceNoMatch = "/.bench-trace-matches-nothing"
 
 func allMethods() []*method {
 	ioOnly := []string{"seq-read-cold", "seq-read-warm", "fio-randread-lower", "fio-randrw-upper", "fio-randrw-lower",
@@ -37,6 +49,10 @@ func allMethods() []*method {
 	copyOnly := []string{"copyup-4k", "copyup-4k-sync", "copyup-1m", "copyup-1m-sync", "copyup-100m", "copyup-100m-sync",
 		"copyup-1g", "copyup-1g-sync", "append", "fio-randrw-lower"}
 	metaOnly := []string{"find-cold", "find-warm", "readdir", "readdir-stat", "untar", "rm-rf", "rss-find", "rss-after-forget"}
+	// The trace costs per operation: the workloads with the most operations
+	// per second show it (issue 8).
+	traceOnly := []string{"find-cold", "find-warm", "untar", "append", "rm-rf"}
+	traceNoServe := "has no --trace (its format and filters live in cmd/unionfsd); compare unionfsd and unionfsd-trace without -profile, or profile the daemon with perf record -g -p PID"
 	return []*method{
 		{name: "native", kind: "native", desc: "the merged view copied to a plain dir on the same filesystem"},
 		{name: "overlay", kind: "overlay", desc: "kernel overlayfs"},
@@ -46,6 +62,8 @@ func allMethods() []*method {
 		{name: "unionfsd-nopt", kind: "unionfsd", desc: "unionfsd --passthrough=false", args: []string{"--passthrough=false"}, workloads: ioOnly},
 		{name: "unionfsd-cache", kind: "unionfsd", desc: "unionfsd --timeout 1h (kernel keeps names and attributes, as fuse-overlayfs does by default)", args: []string{"--timeout", "1h"}, workloads: metaOnly},
 		{name: "unionfsd-nofsync", kind: "unionfsd", desc: "unionfsd -o fsync=0 (copy-up without fsync, like overlay's volatile)", args: []string{"-o", "fsync=0"}, workloads: copyOnly},
+		{name: "unionfsd-trace", kind: "unionfsd", desc: "unionfsd --trace=FILE: one line per operation to a file beside the upper (deleted after each sample)", trace: true, noServe: traceNoServe, workloads: traceOnly},
+		{name: "unionfsd-trace-filtered", kind: "unionfsd", desc: "unionfsd --trace=FILE --trace-path with a prefix that matches nothing: every event is built, then dropped by the filter", args: []string{"--trace-path", traceNoMatch}, trace: true, traceEmpty: true, noServe: traceNoServe, workloads: traceOnly},
 		// Used by one workload each (issues 4-6).
 		{name: "overlay-metacopy", kind: "overlay", desc: "kernel overlayfs -o metacopy=on (the kernel adds redirect_dir=on)", overlayOpts: "metacopy=on", workloads: []string{"chown-R"}},
 		{name: "unionfsd-metacopy", kind: "unionfsd", desc: "unionfsd -o metacopy=on (chown, chmod, utimes copy metadata only)", args: []string{"-o", "metacopy=on"}, workloads: []string{"chown-R"}},
@@ -86,6 +104,10 @@ type instance struct {
 	stderr  *capBuffer
 	release func() error // unmounts (once); also run by the emergency cleanup
 	trash   func(dir string) error
+	// traceFile is unionfsd's --trace file (trace methods); traceBytes is
+	// its size once the daemon has exited.
+	traceFile  string
+	traceBytes int64
 	// extra holds values of derived workloads (partOf this one) measured
 	// in the same sample, by workload name.
 	extra map[string]float64
@@ -105,6 +127,9 @@ func (e *env) mountInstance(m *method, profile string) (*instance, error) {
 	}
 	base := filepath.Join(e.scratch, m.name)
 	in := &instance{m: m, root: filepath.Join(base, "mnt"), upper: filepath.Join(base, "upper"), work: filepath.Join(base, "work"), trash: e.toTrash}
+	if m.trace {
+		in.traceFile = filepath.Join(base, "trace.log")
+	}
 	if err := os.RemoveAll(base); err != nil {
 		return nil, fmt.Errorf("clean %s: %w", base, err)
 	}
@@ -163,7 +188,11 @@ func (e *env) daemonArgv(m *method, in *instance, profile string) []string {
 		argv = append(argv, m.args...)
 		return append(argv, "-o", opts, in.root)
 	}
-	argv := append([]string{e.unionfsd, "-f"}, m.args...)
+	argv := []string{e.unionfsd, "-f"}
+	if in.traceFile != "" {
+		argv = append(argv, "--trace="+in.traceFile)
+	}
+	argv = append(argv, m.args...)
 	return append(argv, "-o", opts, "none", in.root)
 }
 
@@ -215,18 +244,46 @@ func (in *instance) stopDaemon() error {
 	return err
 }
 
-// close unmounts, stops the daemon and moves the upper and work dirs to the
-// trash, which is emptied between rounds.
+// close unmounts, stops the daemon, deletes the trace file and moves the
+// upper and work dirs to the trash, which is emptied between rounds.
 func (in *instance) close() error {
 	var err error
 	if in.release != nil {
 		err = in.release()
 		in.release = nil
 	}
+	if err == nil && in.traceFile != "" {
+		err = in.removeTrace()
+	}
 	if err == nil && in.upper != "" {
 		err = in.trash(filepath.Dir(in.upper))
 	}
 	return err
+}
+
+// removeTrace notes the size of the trace file and deletes it at once
+// rather than with the trash: a trace of a 20k-file workload runs to
+// megabytes per sample, and the trash is only emptied between rounds.
+func (in *instance) removeTrace() error {
+	st, err := os.Stat(in.traceFile)
+	if err != nil {
+		return fmt.Errorf("%s: --trace file: %w", in.m.name, err)
+	}
+	in.traceBytes = st.Size()
+	return os.Remove(in.traceFile)
+}
+
+// checkTrace says whether the trace file came out as the method promises:
+// lines for the workload's operations, or none when the filter matches
+// nothing. It runs after close.
+func (in *instance) checkTrace() error {
+	switch {
+	case in.m.traceEmpty && in.traceBytes > 0:
+		return fmt.Errorf("%s: --trace-path %s matches nothing, yet the trace file got %s", in.m.name, traceNoMatch, units.Bytes(in.traceBytes))
+	case in.m.trace && !in.m.traceEmpty && in.traceBytes == 0:
+		return fmt.Errorf("%s: --trace wrote nothing to %s", in.m.name, in.traceFile)
+	}
+	return nil
 }
 
 // procStatus reads a KiB field (VmHWM: peak RSS, VmRSS) of the daemon.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/inspect"
 )
 
 // cleanups holds what must be undone however the run ends (error, panic,
@@ -67,68 +68,10 @@ func (c *cleanups) runAll() {
 	}
 }
 
-// mountPoints lists the mount points in /proc/self/mountinfo with their
-// filesystem types, in mount order.
-func mountPoints() ([][2]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out [][2]string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, fl := range fields {
-			if fl == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
-			continue
-		}
-		out = append(out, [2]string{unescapeMountinfo(fields[4]), fields[sep+1]})
-	}
-	return out, sc.Err()
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of
-// /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // mountedType returns the filesystem type mounted on dir, or "".
 func mountedType(dir string) string {
-	mps, err := mountPoints()
-	if err != nil {
-		return ""
-	}
-	typ := ""
-	for _, mp := range mps {
-		if mp[0] == dir {
-			typ = mp[1]
-		}
-	}
-	return typ
+	m, _ := inspect.MountAt(dir)
+	return m.FSType
 }
 
 // unmount detaches dir, retrying while it is busy (a child that just exited
@@ -155,13 +98,13 @@ func unmount(dir string) error {
 // unmountStale unmounts whatever is still mounted under root: leftovers of
 // a run that was killed before it could clean up.
 func unmountStale(root string) {
-	mps, err := mountPoints()
+	mounts, err := inspect.Mounts()
 	if err != nil {
 		return
 	}
-	for i := len(mps) - 1; i >= 0; i-- {
-		if p := mps[i][0]; strings.HasPrefix(p, root+"/") {
-			fmt.Fprintf(os.Stderr, "bench: unmounting stale %s (%s)\n", p, mps[i][1])
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if p := mounts[i].Point; strings.HasPrefix(p, root+"/") {
+			fmt.Fprintf(os.Stderr, "bench: unmounting stale %s (%s)\n", p, mounts[i].FSType)
 			if err := unmount(p); err != nil {
 				fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			}

@@ -118,6 +118,18 @@ func methodNames(ms []*method) []string {
 	return out
 }
 
+// variantNames lists the unionfsd-OPTION methods: the same daemon with one
+// option changed.
+func variantNames(ms []*method) []string {
+	var out []string
+	for _, m := range ms {
+		if m.kind == "unionfsd" && strings.HasPrefix(m.name, "unionfsd-") {
+			out = append(out, m.name)
+		}
+	}
+	return out
+}
+
 func renderMarkdown(sum *summary, t table, svgName string) string {
 	var b strings.Builder
 	names := methodNames(sum.methods)
@@ -142,6 +154,12 @@ func renderMarkdown(sum *summary, t table, svgName string) string {
 
 	b.WriteString("\n## Ratio to native (plain dir)\n\n")
 	b.WriteString(ratioTable(sum, t, names, "native"))
+
+	if vs := variantNames(sum.methods); len(vs) > 0 && contains(names, "unionfsd") {
+		b.WriteString("\n## unionfsd options: ratio to unionfsd with default options\n\n")
+		b.WriteString("The cost (above 1x) or gain of each option, from samples of the same rounds.\n\n")
+		b.WriteString(ratioTable(sum, t, vs, "unionfsd"))
+	}
 
 	b.WriteString("\n## Correctness\n\n")
 	if len(sum.failures) == 0 {
@@ -220,10 +238,15 @@ func ratioTable(sum *summary, t table, names []string, fixedBase string) string 
 		if base != "overlay" && fixedBase == "" {
 			row[0] += " (vs " + base + ")"
 		}
+		empty := true
 		for _, n := range cols {
-			row = append(row, ratioCell(t, w.name, n, base))
+			c := ratioCell(t, w.name, n, base)
+			row = append(row, c)
+			empty = empty && c == ""
 		}
-		fmt.Fprintf(&b, "| %s |\n", strings.Join(row, " | "))
+		if !empty {
+			fmt.Fprintf(&b, "| %s |\n", strings.Join(row, " | "))
+		}
 	}
 	return b.String()
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/units"
 )
 
 // env is one run's shared state.
@@ -289,6 +291,8 @@ func (e *env) selectMethods(names []string, sum *summary) ([]*method, error) {
 	var out []*method
 	for _, m := range chosen {
 		switch {
+		case m.kind == "unionfsd" && e.opts.profile && m.noServe != "":
+			m.missing = "-profile serves unionfsd from the bench binary, which " + m.noServe
 		case m.kind == "unionfsd":
 			m.bin = e.unionfsd
 		case m.bin != "":
@@ -480,9 +484,8 @@ func (e *env) runOne(w *workload, m *method, r int, sum *summary) sample {
 	}
 	if err := in.close(); err != nil {
 		fail(err)
-	}
-	if in.slowExit > 0 && s.note == "" {
-		s.note = fmt.Sprintf("daemon took %v to exit after umount", in.slowExit.Round(time.Millisecond))
+	} else if err := in.checkTrace(); err != nil {
+		fail(err)
 	}
 	for _, sub := range w.touches {
 		if m.kind == "native" {
@@ -491,6 +494,13 @@ func (e *env) runOne(w *workload, m *method, r int, sum *summary) sample {
 		if err := e.checkLayers(sub); err != nil {
 			fail(err)
 		}
+	}
+	// Informational notes last: a failure's reason takes the note first.
+	if in.slowExit > 0 && s.note == "" {
+		s.note = fmt.Sprintf("daemon took %v to exit after umount", in.slowExit.Round(time.Millisecond))
+	}
+	if m.trace && s.note == "" {
+		s.note = "trace file " + units.Bytes(in.traceBytes)
 	}
 	return s
 }

@@ -21,19 +21,24 @@ import (
 const serveCommand = "__serve-union"
 
 // serveUnion mounts "-o lowerdir=..,upperdir=..,workdir=..[,fsync=0] MNT"
-// in the foreground, profiling until the mount goes away.
+// in the foreground, profiling until the mount goes away. It takes the
+// flags of the unionfsd variants (see allMethods) except the trace ones.
 func serveUnion(args []string) int {
 	fs := pflag.NewFlagSet(serveCommand, pflag.ContinueOnError)
 	cpu := fs.String("cpuprofile", "", "write a CPU profile here")
 	mem := fs.String("memprofile", "", "write a heap profile here at exit")
 	passthrough := fs.Bool("passthrough", true, "FUSE passthrough")
+	timeout := fs.Duration("timeout", 0, "all kernel cache timeouts (0: unionfsd's defaults)")
 	opts := fs.StringArrayP("option", "o", nil, "lowerdir=,upperdir=,workdir=,fsync=")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: bench "+serveCommand+" [--cpuprofile F] [--memprofile F] [--passthrough=false] -o lowerdir=..,upperdir=..,workdir=.. MNT")
+		fmt.Fprintln(os.Stderr, "usage: bench "+serveCommand+" [--cpuprofile F] [--memprofile F] [--passthrough=false] [--timeout D] -o lowerdir=..,upperdir=..,workdir=..[,fsync=0][,metacopy=on] MNT")
 		return 2
 	}
 	cfg := unionfs.DefaultConfig()
 	cfg.Passthrough = *passthrough
+	if *timeout > 0 {
+		cfg.EntryTimeout, cfg.AttrTimeout, cfg.NegativeTimeout = *timeout, *timeout, *timeout
+	}
 	cfg.AllowOther = os.Geteuid() == 0 // as unionfsd does for root
 	if err := applyServeOptions(&cfg, *opts); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -74,6 +79,8 @@ func applyServeOptions(cfg *unionfs.Config, opts []string) error {
 				cfg.Work = v
 			case "fsync":
 				cfg.Fsync = v != "0"
+			case "metacopy":
+				cfg.Metacopy = v == "on" || v == "1"
 			default:
 				return fmt.Errorf("%s: option not supported by %s", kv, serveCommand)
 			}

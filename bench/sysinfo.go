@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/inspect"
 )
 
 // sysInfo is what the report says about the machine and the software.
@@ -90,15 +92,15 @@ func memTotal() string {
 
 // fsOf names the filesystem type holding dir, from /proc/self/mountinfo.
 func fsOf(dir string) string {
-	mps, err := mountPoints()
+	mounts, err := inspect.Mounts()
 	if err != nil {
 		return "?"
 	}
 	best, typ := "", "?"
-	for _, mp := range mps {
-		p := mp[0]
+	for _, m := range mounts {
+		p := m.Point
 		if (dir == p || strings.HasPrefix(dir, strings.TrimSuffix(p, "/")+"/")) && len(p) >= len(best) {
-			best, typ = p, mp[1]
+			best, typ = p, m.FSType
 		}
 	}
 	return typ + " (" + best + ")"

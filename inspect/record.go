@@ -150,7 +150,7 @@ func (r *Record) live() bool {
 	if err := syscall.Kill(r.PID, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	m, ok := mountAt(r.Mountpoint)
+	m, ok := MountAt(r.Mountpoint)
 	return ok && strings.HasPrefix(m.FSType, "fuse")
 }
 
@@ -220,7 +220,7 @@ func LayersOf(mnt string) (unionfs.Config, error) {
 	if err == nil {
 		return r.Config(), nil
 	}
-	m, ok := mountAt(mnt)
+	m, ok := MountAt(mnt)
 	switch {
 	case !ok:
 		return unionfs.Config{}, err
@@ -281,8 +281,9 @@ type Mount struct {
 	Point, FSType, Source, SuperOpts string
 }
 
-// mountAt returns the topmost mount at dir.
-func mountAt(dir string) (Mount, bool) {
+// MountAt returns the topmost mount at dir (absolute, symlink-free): the
+// one a path lookup at dir enters.
+func MountAt(dir string) (Mount, bool) {
 	var found Mount
 	ok := false
 	mounts, _ := Mounts()

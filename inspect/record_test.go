@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestEscapePath(t *testing.T) {
@@ -79,6 +81,31 @@ func TestFindMountOverlay(t *testing.T) {
 	}
 	if who, busy := UpperInUse(u.upper); !busy || !strings.Contains(who, "overlay") {
 		t.Errorf("UpperInUse = %q, %v", who, busy)
+	}
+}
+
+// TestMountAt finds the topmost of two stacked mounts on a dir whose name
+// mountinfo escapes, the one below once the top one is gone, and nothing
+// after that.
+func TestMountAt(t *testing.T) {
+	requireMounts(t)
+	dir := filepath.Join(t.TempDir(), "with space")
+	must(t, os.Mkdir(dir, 0o755))
+	for _, src := range []string{"inspect-below", "inspect-top"} {
+		if err := unix.Mount(src, dir, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatalf("mount tmpfs on %s: %v", dir, err)
+		}
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	}
+	for _, want := range []string{"inspect-top", "inspect-below"} {
+		m, ok := MountAt(dir)
+		if !ok || m.Point != dir || m.FSType != "tmpfs" || m.Source != want {
+			t.Fatalf("MountAt(%q) = %+v, %v; want the tmpfs %s", dir, m, ok, want)
+		}
+		must(t, unix.Unmount(dir, 0))
+	}
+	if m, ok := MountAt(dir); ok {
+		t.Errorf("MountAt(%q) after unmounting both = %+v", dir, m)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/units"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -62,7 +63,7 @@ func (n *node) copyUp(size int64) error {
 		return err
 	}
 	n.u.note("copy-up /%s from layer %d (%s), %s, %s", rel, chain[0], n.u.layers[chain[0]].path,
-		humanBytes(st.Size), time.Since(start).Round(10*time.Microsecond))
+		units.Bytes(st.Size), time.Since(start).Round(10*time.Microsecond))
 	n.u.copiedIno[st.Ino] = n.StableAttr()
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		n.setChain(append([]int{upperLayer}, chain...))

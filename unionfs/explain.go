@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/units"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -438,7 +439,7 @@ func ReadMetacopy(p string) (string, bool) {
 func describeEntry(p string, st *syscall.Stat_t) string {
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
-		return "file, " + humanBytes(st.Size)
+		return "file, " + units.Bytes(st.Size)
 	case syscall.S_IFLNK:
 		target, _ := os.Readlink(p)
 		return "symlink -> " + target

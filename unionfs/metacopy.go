@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/units"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -106,7 +107,7 @@ func (n *node) completeMetacopy(size int64) error {
 	if err != nil {
 		return err
 	}
-	n.u.note("data copy-up /%s from %s, %s, %s", n.rel(), data, humanBytes(st.Size), time.Since(start).Round(10*time.Microsecond))
+	n.u.note("data copy-up /%s from %s, %s, %s", n.rel(), data, units.Bytes(st.Size), time.Since(start).Round(10*time.Microsecond))
 	delete(n.u.copiedIno, old.Ino)
 	n.u.reusedIno[old.Ino]++
 	n.u.copiedIno[st.Ino] = n.StableAttr()

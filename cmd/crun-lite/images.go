@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/unionfsd/unionfsd/internal/units"
 )
 
 var imagesQuiet, imagesNoTrunc bool
@@ -59,23 +61,10 @@ func runImages(g *globals, args []string) error {
 		}
 		for _, n := range names {
 			i := strings.LastIndex(n, ":")
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n[:i], n[i+1:], id, len(img.Layers), created, humanSize(img.Size()))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n[:i], n[i+1:], id, len(img.Layers), created, units.Bytes(img.Size()))
 		}
 	}
 	return tw.Flush()
-}
-
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func joinNames(names []string) string {
