@@ -14,7 +14,9 @@ import (
 // Setattr changes mode, owner, size or times; the object is copied up
 // first. A truncation copies only the bytes that survive it.
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_ATIME|fuse.FATTR_MTIME) == 0 {
+	const changes = fuse.FATTR_MODE | fuse.FATTR_UID | fuse.FATTR_GID | fuse.FATTR_SIZE |
+		fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_KILL_SUIDGID
+	if in.Valid&changes == 0 {
 		return n.Getattr(ctx, fh, out)
 	}
 	if n.orphaned() {
@@ -109,6 +111,11 @@ func (u *unionFS) applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn, f
 	}
 	if sz, ok := in.GetSize(); ok {
 		if eno := truncate(p, fh, int64(sz)); eno != 0 {
+			return eno
+		}
+	}
+	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 {
+		if eno := killSuidgid(p, follow, &in.Caller); eno != 0 {
 			return eno
 		}
 	}

@@ -100,7 +100,11 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 // backing lower file would receive the writes after a copy-up), and only
 // while no cached open of the node exists. Cached opens keep the page cache
 // (FOPEN_KEEP_CACHE): the kernel drops it itself when it sees the file's
-// mtime or size change (auto_inval_data).
+// mtime or size change (auto_inval_data). A setuid or setgid file is not
+// passed through (unless passthrough opens of it exist already, which the
+// kernel would not let us mix with cached ones): the kernel sends no WRITE
+// for a passthrough write, so it could not tell us to clear the bits (see
+// killpriv.go).
 func (n *node) newHandleLocked(fd int, upper bool) (fs.FileHandle, uint32) {
 	h := &handle{node: n, fd: fd, upper: upper}
 	if upper {
@@ -109,7 +113,7 @@ func (n *node) newHandleLocked(fd int, upper bool) (fs.FileHandle, uint32) {
 		}
 		n.upperOpen[h] = struct{}{}
 	}
-	if upper && n.u.cfg.Passthrough && n.cachedOpen == 0 {
+	if upper && n.u.cfg.Passthrough && n.cachedOpen == 0 && (n.passthroughOpen > 0 || !fdNeedsKill(fd)) {
 		h.passthrough = true
 		n.passthroughOpen++
 		return passthroughHandle{h}, 0

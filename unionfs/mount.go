@@ -15,8 +15,16 @@ func Mount(mountpoint string, cfg Config) (*fuse.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	server, err := fs.Mount(mountpoint, root, root.fuseOptions())
+	opts := root.fuseOptions()
+	raw := killPrivFS{fs.NewNodeFS(root, opts)}
+	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
 		root.Close()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
@@ -50,6 +58,8 @@ func (r *Root) fuseOptions() *fs.Options {
 			// itself, which is exact for every process on this host.
 			EnableLocks:          false,
 			EnableSymlinkCaching: true,
+			// We clear setuid/setgid on writes ourselves (killpriv.go).
+			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
 		},
 	}
 	if !cfg.Passthrough {

@@ -69,6 +69,9 @@ const slowOp = 200 * time.Millisecond
 // Close it even when StartPair fails half-way: it unmounts what was mounted.
 func StartPair(dir string, s Setup) (*Pair, error) {
 	p := &Pair{}
+	if err := makeSearchable(dir); err != nil {
+		return p, err
+	}
 	var err error
 	if p.Ref, err = startSide(filepath.Join(dir, "ref"), s.Layers, s.Ref, false); err != nil {
 		return p, err
@@ -78,6 +81,29 @@ func StartPair(dir string, s Setup) (*Pair, error) {
 	}
 	p.lowerView, err = LowerView(p.Ref.Lowers)
 	return p, err
+}
+
+// makeSearchable lets every user traverse dir and its parents (test temp
+// dirs are 0700): ops that run as another user reach the mounts by path,
+// and without this they would all fail with EACCES on both sides and test
+// nothing.
+func makeSearchable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("setup %s: %w", dir, err)
+	}
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		if err := unix.Stat(d, &st); err != nil {
+			return fmt.Errorf("setup %s: %w", d, err)
+		}
+		if st.Mode&0o001 != 0 {
+			continue
+		}
+		if err := unix.Chmod(d, st.Mode&0o7777|0o011); err != nil {
+			return fmt.Errorf("setup %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 func startSide(dir string, layers []Layer, m Mounter, noWork bool) (*Side, error) {
@@ -191,6 +217,9 @@ func (p *Pair) Run(ops []Op, o Options) (*Divergence, error) {
 				p.Ref.M.Name, tr.Round(time.Millisecond), p.Cand.M.Name, tc.Round(time.Millisecond)))
 		}
 		p.count(rr)
+		if traceOps {
+			fmt.Fprintf(os.Stderr, "op #%d %s: %s\n", i, op, rr)
+		}
 		if rr != rc {
 			return p.divergence(i, op, "result",
 				fmt.Sprintf("%s=%s %s=%s", p.Ref.M.Name, rr, p.Cand.M.Name, rc)), nil
@@ -211,6 +240,10 @@ func (p *Pair) Run(ops []Op, o Options) (*Divergence, error) {
 	p.Cand.Env.CloseAll()
 	return p.finalChecks(len(ops), o)
 }
+
+// traceOps (DIFFTEST_TRACE=1) prints every op and the reference's result,
+// to see what a sequence really exercises.
+var traceOps = os.Getenv("DIFFTEST_TRACE") != ""
 
 func (p *Pair) count(r Result) {
 	if p.Outcomes == nil {

@@ -1,0 +1,116 @@
+package unionfs
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// The daemon clears setuid/setgid itself (FUSE_HANDLE_KILLPRIV_V2). Without
+// it the kernel asks for security.capability before every write (one
+// GETXATTR round trip each, also for passthrough writes), because it cannot
+// know whether the file has capabilities to drop. With it the kernel marks
+// the inode "no privileges to kill" after the first check and leaves the
+// clearing to us: it flags a WRITE or SETATTR by a caller without
+// CAP_FSETID, and we drop the bits as the kernel would (setuid always,
+// setgid with group-exec or when the caller is not in the file's group).
+// File capabilities need nothing from us: our writes and truncates of the
+// upper file make its filesystem drop them.
+//
+// A passthrough write sends no WRITE, and the kernel then sends no flag
+// either, so setuid/setgid files are opened without passthrough
+// (newHandleLocked). Left open: a file that becomes setuid while a
+// passthrough open of it exists keeps the bit after an unprivileged write
+// through that open (overlay would clear it).
+
+// killPrivFS passes every request to the node tree, and after a flagged
+// WRITE asks the node to clear the bits. go-fuse's node API does not carry
+// the WRITE flags, so this is done at the raw protocol level.
+type killPrivFS struct {
+	fuse.RawFileSystem
+}
+
+func (k killPrivFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	n, st := k.RawFileSystem.Writev(cancel, in, data)
+	return n, k.afterWrite(cancel, in, st)
+}
+
+func (k killPrivFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	n, st := k.RawFileSystem.Write(cancel, in, data)
+	return n, k.afterWrite(cancel, in, st)
+}
+
+// afterWrite clears the bits after a successful flagged write.
+func (k killPrivFS) afterWrite(cancel <-chan struct{}, in *fuse.WriteIn, st fuse.Status) fuse.Status {
+	if st != fuse.OK || in.WriteFlags&fuse.WRITE_KILL_SUIDGID == 0 {
+		return st
+	}
+	kill := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{
+		InHeader: in.InHeader,
+		Valid:    fuse.FATTR_KILL_SUIDGID | fuse.FATTR_FH,
+		Fh:       in.Fh,
+	}}
+	var out fuse.AttrOut
+	return k.RawFileSystem.SetAttr(cancel, &kill, &out)
+}
+
+// killSuidgid clears on the regular file at p what a write or truncate by
+// the unprivileged caller c clears: setuid, and setgid when group-exec is
+// set or c is not in the file's group.
+func killSuidgid(p string, follow bool, c *fuse.Caller) syscall.Errno {
+	var st unix.Stat_t
+	var err error
+	if follow {
+		err = unix.Stat(p, &st)
+	} else {
+		err = unix.Lstat(p, &st)
+	}
+	if err != nil {
+		return errno(err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0
+	}
+	mode := st.Mode &^ unix.S_IFMT
+	kill := mode & unix.S_ISUID
+	if mode&unix.S_ISGID != 0 && (mode&unix.S_IXGRP != 0 || !inGroup(c, st.Gid)) {
+		kill |= unix.S_ISGID
+	}
+	if kill == 0 {
+		return 0
+	}
+	return errno(unix.Chmod(p, mode&^kill))
+}
+
+// inGroup reports whether caller c is root or has gid among its groups
+// (the request carries only the primary group; the others are in /proc).
+func inGroup(c *fuse.Caller, gid uint32) bool {
+	if c.Uid == 0 || c.Gid == gid {
+		return true
+	}
+	status, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(c.Pid), 10) + "/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if groups, ok := strings.CutPrefix(line, "Groups:"); ok {
+			return slices.Contains(strings.Fields(groups), strconv.FormatUint(uint64(gid), 10))
+		}
+	}
+	return false
+}
+
+// fdNeedsKill reports whether a write to the open file fd by an
+// unprivileged caller might have to clear bits of its mode.
+func fdNeedsKill(fd int) bool {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return true // be safe: no passthrough
+	}
+	return st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0
+}
