@@ -113,13 +113,32 @@ func (n *node) newHandleLocked(fd int, upper bool) (fs.FileHandle, uint32) {
 		}
 		n.upperOpen[h] = struct{}{}
 	}
+	flags := noFlushFlag(fd)
 	if upper && n.u.cfg.Passthrough && n.cachedOpen == 0 && (n.passthroughOpen > 0 || !fdNeedsKill(fd)) {
 		h.passthrough = true
 		n.passthroughOpen++
-		return passthroughHandle{h}, 0
+		return passthroughHandle{h}, flags
 	}
 	n.cachedOpen++
-	return h, fuse.FOPEN_KEEP_CACHE
+	return h, flags | fuse.FOPEN_KEEP_CACHE
+}
+
+// noFlushFlag returns FOPEN_NOFLUSH when fd is on a filesystem whose close
+// does nothing that could fail (no ->flush: the local disk filesystems and
+// tmpfs). The kernel then skips the FLUSH round trip on every close, which
+// would only close a duplicate of fd. On NFS, FUSE and the like, close can
+// report a write error, so the FLUSH stays.
+func noFlushFlag(fd int) uint32 {
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) != nil {
+		return 0
+	}
+	switch uint32(st.Type) {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC,
+		unix.TMPFS_MAGIC, unix.F2FS_SUPER_MAGIC:
+		return fuse.FOPEN_NOFLUSH
+	}
+	return 0
 }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
