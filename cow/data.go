@@ -9,18 +9,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// copyData fills out (empty) with the first min(srcSize, target) bytes of in
-// and sets its length to target. It clones when the filesystem can (no data
-// moves at all), else copies only the data segments of a sparse source with
-// copy_file_range, else with read/write; holes stay holes either way.
-func copyData(in, out *os.File, srcSize, target int64) error {
-	if target > 0 && srcSize > 0 && clone(in, out) {
+// copyData fills out (empty, on device dstDev) with the first
+// min(size, target) bytes of in, whose fstat is src, and sets its length to
+// target. It clones when the
+// filesystem can (no data moves at all), else copies only the data segments
+// of a sparse source with copy_file_range, else with read/write; holes stay
+// holes either way.
+func copyData(in, out *os.File, src *unix.Stat_t, dstDev uint64, target int64) error {
+	srcSize := src.Size
+	if target > 0 && srcSize > 0 && clone(in, out, devPair{src: src.Dev, dst: dstDev}) {
 		if target == srcSize {
 			return nil
 		}
 		return truncate(out, target)
 	}
-	if err := copySegments(in, out, min(srcSize, target)); err != nil {
+	limit := min(srcSize, target)
+	var err error
+	if mayHaveHoles(src) {
+		err = copySegments(in, out, limit)
+	} else {
+		c := rangeCopier{in: in, out: out}
+		err = c.copy(0, limit)
+	}
+	if err != nil {
 		return err
 	}
 	// Sets the final length, which keeps a trailing hole (or makes one when
@@ -28,10 +39,33 @@ func copyData(in, out *os.File, srcSize, target int64) error {
 	return truncate(out, target)
 }
 
+// mayHaveHoles is false when the file has as many blocks as its size needs:
+// then looking for holes (two lseeks per data segment) cannot find any.
+func mayHaveHoles(st *unix.Stat_t) bool {
+	return st.Blocks*512 < st.Size
+}
+
+// noClone remembers the (source device, destination device) pairs whose
+// FICLONE failed as unsupported, so that each copy-up between them does not
+// try (and fail) again.
+var noClone sync.Map
+
+type devPair struct{ src, dst uint64 }
+
 // clone shares the whole source extent map with out (FICLONE). Any failure
 // just means "copy instead": unsupported filesystem, cross-device, etc.
-func clone(in, out *os.File) bool {
-	return unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) == nil
+func clone(in, out *os.File, key devPair) bool {
+	if _, no := noClone.Load(key); no {
+		return false
+	}
+	err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd()))
+	switch err {
+	case nil:
+		return true
+	case unix.EOPNOTSUPP, unix.ENOTTY, unix.EXDEV, unix.ENOSYS:
+		noClone.Store(key, struct{}{})
+	}
+	return false
 }
 
 func truncate(f *os.File, size int64) error {

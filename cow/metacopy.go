@@ -51,7 +51,7 @@ func (e *Engine) copyUpMeta(src, dst, name string, value []byte) (unix.Stat_t, e
 }
 
 func (e *Engine) buildMeta(src, tmp string, st *unix.Stat_t, name string, value []byte) error {
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := createTemp(tmp)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (e *Engine) copyUpData(dataSrc, dst string, size int64) (unix.Stat_t, error
 		return meta, &os.PathError{Op: "fstat", Path: dataSrc, Err: err}
 	}
 	tmp := e.tempPath()
-	err = e.buildData(in, src.Size, dst, tmp, &meta, size)
+	err = e.buildData(in, &src, dst, tmp, &meta, size)
 	if err == nil {
 		err = e.commit(tmp, dst, 0)
 	}
@@ -112,8 +112,8 @@ func (e *Engine) copyUpData(dataSrc, dst string, size int64) (unix.Stat_t, error
 	return st, err
 }
 
-func (e *Engine) buildData(in *os.File, srcSize int64, metaSrc, tmp string, meta *unix.Stat_t, size int64) error {
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+func (e *Engine) buildData(in *os.File, src *unix.Stat_t, metaSrc, tmp string, meta *unix.Stat_t, size int64) error {
+	out, err := createTemp(tmp)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (e *Engine) buildData(in *os.File, srcSize int64, metaSrc, tmp string, meta
 	if size >= 0 {
 		target = size
 	}
-	if err := copyData(in, out, srcSize, target); err != nil {
+	if err := copyData(in, out, src, e.dev, target); err != nil {
 		return err
 	}
 	if err := e.applyMeta(metaSrc, tmp, meta); err != nil {
