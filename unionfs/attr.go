@@ -66,7 +66,7 @@ func (n *node) copyUpForSetattr(in *fuse.SetAttrIn, tr *opTrace) syscall.Errno {
 	if !n.u.rw {
 		return syscall.EROFS
 	}
-	n.u.mu.Lock()
+	n.u.lockWrite()
 	defer n.u.mu.Unlock()
 	var err error
 	if sz, ok := in.GetSize(); ok {

@@ -24,12 +24,15 @@ type dirHandle struct {
 	ents []fuse.DirEntry
 	next int
 	read bool
+	// snap describes ents for lookups (listed.go).
+	snap *dirSnapshot
 }
 
 var (
 	_ fs.NodeOpendirHandler = (*node)(nil)
 	_ fs.FileReaddirenter   = (*dirHandle)(nil)
 	_ fs.FileSeekdirer      = (*dirHandle)(nil)
+	_ fs.FileReleasedirer   = (*dirHandle)(nil)
 )
 
 // OpendirHandle opens the merged directory for reading.
@@ -48,11 +51,12 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.read {
-		ents, eno := d.node.listing()
+		ents, snap, eno := d.node.listing()
 		if eno != 0 {
 			return nil, eno
 		}
 		d.ents, d.next, d.read = ents, 0, true
+		d.setSnapshot(snap)
 	}
 	if d.next >= len(d.ents) {
 		return nil, 0
@@ -74,13 +78,35 @@ func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	return 0
 }
 
-// listing is the merged directory with "." and "..".
-func (n *node) listing() ([]fuse.DirEntry, syscall.Errno) {
+// setSnapshot makes snap the one lookups in the directory use, in place of
+// the handle's previous one.
+func (d *dirHandle) setSnapshot(snap *dirSnapshot) {
+	if d.snap != nil {
+		d.node.u.listed.drop(d.node, d.snap)
+	}
+	d.snap = snap
+	d.node.u.listed.set(d.node, snap)
+}
+
+// Releasedir drops the handle's snapshot.
+func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.snap != nil {
+		d.node.u.listed.drop(d.node, d.snap)
+		d.snap = nil
+	}
+}
+
+// listing is the merged directory with "." and "..", and the snapshot of it
+// for lookups.
+func (n *node) listing() ([]fuse.DirEntry, *dirSnapshot, syscall.Errno) {
 	n.u.mu.RLock()
 	ents, err := n.u.readMerged(n.getChain(), n.rel())
+	gen := n.u.gen.Load()
 	n.u.mu.RUnlock()
 	if err != nil {
-		return nil, errno(err)
+		return nil, nil, errno(err)
 	}
 	list := make([]fuse.DirEntry, 0, len(ents)+2)
 	self := n.StableAttr().Ino
@@ -93,7 +119,7 @@ func (n *node) listing() ([]fuse.DirEntry, syscall.Errno) {
 	for _, e := range ents {
 		list = append(list, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: uint32(e.dtype) << 12})
 	}
-	return list, 0
+	return list, newSnapshot(gen, ents), 0
 }
 
 // mergedDirTimes gives a merged directory the newest mtime and ctime of its

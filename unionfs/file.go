@@ -59,7 +59,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		if flags&syscall.O_TRUNC != 0 {
 			size = 0
 		}
-		n.u.mu.Lock()
+		n.u.lockWrite()
 		err := n.copyUp(size)
 		tr.takeNotes()
 		n.u.mu.Unlock()

@@ -144,10 +144,14 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	tr := n.u.trace("lookup", joinRel(n.rel(), name))
 	n.u.mu.RLock()
 	defer n.u.mu.RUnlock()
-	f, err := n.u.resolve(n.getChain(), n.rel(), name)
-	if err != nil {
-		tr.done(errno(err))
-		return nil, errno(err)
+	rel := n.rel()
+	f := n.resolveListed(rel, name)
+	if f == nil {
+		var err error
+		if f, err = n.u.resolve(n.getChain(), rel, name); err != nil {
+			tr.done(errno(err))
+			return nil, errno(err)
+		}
 	}
 	tr.layer(f.chain[0])
 	tr.done(0)

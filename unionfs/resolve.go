@@ -112,7 +112,7 @@ func (u *unionFS) resolve(dirChain []int, rel, name string) (*found, error) {
 			}
 			if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 				if len(f.chain) == 0 {
-					f.chain, f.st = []int{li}, st
+					f.chain, f.st = u.single[li], st
 					if u.rw && li == upperLayer {
 						f.data = metacopyData(p, &st)
 					}
@@ -200,6 +200,7 @@ type dirEntry struct {
 	name  string
 	ino   uint64
 	dtype uint8
+	layer int // the layer whose entry shows
 }
 
 // readMerged lists the merged directory rel with merge chain chain, in the
@@ -237,7 +238,7 @@ func (u *unionFS) readMerged(chain []int, rel string) ([]dirEntry, error) {
 				continue
 			}
 			seen[e.name] = true
-			out = append(out, dirEntry{name: e.name, ino: u.inoOf(li, e.ino), dtype: e.dtype})
+			out = append(out, dirEntry{name: e.name, ino: u.inoOf(li, e.ino), dtype: e.dtype, layer: li})
 		}
 		for _, h := range hides {
 			seen[h] = true

@@ -3,6 +3,7 @@ package unionfs
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -34,7 +35,16 @@ type unionFS struct {
 
 	// mu orders namespace changes (create, remove, rename, copy-up) against
 	// lookups and directory reads. Data I/O on open files does not take it.
+	// Take it for writing with lockWrite.
 	mu sync.RWMutex
+	// gen counts the write locks of mu: a directory listing taken at one
+	// generation still describes the layers while gen has not moved.
+	gen atomic.Uint64
+	// listed are the snapshots of directories being read (listed.go).
+	listed listedDirs
+	// single[i] is the chain of a non-directory in layer i, shared by all
+	// such nodes (chains are never modified in place).
+	single [][]int
 	// copiedIno maps the inode number of a copied-up file in the upper to the
 	// identity the file had before copy-up, so st_ino is stable for the life
 	// of the mount.
@@ -104,12 +114,21 @@ func (u *unionFS) openLayers(paths []string) error {
 		}
 		u.layers = append(u.layers, layer{path: p, root: root, dev: st.Dev})
 	}
+	for i := range u.layers {
+		u.single = append(u.single, []int{i}[:1:1])
+	}
 	if len(devIndex) > 1 {
 		for i := range u.layers {
 			u.layers[i].inoHigh = devIndex[u.layers[i].dev] << 56
 		}
 	}
 	return nil
+}
+
+// lockWrite takes mu for a change of the layers and moves the generation.
+func (u *unionFS) lockWrite() {
+	u.mu.Lock()
+	u.gen.Add(1)
 }
 
 // rootChain lists the layers whose root dirs merge: all of them, down to the

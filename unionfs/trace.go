@@ -83,7 +83,7 @@ func (t *opTrace) takeNotes() {
 // the op's trace.
 func (u *unionFS) lockOp(op, rel string) *opTrace {
 	tr := u.trace(op, rel)
-	u.mu.Lock()
+	u.lockWrite()
 	return tr
 }
 
