@@ -96,9 +96,11 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 //
 // The kernel keeps one backing file per inode and makes every open of an
 // inode use it while any passthrough open exists; it also refuses to mix
-// passthrough and cached opens. So only upper files get passthrough (a
-// backing lower file would receive the writes after a copy-up), and only
-// while no cached open of the node exists. Cached opens keep the page cache
+// passthrough and cached opens, even direct-I/O ones. So only upper files
+// get passthrough, and lower files only in a read-only union: after a
+// copy-up, a writer's open would have to be passed through to the backing
+// file the readers of the lower file registered, the lower file itself. And
+// only while no cached open of the node exists. Cached opens keep the page cache
 // (FOPEN_KEEP_CACHE): the kernel drops it itself when it sees the file's
 // mtime or size change (auto_inval_data). A setuid or setgid file is not
 // passed through (unless passthrough opens of it exist already, which the
@@ -114,7 +116,7 @@ func (n *node) newHandleLocked(fd int, upper bool) (fs.FileHandle, uint32) {
 		n.upperOpen[h] = struct{}{}
 	}
 	flags := noFlushFlag(fd)
-	if upper && n.u.cfg.Passthrough && n.cachedOpen == 0 && (n.passthroughOpen > 0 || !fdNeedsKill(fd)) {
+	if (upper || !n.u.rw) && n.u.cfg.Passthrough && n.cachedOpen == 0 && (n.passthroughOpen > 0 || !fdNeedsKill(fd)) {
 		h.passthrough = true
 		n.passthroughOpen++
 		return passthroughHandle{h}, flags

@@ -28,37 +28,6 @@ import (
 // passthrough open of it exists keeps the bit after an unprivileged write
 // through that open (overlay would clear it).
 
-// killPrivFS passes every request to the node tree, and after a flagged
-// WRITE asks the node to clear the bits. go-fuse's node API does not carry
-// the WRITE flags, so this is done at the raw protocol level.
-type killPrivFS struct {
-	fuse.RawFileSystem
-}
-
-func (k killPrivFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
-	n, st := k.RawFileSystem.Writev(cancel, in, data)
-	return n, k.afterWrite(cancel, in, st)
-}
-
-func (k killPrivFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	n, st := k.RawFileSystem.Write(cancel, in, data)
-	return n, k.afterWrite(cancel, in, st)
-}
-
-// afterWrite clears the bits after a successful flagged write.
-func (k killPrivFS) afterWrite(cancel <-chan struct{}, in *fuse.WriteIn, st fuse.Status) fuse.Status {
-	if st != fuse.OK || in.WriteFlags&fuse.WRITE_KILL_SUIDGID == 0 {
-		return st
-	}
-	kill := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{
-		InHeader: in.InHeader,
-		Valid:    fuse.FATTR_KILL_SUIDGID | fuse.FATTR_FH,
-		Fh:       in.Fh,
-	}}
-	var out fuse.AttrOut
-	return k.RawFileSystem.SetAttr(cancel, &kill, &out)
-}
-
 // killSuidgid clears on the regular file at p what a write or truncate by
 // the unprivileged caller c clears: setuid, and setgid when group-exec is
 // set or c is not in the file's group.

@@ -1,6 +1,7 @@
 package unionfs
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"syscall"
@@ -411,6 +412,28 @@ func TestReadOnlyUnion(t *testing.T) {
 	must(t, err)
 	if string(b) != "f" {
 		t.Errorf("read %q", b)
+	}
+	// A read-only union passes lower files through: reads by offset, by
+	// mmap and from two opens at once must all see the lower file.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<14)
+	must(t, os.WriteFile(tu.lowers[0]+"/big", big, 0o644))
+	f1, err := os.Open(tu.m("big"))
+	must(t, err)
+	defer f1.Close()
+	f2, err := os.Open(tu.m("big"))
+	must(t, err)
+	defer f2.Close()
+	part := make([]byte, 100)
+	_, err = f2.ReadAt(part, 4096+7)
+	must(t, err)
+	if !bytes.Equal(part, big[4096+7:4096+107]) {
+		t.Errorf("pread at 4103: %q", part)
+	}
+	mapped, err := unix.Mmap(int(f1.Fd()), 0, len(big), unix.PROT_READ, unix.MAP_SHARED)
+	must(t, err)
+	defer unix.Munmap(mapped)
+	if !bytes.Equal(mapped, big) {
+		t.Errorf("mmap of the lower file differs from it")
 	}
 }
 
