@@ -144,14 +144,20 @@ func (e *Engine) copyUp(src, dst string, size int64) (unix.Stat_t, error) {
 	if err := e.checkDst(dst); err != nil {
 		return none, err
 	}
-	tmp := e.tempPath()
-	if err := e.build(src, tmp, size); err != nil {
-		removeTemp(tmp)
+	done, err := e.copyUpUnnamed(src, dst, size)
+	if err != nil {
 		return none, err
 	}
-	if err := e.commit(tmp, dst, unix.RENAME_NOREPLACE); err != nil {
-		removeTemp(tmp)
-		return none, err
+	if !done {
+		tmp := e.tempPath()
+		if err := e.build(src, tmp, size); err != nil {
+			removeTemp(tmp)
+			return none, err
+		}
+		if err := e.commit(tmp, dst, unix.RENAME_NOREPLACE); err != nil {
+			removeTemp(tmp)
+			return none, err
+		}
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(dst, &st); err != nil {
@@ -212,10 +218,65 @@ func (e *Engine) build(src, tmp string, size int64) error {
 	return e.applyMeta(src, tmp, &st)
 }
 
-// buildFile copies a regular file: data (at most size bytes if size >= 0),
-// then metadata, then fsync, all through one open descriptor of the source
-// so that a concurrent rename of src cannot mix two files.
+// copyUpUnnamed copies a regular file the way overlay does: into an unnamed
+// file (O_TMPFILE) in the work directory, completed and fsynced, then linked
+// at dst, which fails if dst exists. A crash leaves nothing behind, and the
+// fsync does not have to make a new directory entry durable (on ext4 without
+// a journal that syncs the work directory too). It reports false, having
+// done nothing, when src is not a regular file or the filesystem has no
+// O_TMPFILE, or /proc is missing: the caller then stages under a name.
+func (e *Engine) copyUpUnnamed(src, dst string, size int64) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		return false, &os.PathError{Op: "lstat", Path: src, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil
+	}
+	fd, err := unix.Open(e.workdir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return false, nil // EOPNOTSUPP, EISDIR on old kernels, ...
+	}
+	out := os.NewFile(uintptr(fd), e.workdir+" (O_TMPFILE)")
+	defer out.Close()
+	link := "/proc/self/fd/" + strconv.Itoa(fd)
+	var probe unix.Stat_t
+	if unix.Stat(link, &probe) != nil {
+		return false, nil // no /proc
+	}
+	if err := e.fillFile(src, out, metaTarget{path: link, follow: true}, size); err != nil {
+		return true, err
+	}
+	err = unix.Linkat(unix.AT_FDCWD, link, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+	if err == unix.EPERM {
+		// protected_hardlinks refuses to link a file we may not write
+		// (an unprivileged copy of a read-only file of another owner).
+		return false, nil
+	}
+	if err != nil {
+		return true, &os.LinkError{Op: "link", Old: out.Name(), New: dst, Err: err}
+	}
+	return true, nil
+}
+
+// buildFile copies a regular file to the new file tmp.
 func (e *Engine) buildFile(src, tmp string, size int64) error {
+	out, err := createTemp(tmp)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := e.fillFile(src, out, metaTarget{path: tmp}, size); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+// fillFile copies the regular file src into the empty file out (named by
+// tmp for metadata calls): data (at most size bytes if size >= 0), then
+// metadata, then fsync, all through one open descriptor of the source so
+// that a concurrent rename of src cannot mix two files.
+func (e *Engine) fillFile(src string, out *os.File, tmp metaTarget, size int64) error {
 	in, err := openSource(src)
 	if err != nil {
 		return err
@@ -228,11 +289,6 @@ func (e *Engine) buildFile(src, tmp string, size int64) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return &os.PathError{Op: "open", Path: src, Err: unix.EINVAL}
 	}
-	out, err := createTemp(tmp)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
 	target := st.Size
 	if size >= 0 {
 		target = size
@@ -240,15 +296,15 @@ func (e *Engine) buildFile(src, tmp string, size int64) error {
 	if err := copyData(in, out, &st, e.dev, target); err != nil {
 		return err
 	}
-	if err := e.applyMeta(src, tmp, &st); err != nil {
+	if err := e.applyMetaAt(src, tmp, &st); err != nil {
 		return err
 	}
 	if e.opts.Fsync {
 		if err := out.Sync(); err != nil {
-			return err
+			return &os.PathError{Op: "fsync", Path: tmp.path, Err: err}
 		}
 	}
-	return out.Close()
+	return nil
 }
 
 // createTemp creates the staging file tmp, which must not exist. (Raw open:

@@ -17,6 +17,18 @@ import (
 //   - chmod then restores the exact mode, setuid/setgid included;
 //   - times last, once the object is complete (Fsync after them only flushes).
 func (e *Engine) applyMeta(src, tmp string, st *unix.Stat_t) error {
+	return e.applyMetaAt(src, metaTarget{path: tmp}, st)
+}
+
+// metaTarget names the object applyMetaAt changes: a path, or a
+// /proc/self/fd link to an open unnamed file (follow), through which only
+// calls that follow the link reach the file.
+type metaTarget struct {
+	path   string
+	follow bool
+}
+
+func (e *Engine) applyMetaAt(src string, tmp metaTarget, st *unix.Stat_t) error {
 	if err := chown(tmp, st); err != nil {
 		return err
 	}
@@ -24,21 +36,30 @@ func (e *Engine) applyMeta(src, tmp string, st *unix.Stat_t) error {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK { // symlink modes are fixed at 0777
-		if err := unix.Fchmodat(unix.AT_FDCWD, tmp, st.Mode&0o7777, 0); err != nil {
-			return &os.PathError{Op: "chmod", Path: tmp, Err: err}
+		if err := unix.Fchmodat(unix.AT_FDCWD, tmp.path, st.Mode&0o7777, 0); err != nil {
+			return &os.PathError{Op: "chmod", Path: tmp.path, Err: err}
 		}
 	}
 	ts := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "utimes", Path: tmp, Err: err}
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if tmp.follow {
+		flags = 0
+	}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp.path, ts, flags); err != nil {
+		return &os.PathError{Op: "utimes", Path: tmp.path, Err: err}
 	}
 	return nil
 }
 
 // chown gives tmp the source's owner. Without the privilege (rootless) the
 // copy keeps our own ids, as an unprivileged cp -p would.
-func chown(tmp string, st *unix.Stat_t) error {
-	err := unix.Lchown(tmp, int(st.Uid), int(st.Gid))
+func chown(tmp metaTarget, st *unix.Stat_t) error {
+	var err error
+	if tmp.follow {
+		err = unix.Chown(tmp.path, int(st.Uid), int(st.Gid))
+	} else {
+		err = unix.Lchown(tmp.path, int(st.Uid), int(st.Gid))
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -48,13 +69,13 @@ func chown(tmp string, st *unix.Stat_t) error {
 		// The id has no mapping in our user namespace: nothing can own it here.
 		return nil
 	}
-	return &os.PathError{Op: "chown", Path: tmp, Err: err}
+	return &os.PathError{Op: "chown", Path: tmp.path, Err: err}
 }
 
 // copyXattrs copies the extended attributes of src to tmp, minus those
 // Options.SkipXattr rejects and, when not root, the privileged namespaces the
 // kernel does not let us read or write.
-func (e *Engine) copyXattrs(src, tmp string) error {
+func (e *Engine) copyXattrs(src string, tmp metaTarget) error {
 	names, err := listXattrs(src)
 	if err != nil {
 		return err
@@ -67,8 +88,10 @@ func (e *Engine) copyXattrs(src, tmp string) error {
 		if err == unix.ENODATA { // removed since the listing
 			continue
 		}
-		if err == nil {
-			err = unix.Lsetxattr(tmp, name, val, 0)
+		if err == nil && tmp.follow {
+			err = unix.Setxattr(tmp.path, name, val, 0)
+		} else if err == nil {
+			err = unix.Lsetxattr(tmp.path, name, val, 0)
 		}
 		if err != nil && !skippableXattrErr(name, err) {
 			return fmt.Errorf("xattr %s: %w", name, &os.PathError{Op: "copy", Path: src, Err: err})
