@@ -47,11 +47,23 @@ type ExtractStats struct {
 // that never follow symlinks, so no entry can land outside the directory or
 // be written through a symlink an earlier entry planted.
 type extractor struct {
-	root  *os.File
-	opts  ExtractOptions
-	stats ExtractStats
-	dirs  []dirMeta      // applied last: creating children changes a dir's mtime
-	seen  map[string]int // dir path -> index in dirs; a repeated dir entry updates it
+	root   *os.File
+	rootFd int
+	opts   ExtractOptions
+	stats  ExtractStats
+	dirs   []dirMeta      // applied last: creating children changes a dir's mtime
+	seen   map[string]int // dir path -> index in dirs; a repeated dir entry updates it
+	buf    []byte         // file copy buffer, shared by all entries
+	parent parentCache
+	fresh  newFileState // what new files get without a chown or chmod
+}
+
+// parentCache holds the directory the previous entry went into. Layers list
+// a directory's files together, so most entries reuse it instead of
+// resolving their parent again (an openat2 and a close per file).
+type parentCache struct {
+	path string // comps joined by "/"; never "" (the root needs no cache)
+	fd   int    // -1 when empty
 }
 
 type dirMeta struct {
@@ -71,7 +83,9 @@ func Extract(r io.Reader, dir string, opts ExtractOptions) (ExtractStats, error)
 		return ExtractStats{}, fmt.Errorf("extract into %s: %w", dir, err)
 	}
 	defer root.Close()
-	x := &extractor{root: root, opts: opts}
+	x := &extractor{root: root, rootFd: int(root.Fd()), opts: opts, buf: make([]byte, copyBlock), parent: parentCache{fd: -1}}
+	defer x.dropParent()
+	x.fresh = newFileStateOf(x.rootFd)
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -122,52 +136,90 @@ func splitEntryName(name string) ([]string, error) {
 
 // openDir opens the directory comps (relative to the root) without following
 // any symlink. With create, missing directories are made (tar streams may
-// omit parents). The caller closes the result.
-func (x *extractor) openDir(name string, comps []string, create bool) (*os.File, error) {
+// omit parents). The caller closes the returned fd.
+func (x *extractor) openDir(name string, comps []string, create bool) (int, error) {
 	if len(comps) == 0 {
-		fd, err := unix.Dup(int(x.root.Fd()))
-		if err != nil {
-			return nil, err
-		}
-		return os.NewFile(uintptr(fd), "."), nil
-	}
-	how := &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+		return unix.Dup(x.rootFd)
 	}
 	p := strings.Join(comps, "/")
-	fd, err := unix.Openat2(int(x.root.Fd()), p, how)
+	fd, err := x.resolveDir(p)
 	if err == nil {
-		return os.NewFile(uintptr(fd), p), nil
+		return fd, nil
 	}
 	switch {
 	case errors.Is(err, unix.ELOOP):
-		return nil, entryError(name, "parent %q is or goes through a symlink (refusing to write through it)", p)
+		return -1, entryError(name, "parent %q is or goes through a symlink (refusing to write through it)", p)
 	case errors.Is(err, unix.ENOTDIR):
-		return nil, entryError(name, "parent %q is not a directory", p)
+		return -1, entryError(name, "parent %q is not a directory", p)
 	case errors.Is(err, unix.EXDEV):
-		return nil, entryError(name, "parent %q escapes the layer directory", p)
+		return -1, entryError(name, "parent %q escapes the layer directory", p)
 	case errors.Is(err, unix.ENOENT) && create:
 		return x.mkdirParents(name, comps)
 	}
-	return nil, entryError(name, "open parent %q: %v", p, err)
+	return -1, entryError(name, "open parent %q: %v", p, err)
+}
+
+// resolveDir opens the directory at p, relative to the root, refusing
+// symlinks anywhere on the way and anything that would leave the root.
+func (x *extractor) resolveDir(p string) (int, error) {
+	return unix.Openat2(x.rootFd, p, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	})
 }
 
 // mkdirParents creates comps one level at a time, each step again refusing symlinks.
-func (x *extractor) mkdirParents(name string, comps []string) (*os.File, error) {
+func (x *extractor) mkdirParents(name string, comps []string) (int, error) {
 	parent, err := x.openDir(name, comps[:len(comps)-1], true)
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
-	defer parent.Close()
+	defer unix.Close(parent)
 	last := comps[len(comps)-1]
-	if err := unix.Mkdirat(int(parent.Fd()), last, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, entryError(name, "create parent %q: %v", strings.Join(comps, "/"), err)
+	if err := unix.Mkdirat(parent, last, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, entryError(name, "create parent %q: %v", strings.Join(comps, "/"), err)
 	}
 	// A parent the tar never lists gets a fixed epoch mtime, so the same
 	// layer always extracts to the same tree; a later entry for it wins.
 	x.rememberDir(comps, &tar.Header{Typeflag: tar.TypeDir, Name: strings.Join(comps, "/"), Mode: 0o755, ModTime: time.Unix(0, 0)})
 	return x.openDir(name, comps, false)
+}
+
+// parentDir returns the fd of the directory an entry goes into, creating
+// missing parents. The fd belongs to the extractor (root or parent cache):
+// callers do not close it.
+func (x *extractor) parentDir(name string, comps []string) (int, error) {
+	if len(comps) == 0 {
+		return x.rootFd, nil
+	}
+	p := strings.Join(comps, "/")
+	if x.parent.fd >= 0 && x.parent.path == p {
+		return x.parent.fd, nil
+	}
+	fd, err := x.openDir(name, comps, true)
+	if err != nil {
+		return -1, err
+	}
+	x.dropParent()
+	x.parent = parentCache{path: p, fd: fd}
+	return fd, nil
+}
+
+func (x *extractor) dropParent() {
+	if x.parent.fd >= 0 {
+		unix.Close(x.parent.fd)
+	}
+	x.parent = parentCache{fd: -1}
+}
+
+// removed tells the parent cache that the entry at path p is gone. The
+// cached fd would still name the old directory, now unlinked, if p was it or
+// one of its ancestors; the next entry below p must resolve its path again
+// (and meet whatever replaced p, a symlink say, and refuse it).
+func (x *extractor) removed(p string) {
+	if x.parent.fd >= 0 && (x.parent.path == p || strings.HasPrefix(x.parent.path, p+"/")) {
+		x.dropParent()
+	}
 }
 
 // entry extracts one tar entry.
@@ -186,39 +238,35 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		x.rememberDir(nil, hdr)
 		return nil
 	}
-	parent, err := x.openDir(hdr.Name, comps[:len(comps)-1], true)
+	pfd, err := x.parentDir(hdr.Name, comps[:len(comps)-1])
 	if err != nil {
 		return err
 	}
-	defer parent.Close()
 	base := comps[len(comps)-1]
-	pfd := int(parent.Fd())
-
-	if err := x.clearWay(hdr, pfd, base); err != nil {
-		return err
-	}
+	create := func(op string, mk func() error) error { return x.create(hdr, comps, pfd, base, op, mk) }
 	switch hdr.Typeflag {
 	case tar.TypeDir:
+		if err := x.clearWay(hdr, comps, pfd, base); err != nil {
+			return err
+		}
 		if err := unix.Mkdirat(pfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 			return entryError(hdr.Name, "mkdir: %v", err)
 		}
 		x.rememberDir(comps, hdr)
 		return x.setOwnerXattrs(hdr, pfd, base)
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		if err := x.writeFile(hdr, pfd, base, tr); err != nil {
-			return err
-		}
+		return x.writeFile(hdr, pfd, base, tr, create)
 	case tar.TypeSymlink:
 		if err := checkSymlinkTarget(hdr.Name, comps, hdr.Linkname); err != nil {
 			return err
 		}
-		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
-			return entryError(hdr.Name, "symlink: %v", err)
+		if err := create("symlink", func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) }); err != nil {
+			return err
 		}
 	case tar.TypeLink:
-		return x.hardlink(hdr, pfd, base)
+		return x.hardlink(hdr, pfd, base, create)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		made, err := x.mknod(hdr, pfd, base)
+		made, err := x.mknod(hdr, pfd, base, create)
 		if err != nil || !made {
 			return err
 		}
@@ -226,6 +274,26 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		return entryError(hdr.Name, "unsupported tar entry type %q", string(hdr.Typeflag))
 	}
 	return x.setMeta(hdr, pfd, base)
+}
+
+// creator makes one non-directory entry; see (*extractor).create.
+type creator func(op string, mk func() error) error
+
+// create makes a non-directory entry with mk. Only when the name is taken
+// does it clear the way (tar semantics: later entries win) and try once
+// more: creating first spares a stat per entry for the usual fresh name.
+func (x *extractor) create(hdr *tar.Header, comps []string, pfd int, base, op string, mk func() error) error {
+	err := mk()
+	if errors.Is(err, unix.EEXIST) {
+		if err := x.clearWay(hdr, comps, pfd, base); err != nil {
+			return err
+		}
+		err = mk()
+	}
+	if err != nil {
+		return entryError(hdr.Name, "%s: %v", op, err)
+	}
+	return nil
 }
 
 // rememberDir queues a directory's mode and times for finishDirs; when a
@@ -246,7 +314,7 @@ func (x *extractor) rememberDir(comps []string, hdr *tar.Header) {
 
 // clearWay makes room for an entry whose name already exists: tar semantics
 // are "later entries win", except that a directory over a directory merges.
-func (x *extractor) clearWay(hdr *tar.Header, pfd int, base string) error {
+func (x *extractor) clearWay(hdr *tar.Header, comps []string, pfd int, base string) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil // nothing there
@@ -255,6 +323,7 @@ func (x *extractor) clearWay(hdr *tar.Header, pfd int, base string) error {
 	if isDir && hdr.Typeflag == tar.TypeDir {
 		return nil
 	}
+	x.removed(strings.Join(comps, "/"))
 	if isDir {
 		// base was just checked to be a real directory below our verified
 		// parent; RemoveAll never follows the symlinks inside it.
@@ -296,7 +365,7 @@ func checkSymlinkTarget(name string, comps []string, target string) error {
 }
 
 // hardlink links to an earlier entry of the same layer.
-func (x *extractor) hardlink(hdr *tar.Header, pfd int, base string) error {
+func (x *extractor) hardlink(hdr *tar.Header, pfd int, base string, create creator) error {
 	tcomps, err := splitEntryName(hdr.Linkname)
 	if err != nil {
 		return entryError(hdr.Name, "hardlink target %q escapes the layer or is too long", hdr.Linkname)
@@ -308,16 +377,15 @@ func (x *extractor) hardlink(hdr *tar.Header, pfd int, base string) error {
 	if err != nil {
 		return err
 	}
-	defer tparent.Close()
+	defer unix.Close(tparent)
 	// No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
-	if err := unix.Linkat(int(tparent.Fd()), tcomps[len(tcomps)-1], pfd, base, 0); err != nil {
-		return entryError(hdr.Name, "hardlink to %q: %v", hdr.Linkname, err)
-	}
-	return nil
+	return create(fmt.Sprintf("hardlink to %q", hdr.Linkname), func() error {
+		return unix.Linkat(tparent, tcomps[len(tcomps)-1], pfd, base, 0)
+	})
 }
 
 // mknod makes a device or fifo; devices are skipped (made=false) rootless.
-func (x *extractor) mknod(hdr *tar.Header, pfd int, base string) (made bool, err error) {
+func (x *extractor) mknod(hdr *tar.Header, pfd int, base string, create creator) (made bool, err error) {
 	mode := uint32(hdr.Mode & 0o777)
 	switch hdr.Typeflag {
 	case tar.TypeChar:
@@ -332,69 +400,100 @@ func (x *extractor) mknod(hdr *tar.Header, pfd int, base string) (made bool, err
 		x.warn("skipping device node %s (%d:%d): creating devices needs root", hdr.Name, hdr.Devmajor, hdr.Devminor)
 		return false, nil
 	}
-	err = unix.Mknodat(pfd, base, mode, dev)
-	if errors.Is(err, unix.EPERM) && hdr.Typeflag != tar.TypeFifo {
-		x.warn("skipping device node %s (%d:%d): %v", hdr.Name, hdr.Devmajor, hdr.Devminor, err)
-		return false, nil
-	}
+	var denied error
+	err = create("mknod", func() error {
+		err := unix.Mknodat(pfd, base, mode, dev)
+		if errors.Is(err, unix.EPERM) && hdr.Typeflag != tar.TypeFifo {
+			denied, err = err, nil
+		}
+		return err
+	})
 	if err != nil {
-		return false, entryError(hdr.Name, "mknod: %v", err)
+		return false, err
+	}
+	if denied != nil {
+		x.warn("skipping device node %s (%d:%d): %v", hdr.Name, hdr.Devmajor, hdr.Devminor, denied)
+		return false, nil
 	}
 	return true, nil
 }
 
-// writeFile writes a regular file, leaving runs of zeros as holes so sparse
-// files stay sparse.
-func (x *extractor) writeFile(hdr *tar.Header, pfd int, base string, r io.Reader) error {
-	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+// writeFile writes a regular file and sets its metadata through its fd,
+// leaving runs of zeros as holes so sparse files stay sparse.
+func (x *extractor) writeFile(hdr *tar.Header, pfd int, base string, r io.Reader, create creator) error {
+	fd := -1
+	err := create("create", func() error {
+		var err error
+		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, x.mode(hdr)&0o777)
+		return err
+	})
 	if err != nil {
-		return entryError(hdr.Name, "create: %v", err)
+		return err
 	}
-	f := os.NewFile(uintptr(fd), hdr.Name)
-	n, err := copySparse(f, r)
-	if err == nil && n != hdr.Size {
-		err = io.ErrUnexpectedEOF
+	n, err := x.copyData(fd, r)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || (err == nil && n != hdr.Size):
+		err = entryError(hdr.Name, "truncated layer (unexpected end of data)")
+	case err != nil:
+		err = entryError(hdr.Name, "%v", err)
+	default:
+		err = x.setFileMeta(hdr, fd, pfd, base)
 	}
-	if err == nil {
-		err = f.Truncate(n)
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = entryError(hdr.Name, "close: %v", cerr)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return entryError(hdr.Name, "truncated layer (unexpected end of data)")
-		}
-		return entryError(hdr.Name, "%v", err)
-	}
-	return nil
+	return err
 }
 
-const sparseBlock = 64 << 10
+// copyBlock is the copy buffer size, and the unit in which zeros become holes.
+const copyBlock = 64 << 10
 
-// copySparse copies r to f, seeking over all-zero blocks.
-func copySparse(f *os.File, r io.Reader) (int64, error) {
-	buf := make([]byte, sparseBlock)
+// copyData copies r to the new file fd, seeking over all-zero blocks. The
+// file is truncated to its size only when it ends in such a hole: the
+// truncate is a costly no-op otherwise.
+func (x *extractor) copyData(fd int, r io.Reader) (int64, error) {
 	var total int64
+	hole := false
 	for {
-		n, err := io.ReadFull(r, buf)
+		n, err := io.ReadFull(r, x.buf)
 		if n > 0 {
-			if isZero(buf[:n]) {
-				if _, serr := f.Seek(int64(n), io.SeekCurrent); serr != nil {
-					return total, serr
+			if hole = isZero(x.buf[:n]); hole {
+				if _, serr := unix.Seek(fd, int64(n), io.SeekCurrent); serr != nil {
+					return total, fmt.Errorf("seek: %w", serr)
 				}
-			} else if _, werr := f.Write(buf[:n]); werr != nil {
+			} else if werr := writeAll(fd, x.buf[:n]); werr != nil {
 				return total, fmt.Errorf("write: %w", werr)
 			}
 			total += int64(n)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return total, nil
+			break
 		}
 		if err != nil {
 			return total, err
 		}
 	}
+	if hole {
+		if err := unix.Ftruncate(fd, total); err != nil {
+			return total, fmt.Errorf("truncate: %w", err)
+		}
+	}
+	return total, nil
+}
+
+// writeAll writes b to fd, going on after short writes.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 func isZero(b []byte) bool {
@@ -412,7 +511,11 @@ func (x *extractor) chown(hdr *tar.Header, pfd int, base string) error {
 	if !x.opts.AsRoot {
 		return nil
 	}
-	err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+	return x.chownResult(hdr, unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW))
+}
+
+// chownResult turns a chown's outcome into a warning or an entry error.
+func (x *extractor) chownResult(hdr *tar.Header, err error) error {
 	if errors.Is(err, unix.EINVAL) && x.opts.InUserNS {
 		x.warn("keeping %s owned by root: %d:%d is outside this user namespace's id maps", hdr.Name, hdr.Uid, hdr.Gid)
 		return nil
@@ -450,6 +553,30 @@ func (x *extractor) setMeta(hdr *tar.Header, pfd int, base string) error {
 	return setTimes(hdr, pfd, base)
 }
 
+// setFileMeta is setMeta for a regular file, through the fd it was written
+// by: no path lookups, and no way for the name to mean anything else.
+// The file was created with its permission bits; owner and mode are set
+// only when the kernel did not already give it the right ones.
+func (x *extractor) setFileMeta(hdr *tar.Header, fd, pfd int, base string) error {
+	if x.opts.AsRoot && x.fresh.needsChown(hdr) {
+		if err := x.chownResult(hdr, unix.Fchown(fd, hdr.Uid, hdr.Gid)); err != nil {
+			return err
+		}
+	}
+	if mode := x.mode(hdr); x.fresh.needsChmod(mode) {
+		if err := unix.Fchmod(fd, mode); err != nil {
+			return entryError(hdr.Name, "chmod: %v", err)
+		}
+	}
+	err := x.applyXattrs(hdr, func(name string, val []byte) error { return unix.Fsetxattr(fd, name, val, 0) })
+	if err != nil {
+		return err
+	}
+	// utimensat on the name: base is the file fd was opened as, O_EXCL and
+	// O_NOFOLLOW, and nothing has renamed it since.
+	return setTimes(hdr, pfd, base)
+}
+
 // mode is the permission part of hdr.Mode; setuid/setgid only as root.
 func (x *extractor) mode(hdr *tar.Header) uint32 {
 	m := uint32(hdr.Mode & 0o7777)
@@ -480,6 +607,14 @@ const paxXattrPrefix = "SCHILY.xattr."
 // setXattrs applies the entry's xattrs through /proc/self/fd/<parent>/<base>:
 // the parent fd was resolved safely and lsetxattr does not follow base.
 func (x *extractor) setXattrs(hdr *tar.Header, pfd int, base string) error {
+	return x.applyXattrs(hdr, func(name string, val []byte) error {
+		return unix.Lsetxattr("/proc/self/fd/"+strconv.Itoa(pfd)+"/"+base, name, val, 0)
+	})
+}
+
+// applyXattrs sets the entry's xattrs with set, skipping (with a warning)
+// those we may not set and union bookkeeping.
+func (x *extractor) applyXattrs(hdr *tar.Header, set func(name string, val []byte) error) error {
 	for key, val := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(key, paxXattrPrefix)
 		if !ok {
@@ -491,10 +626,12 @@ func (x *extractor) setXattrs(hdr *tar.Header, pfd int, base string) error {
 			x.warn("dropping union-internal xattr %s on %s", name, hdr.Name)
 			continue
 		}
-		p := "/proc/self/fd/" + strconv.Itoa(pfd) + "/" + base
-		err := unix.Lsetxattr(p, name, []byte(val), 0)
+		err := set(name, []byte(val))
 		switch {
 		case err == nil:
+			if name == aclDefaultXattr {
+				x.fresh.defaultACL = true // files made below it now get the ACL's modes
+			}
 		case errors.Is(err, unix.EPERM) && (!x.opts.AsRoot || x.opts.InUserNS),
 			errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
 			x.warn("skipping xattr %s on %s: %v", name, hdr.Name, err)
@@ -517,9 +654,6 @@ func (x *extractor) finishDirs() error {
 }
 
 func (x *extractor) finishDir(d dirMeta) error {
-	var parent *os.File
-	var base string
-	var err error
 	if len(d.comps) == 0 {
 		// The root: chown/chmod through its own fd.
 		if x.opts.AsRoot {
@@ -530,22 +664,31 @@ func (x *extractor) finishDir(d dirMeta) error {
 		if err := x.root.Chmod(os.FileMode(x.mode(d.hdr) & 0o777)); err != nil {
 			return entryError(d.hdr.Name, "chmod: %v", err)
 		}
-		parent, base = x.root, "."
-	} else {
-		parent, err = x.openDir(d.hdr.Name, d.comps[:len(d.comps)-1], false)
-		if err != nil {
-			return err
-		}
-		defer parent.Close()
-		base = d.comps[len(d.comps)-1]
-		var st unix.Stat_t
-		if err := unix.Fstatat(int(parent.Fd()), base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
-			st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return nil // replaced by a later entry
-		}
-		if err := unix.Fchmodat(int(parent.Fd()), base, x.mode(d.hdr), 0); err != nil {
-			return entryError(d.hdr.Name, "chmod: %v", err)
-		}
+		return setTimes(d.hdr, x.rootFd, ".")
 	}
-	return setTimes(d.hdr, int(parent.Fd()), base)
+	parent := x.rootFd
+	if len(d.comps) > 1 {
+		p := strings.Join(d.comps[:len(d.comps)-1], "/")
+		fd, err := x.resolveDir(p)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			// An ancestor was replaced by a later entry (a file, a
+			// symlink): this directory went with it.
+			return nil
+		}
+		if err != nil {
+			return entryError(d.hdr.Name, "open parent %q: %v", p, err)
+		}
+		defer unix.Close(fd)
+		parent = fd
+	}
+	base := d.comps[len(d.comps)-1]
+	var st unix.Stat_t
+	if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
+		st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil // replaced by a later entry
+	}
+	if err := unix.Fchmodat(parent, base, x.mode(d.hdr), 0); err != nil {
+		return entryError(d.hdr.Name, "chmod: %v", err)
+	}
+	return setTimes(d.hdr, parent, base)
 }

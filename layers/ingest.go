@@ -306,34 +306,48 @@ func (g *ingest) stream(raw io.Reader, size int64, blobFile *os.File, layerDir, 
 		defer bar.Close()
 		sinks = append(sinks, bar)
 	}
-	tee := io.TeeReader(raw, io.MultiWriter(sinks...))
-	finishBlob := func() {
-		if _, err := io.Copy(io.Discard, tee); err == nil {
+	blob := newReadAhead(raw, io.MultiWriter(sinks...))
+	defer blob.Close() // before bar.Close: the read-ahead goroutine writes to the bar
+	finishBlob := func() error {
+		_, err := io.Copy(io.Discard, blob)
+		if err == nil {
 			res.blob, res.size = blobHash.Digest(), blobCount.n
 		}
+		return err
 	}
-	tarStream, c, err := decompress(tee)
+	tarStream, c, err := decompress(blob)
 	if err != nil {
 		finishBlob()
 		return res, err
 	}
 	defer tarStream.Close()
 	res.compression = c
+	// An uncompressed blob is the tar itself: its digest is the diff ID,
+	// so the tar is hashed a second time only when it was compressed.
+	var tarIn io.Reader = tarStream
 	diffHash := digest.SHA256.Digester()
 	tarCount := &countWriter{}
-	tarTee := io.TeeReader(tarStream, io.MultiWriter(diffHash.Hash(), tarCount))
+	if c != Uncompressed {
+		tarIn = io.TeeReader(tarStream, io.MultiWriter(diffHash.Hash(), tarCount))
+	}
 	if layerDir != "" {
-		_, err = Extract(tarTee, filepath.Join(layerDir, "diff"), ExtractOptions{AsRoot: os.Geteuid() == 0, InUserNS: inUserNamespace(), Warn: g.warn})
+		_, err = Extract(tarIn, filepath.Join(layerDir, "diff"), ExtractOptions{AsRoot: os.Geteuid() == 0, InUserNS: inUserNamespace(), Warn: g.warn})
 	}
 	if err == nil {
 		// Drain what the tar reader left (padding past the end marker).
-		_, err = io.Copy(io.Discard, tarTee)
+		_, err = io.Copy(io.Discard, tarIn)
 	}
-	finishBlob()
+	if ferr := finishBlob(); err == nil {
+		err = ferr
+	}
 	if err != nil {
 		return res, err
 	}
-	res.diff, res.tarSize = diffHash.Digest(), tarCount.n
+	if c == Uncompressed {
+		res.diff, res.tarSize = res.blob, res.size
+	} else {
+		res.diff, res.tarSize = diffHash.Digest(), tarCount.n
+	}
 	return res, nil
 }
 
