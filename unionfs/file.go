@@ -20,6 +20,9 @@ type handle struct {
 	upper bool
 	// passthrough: the kernel does this handle's I/O on fd itself.
 	passthrough bool
+	// stale are descriptors the handle read from before it moved to the
+	// upper file (readFd).
+	stale []int
 }
 
 var (
@@ -144,7 +147,37 @@ func noFlushFlag(fd int) uint32 {
 }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return fuse.ReadResultFd(uintptr(h.fd), off, len(dest)), 0
+	return fuse.ReadResultFd(uintptr(h.readFd()), off, len(dest)), 0
+}
+
+// readFd returns the descriptor reads go to. A handle opened on a lower file
+// (or a metadata-only copy's data) moves to the upper file once the file has
+// been copied up, as overlay's reads do: a reader then sees what writers
+// wrote. The old descriptor stays open until Release, since a read result
+// may still be reading from it.
+func (h *handle) readFd() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.upper || h.fd < 0 {
+		return h.fd
+	}
+	n := h.node
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.u.inUpper(n.chain) || n.data != "" {
+		return h.fd
+	}
+	fd, err := n.u.openInLayer(upperLayer, n.rel(), syscall.O_RDONLY|syscall.O_CLOEXEC)
+	if err != nil {
+		return h.fd // unlinked or renamed away meanwhile: keep what we have
+	}
+	h.stale = append(h.stale, h.fd)
+	h.fd, h.upper = fd, true
+	if n.upperOpen == nil {
+		n.upperOpen = map[*handle]struct{}{}
+	}
+	n.upperOpen[h] = struct{}{}
+	return h.fd
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
@@ -177,6 +210,10 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	}
 	err := syscall.Close(h.fd)
 	h.fd = -1
+	for _, fd := range h.stale {
+		syscall.Close(fd)
+	}
+	h.stale = nil
 	n := h.node
 	n.mu.Lock()
 	delete(n.upperOpen, h)

@@ -86,6 +86,10 @@ func (e *Env) applyFd(op Op) (string, error) {
 	case KFdWrite:
 		return writeAll(fd, Data(op.Seed, op.Len), op.Off, op.Flags&unix.O_APPEND == 0)
 	case KFdRead:
+		// Drop the cached pages first, so that the read reaches the file
+		// the descriptor really reads (a FUSE daemon's handle), not pages
+		// another descriptor wrote.
+		_ = unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
 		return preadAll(fd)
 	case KFdStat:
 		var st unix.Stat_t
