@@ -28,7 +28,7 @@ const TempPrefix = "cow-tmp-"
 // Options tune an Engine.
 type Options struct {
 	// Fsync makes a staged regular file's data durable before the rename,
-	// as kernel overlay does on copy-up. Directories, links and the rename
+	// as kernel overlay does on copy-up (not after a clone: see fillFile). Directories, links and the rename
 	// itself are not fsynced: on a journaling filesystem metadata changes
 	// reach the disk in order, so a crash shows either the complete new
 	// object or the old state; only delayed file data needs the fsync.
@@ -293,13 +293,18 @@ func (e *Engine) fillFile(src string, out *os.File, tmp metaTarget, size int64) 
 	if size >= 0 {
 		target = size
 	}
-	if err := copyData(in, out, &st, e.dev, target); err != nil {
+	cloned, err := copyData(in, out, &st, e.dev, target)
+	if err != nil {
 		return err
 	}
 	if err := e.applyMetaAt(src, tmp, &st); err != nil {
 		return err
 	}
-	if e.opts.Fsync {
+	// A clone has no data of its own to write back: it shares the source's
+	// extents, and the filesystems that clone (xfs, btrfs) log the clone
+	// before the link or rename that publishes it. Overlay skips this fsync
+	// after a clone too.
+	if e.opts.Fsync && !cloned {
 		if err := out.Sync(); err != nil {
 			return &os.PathError{Op: "fsync", Path: tmp.path, Err: err}
 		}

@@ -11,20 +11,18 @@ import (
 
 // copyData fills out (empty, on device dstDev) with the first
 // min(size, target) bytes of in, whose fstat is src, and sets its length to
-// target. It clones when the
-// filesystem can (no data moves at all), else copies only the data segments
-// of a sparse source with copy_file_range, else with read/write; holes stay
-// holes either way.
-func copyData(in, out *os.File, src *unix.Stat_t, dstDev uint64, target int64) error {
+// target. It clones when the filesystem can (no data moves at all, and it
+// reports cloned), else copies only the data segments of a sparse source
+// with copy_file_range, else with read/write; holes stay holes either way.
+func copyData(in, out *os.File, src *unix.Stat_t, dstDev uint64, target int64) (cloned bool, err error) {
 	srcSize := src.Size
 	if target > 0 && srcSize > 0 && clone(in, out, devPair{src: src.Dev, dst: dstDev}) {
 		if target == srcSize {
-			return nil
+			return true, nil
 		}
-		return truncate(out, target)
+		return true, truncate(out, target)
 	}
 	limit := min(srcSize, target)
-	var err error
 	if mayHaveHoles(src) {
 		err = copySegments(in, out, limit)
 	} else {
@@ -32,11 +30,11 @@ func copyData(in, out *os.File, src *unix.Stat_t, dstDev uint64, target int64) e
 		err = c.copy(0, limit)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	// Sets the final length, which keeps a trailing hole (or makes one when
 	// target > srcSize) without writing zeros.
-	return truncate(out, target)
+	return false, truncate(out, target)
 }
 
 // mayHaveHoles is false when the file has as many blocks as its size needs:

@@ -122,13 +122,14 @@ func (e *Engine) buildData(in *os.File, src *unix.Stat_t, metaSrc, tmp string, m
 	if size >= 0 {
 		target = size
 	}
-	if err := copyData(in, out, src, e.dev, target); err != nil {
+	cloned, err := copyData(in, out, src, e.dev, target)
+	if err != nil {
 		return err
 	}
 	if err := e.applyMeta(metaSrc, tmp, meta); err != nil {
 		return err
 	}
-	if e.opts.Fsync {
+	if e.opts.Fsync && !cloned { // see fillFile
 		if err := out.Sync(); err != nil {
 			return err
 		}
