@@ -112,7 +112,8 @@ func (u *unionFS) upperPath(rel string) string { return u.layerPath(upperLayer, 
 // file is created atomically by open(O_EXCL), so it needs no staging.
 func (u *unionFS) createWhiteout(dir, name string) error {
 	p := u.upperPath(joinRel(dir, whiteout.Name(name)))
-	fd, err := syscall.Open(p, syscall.O_CREAT|syscall.O_EXCL|syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	// mknod makes an empty regular file in one call (open+close is two).
+	err := syscall.Mknod(p, syscall.S_IFREG, 0)
 	if errors.Is(err, syscall.EEXIST) {
 		return nil
 	}
@@ -120,7 +121,7 @@ func (u *unionFS) createWhiteout(dir, name string) error {
 		return fmt.Errorf("whiteout %s: %w", p, err)
 	}
 	u.note("whiteout %s", p)
-	return syscall.Close(fd)
+	return nil
 }
 
 // removeWhiteout deletes the upper's whiteout for dir/name if there is one.

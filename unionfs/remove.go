@@ -28,6 +28,13 @@ func (n *node) resolveRemoval(name string) (*removal, syscall.Errno) {
 		return nil, errno(err)
 	}
 	r.obj = obj
+	// An object that shows from a lower layer, or a directory merged with
+	// one, is below by itself; only an upper-only object needs a look for
+	// a hidden lower name.
+	if !n.u.inUpper(obj.chain) || len(obj.chain) > 1 {
+		r.below = true
+		return r, 0
+	}
 	r.below, err = n.u.existsBelow(n.getChain(), r.dirRel, name)
 	if err != nil {
 		return nil, errno(err)
