@@ -117,6 +117,12 @@ func (d *diffWriter) header(rel, full string, st *unix.Stat_t) (*tar.Header, err
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
+		if whiteout.IsWhiteoutName(filepath.Base(rel)) {
+			// unionfsd links all whiteouts to one file: each is still a
+			// whiteout of its own, never a hard link to another.
+			hdr.Typeflag = tar.TypeReg
+			return hdr, nil
+		}
 		key := [2]uint64{st.Dev, st.Ino}
 		if first, ok := d.links[key]; ok && st.Nlink > 1 {
 			hdr.Typeflag, hdr.Linkname = tar.TypeLink, first

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -108,12 +109,15 @@ func parentRel(rel string) string {
 // upperPath is the real path of rel in the upper.
 func (u *unionFS) upperPath(rel string) string { return u.layerPath(upperLayer, rel) }
 
-// createWhiteout writes the OCI whiteout for dir/name in the upper. An empty
-// file is created atomically by open(O_EXCL), so it needs no staging.
+// createWhiteout writes the OCI whiteout for dir/name in the upper: a hard
+// link to one shared empty file in the workdir, as overlay links its 0/0
+// whiteouts to one shared device. A link is atomic and much cheaper than a
+// new inode (rm -rf of a lower tree makes one whiteout per file). The
+// whiteout is still an empty regular file under its .wh. name, which is all
+// the OCI rules look at; exports write each as a file of its own.
 func (u *unionFS) createWhiteout(dir, name string) error {
 	p := u.upperPath(joinRel(dir, whiteout.Name(name)))
-	// mknod makes an empty regular file in one call (open+close is two).
-	err := syscall.Mknod(p, syscall.S_IFREG, 0)
+	err := u.linkWhiteout(p)
 	if errors.Is(err, syscall.EEXIST) {
 		return nil
 	}
@@ -121,6 +125,39 @@ func (u *unionFS) createWhiteout(dir, name string) error {
 		return fmt.Errorf("whiteout %s: %w", p, err)
 	}
 	u.note("whiteout %s", p)
+	return nil
+}
+
+// sharedWhiteoutName is the file in the workdir every whiteout links to.
+const sharedWhiteoutName = "whiteout"
+
+// linkWhiteout links p to the shared whiteout, making a new one when it is
+// missing or has as many links as the filesystem allows; if linking is not
+// possible at all, p gets an empty file of its own.
+func (u *unionFS) linkWhiteout(p string) error {
+	shared := filepath.Join(u.cow.WorkDir(), sharedWhiteoutName)
+	err := syscall.Link(shared, p)
+	if err == syscall.ENOENT || err == syscall.EMLINK {
+		if err = u.newSharedWhiteout(shared); err == nil {
+			err = syscall.Link(shared, p)
+		}
+	}
+	if err == nil || err == syscall.EEXIST {
+		return err
+	}
+	return syscall.Mknod(p, syscall.S_IFREG, 0)
+}
+
+// newSharedWhiteout puts a fresh empty file at shared, atomically.
+func (u *unionFS) newSharedWhiteout(shared string) error {
+	tmp := u.cow.TempPath()
+	if err := syscall.Mknod(tmp, syscall.S_IFREG, 0); err != nil {
+		return err
+	}
+	if err := syscall.Rename(tmp, shared); err != nil {
+		syscall.Unlink(tmp)
+		return err
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -483,4 +484,37 @@ func dirHas(dir, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestWhiteoutsShareOneFile checks that whiteouts are hard links of one
+// empty file in the workdir (cheap to make), that each is still an empty
+// regular file under its .wh. name, and that losing the shared file only
+// means a new one is made.
+func TestWhiteoutsShareOneFile(t *testing.T) {
+	tu := newLayers(t, 1)
+	for _, f := range []string{"a", "b", "c"} {
+		writeFile(t, tu.lowers[0]+"/"+f, f)
+	}
+	tu.mount(t, nil)
+	must(t, os.Remove(tu.m("a")))
+	must(t, os.Remove(tu.m("b")))
+	var sa, sb unix.Stat_t
+	must(t, unix.Lstat(tu.upper+"/.wh.a", &sa))
+	must(t, unix.Lstat(tu.upper+"/.wh.b", &sb))
+	for _, st := range []unix.Stat_t{sa, sb} {
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
+			t.Errorf("whiteout mode %o size %d, want an empty regular file", st.Mode, st.Size)
+		}
+	}
+	if sa.Ino != sb.Ino {
+		t.Errorf("whiteouts .wh.a and .wh.b are different inodes (%d, %d), want one shared file", sa.Ino, sb.Ino)
+	}
+	shared := filepath.Join(tu.work, "whiteout")
+	must(t, os.Remove(shared))
+	must(t, os.Remove(tu.m("c")))
+	var sc unix.Stat_t
+	must(t, unix.Lstat(tu.upper+"/.wh.c", &sc))
+	if _, err := os.Stat(tu.m("c")); !os.IsNotExist(err) {
+		t.Errorf("c after delete: %v", err)
+	}
 }

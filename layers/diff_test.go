@@ -1,0 +1,59 @@
+package layers_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/unionfsd/unionfsd/layers"
+)
+
+// TestDiffTarWhiteoutLinks writes the diff of an upper whose whiteouts are
+// hard links of one file (as unionfsd makes them) next to a real hard link
+// pair: each whiteout must come out as an empty file of its own, while the
+// real pair stays a file and a link to it.
+func TestDiffTarWhiteoutLinks(t *testing.T) {
+	upper := t.TempDir()
+	shared := filepath.Join(t.TempDir(), "whiteout")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(shared, nil, 0))
+	must(os.Mkdir(filepath.Join(upper, "d"), 0o755))
+	for _, wh := range []string{".wh.a", ".wh.b", "d/.wh.c"} {
+		must(os.Link(shared, filepath.Join(upper, wh)))
+	}
+	must(os.WriteFile(filepath.Join(upper, "f"), []byte("data"), 0o644))
+	must(os.Link(filepath.Join(upper, "f"), filepath.Join(upper, "g")))
+
+	var buf bytes.Buffer
+	must(layers.WriteDiffTar(upper, &buf))
+	got := map[string]*tar.Header{}
+	tr := tar.NewReader(&buf)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		must(err)
+		got[hdr.Name] = hdr
+	}
+	for _, wh := range []string{".wh.a", ".wh.b", "d/.wh.c"} {
+		h := got[wh]
+		if h == nil || h.Typeflag != tar.TypeReg || h.Size != 0 || h.Linkname != "" {
+			t.Errorf("whiteout %s: %+v, want an empty regular file", wh, h)
+		}
+	}
+	if h := got["f"]; h == nil || h.Typeflag != tar.TypeReg || h.Size != 4 {
+		t.Errorf("f: %+v, want the file", h)
+	}
+	if h := got["g"]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "f" {
+		t.Errorf("g: %+v, want a hard link to f", h)
+	}
+}
