@@ -224,7 +224,9 @@ func (e *Engine) build(src, tmp string, size int64) error {
 // fsync does not have to make a new directory entry durable (on ext4 without
 // a journal that syncs the work directory too). It reports false, having
 // done nothing, when src is not a regular file or the filesystem has no
-// O_TMPFILE, or /proc is missing: the caller then stages under a name.
+// O_TMPFILE, or the link is refused (see below): the caller then stages
+// under a name. The metadata is set through the descriptor; only the link
+// names the file by its /proc/self/fd entry.
 func (e *Engine) copyUpUnnamed(src, dst string, size int64) (bool, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(src, &st); err != nil {
@@ -239,24 +241,27 @@ func (e *Engine) copyUpUnnamed(src, dst string, size int64) (bool, error) {
 	}
 	out := os.NewFile(uintptr(fd), e.workdir+" (O_TMPFILE)")
 	defer out.Close()
-	link := "/proc/self/fd/" + strconv.Itoa(fd)
-	var probe unix.Stat_t
-	if unix.Stat(link, &probe) != nil {
-		return false, nil // no /proc
-	}
-	if err := e.fillFile(src, out, metaTarget{path: link, follow: true}, size); err != nil {
+	if err := e.fillFile(src, out, metaTarget{path: out.Name(), fd: fd}, size); err != nil {
 		return true, err
 	}
+	link := "/proc/self/fd/" + strconv.Itoa(fd)
 	err = unix.Linkat(unix.AT_FDCWD, link, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
-	if err == unix.EPERM {
-		// protected_hardlinks refuses to link a file we may not write
-		// (an unprivileged copy of a read-only file of another owner).
+	if err == unix.EPERM || err == unix.ENOENT && !procMounted() {
+		// EPERM: protected_hardlinks refuses to link a file we may not
+		// write (an unprivileged copy of a read-only file of another
+		// owner). ENOENT: no /proc to name the unnamed file with.
 		return false, nil
 	}
 	if err != nil {
 		return true, &os.LinkError{Op: "link", Old: out.Name(), New: dst, Err: err}
 	}
 	return true, nil
+}
+
+// procMounted reports whether /proc/self/fd can name open files.
+func procMounted() bool {
+	var st unix.Stat_t
+	return unix.Stat("/proc/self/fd", &st) == nil
 }
 
 // buildFile copies a regular file to the new file tmp.
@@ -266,7 +271,7 @@ func (e *Engine) buildFile(src, tmp string, size int64) error {
 		return err
 	}
 	defer out.Close()
-	if err := e.fillFile(src, out, metaTarget{path: tmp}, size); err != nil {
+	if err := e.fillFile(src, out, pathTarget(tmp), size); err != nil {
 		return err
 	}
 	return out.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,15 +18,50 @@ import (
 //   - chmod then restores the exact mode, setuid/setgid included;
 //   - times last, once the object is complete (Fsync after them only flushes).
 func (e *Engine) applyMeta(src, tmp string, st *unix.Stat_t) error {
-	return e.applyMetaAt(src, metaTarget{path: tmp}, st)
+	return e.applyMetaAt(src, pathTarget(tmp), st)
 }
 
-// metaTarget names the object applyMetaAt changes: a path, or a
-// /proc/self/fd link to an open unnamed file (follow), through which only
-// calls that follow the link reach the file.
+// metaTarget is the object applyMetaAt changes: the entry at path (not
+// following a symlink), or, with fd >= 0, the open file fd (an unnamed
+// O_TMPFILE; path only names it in errors).
 type metaTarget struct {
-	path   string
-	follow bool
+	path string
+	fd   int
+}
+
+func pathTarget(p string) metaTarget { return metaTarget{path: p, fd: -1} }
+
+func (t metaTarget) chown(uid, gid int) error {
+	if t.fd >= 0 {
+		return unix.Fchown(t.fd, uid, gid)
+	}
+	return unix.Lchown(t.path, uid, gid)
+}
+
+func (t metaTarget) chmod(mode uint32) error {
+	if t.fd >= 0 {
+		return unix.Fchmod(t.fd, mode)
+	}
+	return unix.Fchmodat(unix.AT_FDCWD, t.path, mode, 0)
+}
+
+func (t metaTarget) setxattr(name string, val []byte) error {
+	if t.fd >= 0 {
+		return unix.Fsetxattr(t.fd, name, val, 0)
+	}
+	return unix.Lsetxattr(t.path, name, val, 0)
+}
+
+func (t metaTarget) utimes(ts []unix.Timespec) error {
+	if t.fd >= 0 {
+		// futimens: utimensat on the descriptor itself (a NULL path).
+		_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(t.fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+		if e != 0 {
+			return e
+		}
+		return nil
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, t.path, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 func (e *Engine) applyMetaAt(src string, tmp metaTarget, st *unix.Stat_t) error {
@@ -36,16 +72,11 @@ func (e *Engine) applyMetaAt(src string, tmp metaTarget, st *unix.Stat_t) error 
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK { // symlink modes are fixed at 0777
-		if err := unix.Fchmodat(unix.AT_FDCWD, tmp.path, st.Mode&0o7777, 0); err != nil {
+		if err := tmp.chmod(st.Mode & 0o7777); err != nil {
 			return &os.PathError{Op: "chmod", Path: tmp.path, Err: err}
 		}
 	}
-	ts := []unix.Timespec{st.Atim, st.Mtim}
-	flags := unix.AT_SYMLINK_NOFOLLOW
-	if tmp.follow {
-		flags = 0
-	}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp.path, ts, flags); err != nil {
+	if err := tmp.utimes([]unix.Timespec{st.Atim, st.Mtim}); err != nil {
 		return &os.PathError{Op: "utimes", Path: tmp.path, Err: err}
 	}
 	return nil
@@ -54,12 +85,7 @@ func (e *Engine) applyMetaAt(src string, tmp metaTarget, st *unix.Stat_t) error 
 // chown gives tmp the source's owner. Without the privilege (rootless) the
 // copy keeps our own ids, as an unprivileged cp -p would.
 func chown(tmp metaTarget, st *unix.Stat_t) error {
-	var err error
-	if tmp.follow {
-		err = unix.Chown(tmp.path, int(st.Uid), int(st.Gid))
-	} else {
-		err = unix.Lchown(tmp.path, int(st.Uid), int(st.Gid))
-	}
+	err := tmp.chown(int(st.Uid), int(st.Gid))
 	switch {
 	case err == nil:
 		return nil
@@ -88,10 +114,8 @@ func (e *Engine) copyXattrs(src string, tmp metaTarget) error {
 		if err == unix.ENODATA { // removed since the listing
 			continue
 		}
-		if err == nil && tmp.follow {
-			err = unix.Setxattr(tmp.path, name, val, 0)
-		} else if err == nil {
-			err = unix.Lsetxattr(tmp.path, name, val, 0)
+		if err == nil {
+			err = tmp.setxattr(name, val)
 		}
 		if err != nil && !skippableXattrErr(name, err) {
 			return fmt.Errorf("xattr %s: %w", name, &os.PathError{Op: "copy", Path: src, Err: err})
