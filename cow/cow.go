@@ -43,7 +43,10 @@ type Engine struct {
 	workdir string
 	dev     uint64 // st_dev of workdir: rename cannot cross filesystems
 	opts    Options
-	closed  atomic.Bool
+	// named makes regular files go through a named staging file, as on a
+	// filesystem without O_TMPFILE (for tests of that path).
+	named  bool
+	closed atomic.Bool
 }
 
 // tempSeq makes staging names unique within the process, across Engines
@@ -232,7 +235,7 @@ func (e *Engine) copyUpUnnamed(src, dst string, size int64) (bool, error) {
 	if err := unix.Lstat(src, &st); err != nil {
 		return false, &os.PathError{Op: "lstat", Path: src, Err: err}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || e.named {
 		return false, nil
 	}
 	fd, err := unix.Open(e.workdir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)

@@ -125,9 +125,24 @@ func xattr(t *testing.T, p, name string) string {
 	return string(buf[:n])
 }
 
-func TestCopyUpRegularFile(t *testing.T) {
+// forBothStagings runs a test with regular files copied through an unnamed
+// O_TMPFILE (the default) and through a named staging file (the fallback).
+func forBothStagings(t *testing.T, test func(t *testing.T, named bool)) {
+	for _, named := range []bool{false, true} {
+		name := "tmpfile"
+		if named {
+			name = "named"
+		}
+		t.Run(name, func(t *testing.T) { test(t, named) })
+	}
+}
+
+func TestCopyUpRegularFile(t *testing.T) { forBothStagings(t, testCopyUpRegularFile) }
+
+func testCopyUpRegularFile(t *testing.T, named bool) {
 	requireRoot(t)
 	f := newFixture(t, Options{})
+	f.eng.named = named
 	src := f.srcPath("file")
 	content := []byte("hello copy-up\n")
 	if err := os.WriteFile(src, content, 0o640); err != nil {
@@ -168,8 +183,13 @@ func TestCopyUpRegularFile(t *testing.T) {
 }
 
 func TestCopyUpSetuidAndCapabilitySurviveChown(t *testing.T) {
+	forBothStagings(t, testCopyUpSetuidAndCapabilitySurviveChown)
+}
+
+func testCopyUpSetuidAndCapabilitySurviveChown(t *testing.T, named bool) {
 	requireRoot(t)
 	f := newFixture(t, Options{})
+	f.eng.named = named
 	src := f.srcPath("suid")
 	if err := os.WriteFile(src, []byte("#!/bin/true\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -837,12 +857,15 @@ func TestCopyUpRaceSameDst(t *testing.T) {
 	assertNoLeftovers(t, f.eng)
 }
 
-func TestCopyUpENOSPCLeavesNothing(t *testing.T) {
+func TestCopyUpENOSPCLeavesNothing(t *testing.T) { forBothStagings(t, testCopyUpENOSPCLeavesNothing) }
+
+func testCopyUpENOSPCLeavesNothing(t *testing.T, named bool) {
 	mnt := mountTmpfs(t, "1m")
 	eng, err := New(filepath.Join(mnt, "work"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	eng.named = named
 	src := filepath.Join(t.TempDir(), "big")
 	data := make([]byte, 4<<20)
 	rand.Read(data)
@@ -943,4 +966,24 @@ func TestCopyUpReflink(t *testing.T) {
 		}
 	}
 	assertNoLeftovers(t, eng)
+}
+
+// TestCopyUpUsesTmpfile checks that a regular file really goes through the
+// unnamed O_TMPFILE path here (the tests of both paths would pass just as
+// well if it always fell back to a named file).
+func TestCopyUpUsesTmpfile(t *testing.T) {
+	requireRoot(t)
+	f := newFixture(t, Options{Fsync: true})
+	src := f.srcPath("f")
+	if err := os.WriteFile(src, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done, err := f.eng.copyUpUnnamed(src, f.dstPath("f"), -1)
+	if err != nil || !done {
+		t.Fatalf("copyUpUnnamed = %v, %v; want true, nil (O_TMPFILE and /proc work on this machine)", done, err)
+	}
+	if got, err := os.ReadFile(f.dstPath("f")); err != nil || string(got) != "x" {
+		t.Errorf("dst %q, %v", got, err)
+	}
+	assertNoLeftovers(t, f.eng)
 }
