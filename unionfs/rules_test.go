@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -517,4 +518,59 @@ func TestWhiteoutsShareOneFile(t *testing.T) {
 	if _, err := os.Stat(tu.m("c")); !os.IsNotExist(err) {
 		t.Errorf("c after delete: %v", err)
 	}
+}
+
+// TestWhiteoutLinkLimit fills the shared whiteout's link count up to what
+// the filesystem allows (ext4: 65000) and checks that the next whiteout
+// still gets made, on a new shared file. Needs no mount: it drives the
+// union's whiteout code directly.
+func TestWhiteoutLinkLimit(t *testing.T) {
+	tu := newLayers(t, 1)
+	cfg := DefaultConfig()
+	cfg.Lowers, cfg.Upper, cfg.Work = tu.lowers, tu.upper, tu.work
+	root, err := NewRoot(cfg)
+	must(t, err)
+	defer root.Close()
+	u := root.u
+	must(t, u.createWhiteout("", "first"))
+	shared := filepath.Join(tu.work, sharedWhiteoutName)
+	fill := t.TempDir()
+	if !sameFS(t, fill, tu.work) {
+		fill = filepath.Join(tu.work, "fill")
+		must(t, os.Mkdir(fill, 0o755))
+	}
+	full := false
+	for i := 0; i < 70000; i++ {
+		err := os.Link(shared, filepath.Join(fill, strconv.Itoa(i)))
+		if errors.Is(err, syscall.EMLINK) {
+			full = true
+			break
+		}
+		must(t, err)
+	}
+	if !full {
+		t.Skip("this filesystem allows more than 70000 links: no link limit to test")
+	}
+	var old unix.Stat_t
+	must(t, unix.Stat(shared, &old))
+	must(t, u.createWhiteout("", "second"))
+	var st unix.Stat_t
+	must(t, unix.Lstat(tu.upper+"/.wh.second", &st))
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 || st.Ino == old.Ino {
+		t.Errorf(".wh.second: mode %o size %d ino %d (full shared file %d): want an empty file on a new inode", st.Mode, st.Size, st.Ino, old.Ino)
+	}
+	// The new inode is the new shared file, not a one-off.
+	must(t, u.createWhiteout("", "third"))
+	var third unix.Stat_t
+	must(t, unix.Lstat(tu.upper+"/.wh.third", &third))
+	if third.Ino != st.Ino {
+		t.Errorf(".wh.third is inode %d, .wh.second %d: want both linked to the new shared file", third.Ino, st.Ino)
+	}
+}
+
+func sameFS(t *testing.T, a, b string) bool {
+	var sa, sb unix.Stat_t
+	must(t, unix.Stat(a, &sa))
+	must(t, unix.Stat(b, &sb))
+	return sa.Dev == sb.Dev
 }
