@@ -16,7 +16,7 @@ import (
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	const changes = fuse.FATTR_MODE | fuse.FATTR_UID | fuse.FATTR_GID | fuse.FATTR_SIZE |
 		fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_KILL_SUIDGID
-	if in.Valid&changes == 0 {
+	if in.Valid&changes == 0 || onlyKill(in) && !n.hasSuidgid() {
 		return n.Getattr(ctx, fh, out)
 	}
 	if n.orphaned() {
@@ -33,6 +33,23 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		return eno
 	}
 	return n.Getattr(ctx, fh, out)
+}
+
+// onlyKill reports a SETATTR that only asks to clear setuid/setgid: what
+// every write by an unprivileged caller sends (rawFS), rootless or not.
+func onlyKill(in *fuse.SetAttrIn) bool {
+	return in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == fuse.FATTR_KILL_SUIDGID
+}
+
+// hasSuidgid reports whether the node's file may have bits to clear; it
+// takes no lock, so the common case (no such bits) costs one lstat.
+func (n *node) hasSuidgid() bool {
+	p, _ := n.topPath()
+	var st syscall.Stat_t
+	if syscall.Lstat(p, &st) != nil {
+		return true // let the full path find out
+	}
+	return st.Mode&(syscall.S_ISUID|syscall.S_ISGID) != 0
 }
 
 // setattrOrphan serves fchmod, fchown, ftruncate and futimens on a file

@@ -12,19 +12,25 @@ type rawFS struct {
 }
 
 func (k *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
-	n, st := k.RawFileSystem.Writev(cancel, in, data)
-	return n, k.afterWrite(cancel, in, st)
+	if st := k.killBeforeWrite(cancel, in); st != fuse.OK {
+		return 0, st
+	}
+	return k.RawFileSystem.Writev(cancel, in, data)
 }
 
 func (k *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	n, st := k.RawFileSystem.Write(cancel, in, data)
-	return n, k.afterWrite(cancel, in, st)
+	if st := k.killBeforeWrite(cancel, in); st != fuse.OK {
+		return 0, st
+	}
+	return k.RawFileSystem.Write(cancel, in, data)
 }
 
-// afterWrite clears the bits after a successful flagged write.
-func (k *rawFS) afterWrite(cancel <-chan struct{}, in *fuse.WriteIn, st fuse.Status) fuse.Status {
-	if st != fuse.OK || in.WriteFlags&fuse.WRITE_KILL_SUIDGID == 0 {
-		return st
+// killBeforeWrite clears setuid/setgid for a flagged write before the data
+// goes in, as the kernel's own write path does: if that fails, nothing is
+// written.
+func (k *rawFS) killBeforeWrite(cancel <-chan struct{}, in *fuse.WriteIn) fuse.Status {
+	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID == 0 {
+		return fuse.OK
 	}
 	kill := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{
 		InHeader: in.InHeader,
