@@ -16,6 +16,9 @@ import (
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	const changes = fuse.FATTR_MODE | fuse.FATTR_UID | fuse.FATTR_GID | fuse.FATTR_SIZE |
 		fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_KILL_SUIDGID
+	if isEmptySetattr(in) {
+		in.Valid |= fuse.FATTR_KILL_SUIDGID
+	}
 	if in.Valid&changes == 0 || onlyKill(in) && !n.hasSuidgid() {
 		return n.Getattr(ctx, fh, out)
 	}
@@ -33,6 +36,17 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		return eno
 	}
 	return n.Getattr(ctx, fh, out)
+}
+
+// isEmptySetattr reports a SETATTR that changes nothing. With
+// FUSE_HANDLE_KILLPRIV_V2 the kernel sends one when it wants privileges
+// dropped but strips the request to do so: chown(f, -1, -1), which clears
+// setuid (and setgid with group-exec) even for root, and a passthrough write
+// by an unprivileged caller to a file that became setuid after it was
+// opened. utimensat with both times UTIME_OMIT sends one too; for it
+// clearing the bits is wrong, but it is rare and errs on the safe side.
+func isEmptySetattr(in *fuse.SetAttrIn) bool {
+	return in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == 0
 }
 
 // onlyKill reports a SETATTR that only asks to clear setuid/setgid: what

@@ -22,11 +22,11 @@ import (
 // File capabilities need nothing from us: our writes and truncates of the
 // upper file make its filesystem drop them.
 //
-// A passthrough write sends no WRITE, and the kernel then sends no flag
-// either, so setuid/setgid files are opened without passthrough
-// (newHandleLocked). Left open: a file that becomes setuid while a
-// passthrough open of it exists keeps the bit after an unprivileged write
-// through that open (overlay would clear it).
+// A passthrough write sends no WRITE, so setuid/setgid files are opened
+// without passthrough (newHandleLocked). For a file that becomes setuid
+// while a passthrough open exists, the kernel sends an empty SETATTR before
+// an unprivileged write, which Setattr takes as a request to clear the bits
+// (isEmptySetattr).
 
 // killSuidgid clears on the regular file at p what a write or truncate by
 // the unprivileged caller c clears: setuid, and setgid when group-exec is

@@ -184,6 +184,10 @@ var scripted = []struct {
 		Getxattr("x", "security.capability", false), Write("x", 0, 1, 6), Getxattr("x", "security.capability", false),
 		Setxattr("x", "security.capability", capNetBindService, 0, false), Truncate("x", 0),
 		Getxattr("x", "security.capability", false),
+		Chmod("d1/x", 02775), Chown("d1/x", -1, -1, true), Stat("d1/x", true),
+		Chmod("n/m", 04755), Chown("n/m", -1, -1, false), Stat("n/m", true),
+		Create("y", 0o666, true), Open(1, "y", unix.O_WRONLY), Chmod("y", 04777),
+		AsUser(1000, FdWrite(1, 0, 3, 7)), Stat("y", true), Close(1),
 	}},
 	{"tmpfile", []Op{
 		Open(0, "d1", unix.O_TMPFILE|unix.O_RDWR), FdWrite(0, 0, 10, 1), FdRead(0), FdStat(0), Readdir("d1"), Close(0),
