@@ -17,6 +17,13 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	const changes = fuse.FATTR_MODE | fuse.FATTR_UID | fuse.FATTR_GID | fuse.FATTR_SIZE |
 		fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_KILL_SUIDGID
 	if isEmptySetattr(in) {
+		kill, eno := n.emptySetattrKill(in)
+		if eno != 0 {
+			return eno
+		}
+		if !kill {
+			return n.Getattr(ctx, fh, out)
+		}
 		in.Valid |= fuse.FATTR_KILL_SUIDGID
 	}
 	if in.Valid&changes == 0 || onlyKill(in) && !n.hasSuidgid() {
@@ -47,6 +54,50 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 // clearing the bits is wrong, but it is rare and errs on the safe side.
 func isEmptySetattr(in *fuse.SetAttrIn) bool {
 	return in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == 0
+}
+
+// emptySetattrKill decides what an empty SETATTR does: clear the bits, or
+// nothing (no bits to clear, or see below), or refuse.
+//
+// The kernel sends one for chown(f, -1, -1), where clearing the bits is a
+// mode change only the owner may make: it checks that (EPERM for another
+// user) before it strips the request it sends us, so the check is made
+// here. It also sends one, forced, before a write by another user: for a
+// page-cached handle the WRITE that follows carries the kill flag, so the
+// SETATTR may do nothing; for a passthrough handle no WRITE follows, so it
+// must clear the bits. The two are told apart only by the handles open on
+// the file; a chown(f, -1, -1) by another user while the file is open on
+// the upper therefore succeeds (and, with a passthrough handle open, clears
+// the bits) where overlay says EPERM.
+func (n *node) emptySetattrKill(in *fuse.SetAttrIn) (bool, syscall.Errno) {
+	p, _ := n.topPath()
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) != nil {
+		return true, 0 // let the full path find out
+	}
+	if killBits(&st, &in.Caller) == 0 {
+		return false, 0
+	}
+	// in.Uid is SETATTR's new owner; the caller is in.Caller.
+	if in.Caller.Uid == 0 || in.Caller.Uid == st.Uid {
+		return true, 0
+	}
+	passthrough, open := n.upperHandles()
+	switch {
+	case passthrough:
+		return true, 0
+	case open:
+		return false, 0
+	}
+	return false, syscall.EPERM
+}
+
+// upperHandles reports whether handles on the node's upper file are open,
+// and whether one of them is passed through.
+func (n *node) upperHandles() (passthrough, open bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.passthroughOpen > 0, len(n.upperOpen) > 0
 }
 
 // onlyKill reports a SETATTR that only asks to clear setuid/setgid: what

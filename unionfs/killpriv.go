@@ -28,9 +28,8 @@ import (
 // an unprivileged write, which Setattr takes as a request to clear the bits
 // (isEmptySetattr).
 
-// killSuidgid clears on the regular file at p what a write or truncate by
-// the unprivileged caller c clears: setuid, and setgid when group-exec is
-// set or c is not in the file's group.
+// killSuidgid clears on the object at p what a write, truncate or chown by
+// the unprivileged caller c clears (killBits).
 func killSuidgid(p string, follow bool, c *fuse.Caller) syscall.Errno {
 	var st unix.Stat_t
 	var err error
@@ -42,18 +41,26 @@ func killSuidgid(p string, follow bool, c *fuse.Caller) syscall.Errno {
 	if err != nil {
 		return errno(err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return 0
-	}
-	mode := st.Mode &^ unix.S_IFMT
-	kill := mode & unix.S_ISUID
-	if mode&unix.S_ISGID != 0 && (mode&unix.S_IXGRP != 0 || !inGroup(c, st.Gid)) {
-		kill |= unix.S_ISGID
-	}
+	kill := killBits(&st, c)
 	if kill == 0 {
 		return 0
 	}
-	return errno(unix.Chmod(p, mode&^kill))
+	return errno(unix.Chmod(p, st.Mode&^unix.S_IFMT&^kill))
+}
+
+// killBits are the mode bits a change by caller c clears on the object st:
+// setuid, and setgid when group-exec is set or c is not in the object's
+// group; nothing on directories and symlinks.
+func killBits(st *unix.Stat_t, c *fuse.Caller) uint32 {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR, unix.S_IFLNK:
+		return 0
+	}
+	kill := st.Mode & unix.S_ISUID
+	if st.Mode&unix.S_ISGID != 0 && (st.Mode&unix.S_IXGRP != 0 || !inGroup(c, st.Gid)) {
+		kill |= unix.S_ISGID
+	}
+	return kill
 }
 
 // inGroup reports whether caller c is root or has gid among its groups

@@ -188,6 +188,8 @@ var scripted = []struct {
 		Chmod("n/m", 04755), Chown("n/m", -1, -1, false), Stat("n/m", true),
 		Create("y", 0o666, true), Open(1, "y", unix.O_WRONLY), Chmod("y", 04777),
 		AsUser(1000, FdWrite(1, 0, 3, 7)), Stat("y", true), Close(1),
+		Chmod("y", 04755), AsUser(1000, Chown("y", -1, -1, false)), Stat("y", true),
+		Chmod("y", 04777), Open(2, "y", unix.O_WRONLY), AsUser(1000, FdWrite(2, 0, 3, 8)), Stat("y", true), Close(2),
 	}},
 	{"tmpfile", []Op{
 		Open(0, "d1", unix.O_TMPFILE|unix.O_RDWR), FdWrite(0, 0, 10, 1), FdRead(0), FdStat(0), Readdir("d1"), Close(0),
