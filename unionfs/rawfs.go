@@ -11,6 +11,8 @@ type rawFS struct {
 	fuse.RawFileSystem
 }
 
+var _ fuse.RawFileSystem = (*rawFS)(nil)
+
 func (k *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
 	if st := k.killBeforeWrite(cancel, in); st != fuse.OK {
 		return 0, st
