@@ -55,7 +55,10 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		if eno != 0 {
 			return nil, eno
 		}
-		d.ents, d.next, d.read = ents, 0, true
+		// next stays where Seekdir put it: the kernel resumes at an
+		// offset on a handle that has not listed yet when it served the
+		// first entries from its cached listing and then lost the cache.
+		d.ents, d.read = ents, true
 		d.setSnapshot(snap)
 	}
 	if d.next >= len(d.ents) {

@@ -2,7 +2,9 @@ package unionfs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -573,4 +575,53 @@ func sameFS(t *testing.T, a, b string) bool {
 	must(t, unix.Stat(a, &sa))
 	must(t, unix.Stat(b, &sb))
 	return sa.Dev == sb.Dev
+}
+
+// TestReaddirResumesAfterCacheDrop reads a directory through a handle
+// whose first entries the kernel served from its cached listing, drops the
+// kernel's caches halfway, and reads on: the kernel then asks the daemon
+// for the rest, from the offset reached, on a handle that never listed the
+// directory itself. Every name must come exactly once.
+func TestReaddirResumesAfterCacheDrop(t *testing.T) {
+	tu := newLayers(t, 1)
+	want := map[string]bool{}
+	for i := 0; i < 300; i++ {
+		name := fmt.Sprintf("entry-with-a-longish-name-%03d", i)
+		writeFile(t, tu.lowers[0]+"/d/"+name, "x")
+		want[name] = true
+	}
+	tu.mount(t, nil)
+	_, err := os.ReadDir(tu.m("d")) // fills the kernel's listing cache
+	must(t, err)
+	fd, err := unix.Open(tu.m("d"), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	must(t, err)
+	defer unix.Close(fd)
+	got := map[string]int{}
+	buf := make([]byte, 1024) // a few entries per getdents
+	read := func() int {
+		n, err := unix.Getdents(fd, buf)
+		must(t, err)
+		for off := 0; off < n; {
+			reclen := int(binary.LittleEndian.Uint16(buf[off+16:]))
+			name := unix.ByteSliceToString(buf[off+19 : off+reclen])
+			if name != "." && name != ".." {
+				got[name]++
+			}
+			off += reclen
+		}
+		return n
+	}
+	read()
+	read()
+	must(t, os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0))
+	for read() > 0 {
+	}
+	for name, n := range got {
+		if n != 1 || !want[name] {
+			t.Errorf("%s listed %d times (in the dir: %v)", name, n, want[name])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("listed %d names, want %d", len(got), len(want))
+	}
 }
