@@ -28,10 +28,11 @@ const TempPrefix = "cow-tmp-"
 // Options tune an Engine.
 type Options struct {
 	// Fsync makes a staged regular file's data durable before the rename,
-	// as kernel overlay does on copy-up (not after a clone: see fillFile). Directories, links and the rename
-	// itself are not fsynced: on a journaling filesystem metadata changes
-	// reach the disk in order, so a crash shows either the complete new
-	// object or the old state; only delayed file data needs the fsync.
+	// as kernel overlay does on copy-up (not after a clone: see writeFile).
+	// Directories, links and the rename itself are not fsynced: on a
+	// journaling filesystem metadata changes reach the disk in order, so a
+	// crash shows either the complete new object or the old state; only
+	// delayed file data needs the fsync.
 	Fsync bool
 	// SkipXattr names the extended attributes not to copy (nil: copy all).
 	SkipXattr func(name string) bool
@@ -297,15 +298,25 @@ func (e *Engine) fillFile(src string, out *os.File, tmp metaTarget, size int64) 
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return &os.PathError{Op: "open", Path: src, Err: unix.EINVAL}
 	}
-	target := st.Size
+	return e.writeFile(in, &st, out, tmp, src, &st, size)
+}
+
+// writeFile fills out, the new file tmp, with the data of in (whose fstat
+// is inSt), cut or extended to meta's size or to size when size >= 0, gives
+// it the owner, mode, xattrs and times of metaSrc (described by meta) and
+// fsyncs it. A copy-up takes data and metadata from one file; completing a
+// metadata-only copy takes the data from the lower file and the metadata
+// from the upper entry.
+func (e *Engine) writeFile(in *os.File, inSt *unix.Stat_t, out *os.File, tmp metaTarget, metaSrc string, meta *unix.Stat_t, size int64) error {
+	target := meta.Size
 	if size >= 0 {
 		target = size
 	}
-	cloned, err := copyData(in, out, &st, e.dev, target)
+	cloned, err := copyData(in, out, inSt, e.dev, target)
 	if err != nil {
 		return err
 	}
-	if err := e.applyMetaAt(src, tmp, &st); err != nil {
+	if err := e.applyMetaAt(metaSrc, tmp, meta); err != nil {
 		return err
 	}
 	// A clone has no data of its own to write back: it shares the source's

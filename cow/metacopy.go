@@ -118,21 +118,8 @@ func (e *Engine) buildData(in *os.File, src *unix.Stat_t, metaSrc, tmp string, m
 		return err
 	}
 	defer out.Close()
-	target := meta.Size
-	if size >= 0 {
-		target = size
-	}
-	cloned, err := copyData(in, out, src, e.dev, target)
-	if err != nil {
+	if err := e.writeFile(in, src, out, pathTarget(tmp), metaSrc, meta, size); err != nil {
 		return err
-	}
-	if err := e.applyMeta(metaSrc, tmp, meta); err != nil {
-		return err
-	}
-	if e.opts.Fsync && !cloned { // see fillFile
-		if err := out.Sync(); err != nil {
-			return err
-		}
 	}
 	return out.Close()
 }
