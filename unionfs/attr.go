@@ -16,8 +16,8 @@ import (
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	const changes = fuse.FATTR_MODE | fuse.FATTR_UID | fuse.FATTR_GID | fuse.FATTR_SIZE |
 		fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_KILL_SUIDGID
-	if isEmptySetattr(in) {
-		kill, eno := n.emptySetattrKill(in)
+	if empty := isEmptySetattr(in); empty || onlyKill(in) {
+		kill, eno := n.killRequest(in, empty)
 		if eno != 0 {
 			return eno
 		}
@@ -25,8 +25,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 			return n.Getattr(ctx, fh, out)
 		}
 		in.Valid |= fuse.FATTR_KILL_SUIDGID
-	}
-	if in.Valid&changes == 0 || onlyKill(in) && !n.hasSuidgid() {
+	} else if in.Valid&changes == 0 {
 		return n.Getattr(ctx, fh, out)
 	}
 	if n.orphaned() {
@@ -56,20 +55,23 @@ func isEmptySetattr(in *fuse.SetAttrIn) bool {
 	return in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == 0
 }
 
-// emptySetattrKill decides what an empty SETATTR does: clear the bits, or
-// nothing (no bits to clear, or see below), or refuse.
+// killRequest decides a SETATTR that only asks to clear setuid/setgid:
+// one flagged FATTR_KILL_SUIDGID (what every write by an unprivileged
+// caller sends, rawFS), or an empty one (isEmptySetattr). It clears the
+// bits, does nothing (none to clear, the common case: one lstat and no
+// lock), or refuses.
 //
-// The kernel sends one for chown(f, -1, -1), where clearing the bits is a
-// mode change only the owner may make: it checks that (EPERM for another
-// user) before it strips the request it sends us, so the check is made
-// here. It also sends one, forced, before a write by another user: for a
-// page-cached handle the WRITE that follows carries the kill flag, so the
+// The kernel sends an empty one for chown(f, -1, -1), where clearing the
+// bits is a mode change only the owner may make: it checks that (EPERM for
+// another user) before it strips the request it sends us, so the check is
+// made here. It also sends one, forced, before a write by another user: for
+// a page-cached handle the WRITE that follows carries the kill flag, so the
 // SETATTR may do nothing; for a passthrough handle no WRITE follows, so it
 // must clear the bits. The two are told apart only by the handles open on
 // the file; a chown(f, -1, -1) by another user while the file is open on
 // the upper therefore succeeds (and, with a passthrough handle open, clears
 // the bits) where overlay says EPERM.
-func (n *node) emptySetattrKill(in *fuse.SetAttrIn) (bool, syscall.Errno) {
+func (n *node) killRequest(in *fuse.SetAttrIn, empty bool) (bool, syscall.Errno) {
 	p, _ := n.topPath()
 	var st unix.Stat_t
 	if unix.Lstat(p, &st) != nil {
@@ -79,7 +81,7 @@ func (n *node) emptySetattrKill(in *fuse.SetAttrIn) (bool, syscall.Errno) {
 		return false, 0
 	}
 	// in.Uid is SETATTR's new owner; the caller is in.Caller.
-	if in.Caller.Uid == 0 || in.Caller.Uid == st.Uid {
+	if !empty || in.Caller.Uid == 0 || in.Caller.Uid == st.Uid {
 		return true, 0
 	}
 	passthrough, open := n.upperHandles()
@@ -100,21 +102,9 @@ func (n *node) upperHandles() (passthrough, open bool) {
 	return n.passthroughOpen > 0, len(n.upperOpen) > 0
 }
 
-// onlyKill reports a SETATTR that only asks to clear setuid/setgid: what
-// every write by an unprivileged caller sends (rawFS), rootless or not.
+// onlyKill reports a SETATTR flagged FATTR_KILL_SUIDGID and nothing else.
 func onlyKill(in *fuse.SetAttrIn) bool {
 	return in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == fuse.FATTR_KILL_SUIDGID
-}
-
-// hasSuidgid reports whether the node's file may have bits to clear; it
-// takes no lock, so the common case (no such bits) costs one lstat.
-func (n *node) hasSuidgid() bool {
-	p, _ := n.topPath()
-	var st syscall.Stat_t
-	if syscall.Lstat(p, &st) != nil {
-		return true // let the full path find out
-	}
-	return st.Mode&(syscall.S_ISUID|syscall.S_ISGID) != 0
 }
 
 // setattrOrphan serves fchmod, fchown, ftruncate and futimens on a file

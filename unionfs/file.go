@@ -113,10 +113,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 func (n *node) newHandleLocked(fd int, upper bool) (fs.FileHandle, uint32) {
 	h := &handle{node: n, fd: fd, upper: upper}
 	if upper {
-		if n.upperOpen == nil {
-			n.upperOpen = map[*handle]struct{}{}
-		}
-		n.upperOpen[h] = struct{}{}
+		n.addUpperHandleLocked(h)
 	}
 	flags := noFlushFlag(fd)
 	if (upper || !n.u.rw) && n.u.cfg.Passthrough && n.cachedOpen == 0 && (n.passthroughOpen > 0 || !fdNeedsKill(fd)) {
@@ -173,11 +170,17 @@ func (h *handle) readFd() int {
 	}
 	h.stale = append(h.stale, h.fd)
 	h.fd, h.upper = fd, true
+	n.addUpperHandleLocked(h)
+	return h.fd
+}
+
+// addUpperHandleLocked records h as open on the node's upper file; n.mu is
+// held.
+func (n *node) addUpperHandleLocked(h *handle) {
 	if n.upperOpen == nil {
 		n.upperOpen = map[*handle]struct{}{}
 	}
 	n.upperOpen[h] = struct{}{}
-	return h.fd
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {

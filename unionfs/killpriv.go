@@ -26,7 +26,7 @@ import (
 // without passthrough (newHandleLocked). For a file that becomes setuid
 // while a passthrough open exists, the kernel sends an empty SETATTR before
 // an unprivileged write, which Setattr takes as a request to clear the bits
-// (isEmptySetattr, emptySetattrKill: the same empty SETATTR also stands for
+// (isEmptySetattr, killRequest: the same empty SETATTR also stands for
 // chown(f, -1, -1) and utimensat(UTIME_OMIT, UTIME_OMIT)).
 
 // killSuidgid clears on the object at p what a write, truncate or chown by
