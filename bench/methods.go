@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/procfs"
 	"github.com/unionfsd/unionfsd/internal/units"
 )
 
@@ -291,19 +292,14 @@ func (in *instance) procStatus(field string) (int64, error) {
 	if in.pid == 0 {
 		return 0, fmt.Errorf("%s has no daemon", in.m.name)
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.pid))
+	v, err := procfs.StatusField(strconv.Itoa(in.pid), field)
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
-		}
+	if len(v) == 0 {
+		return 0, fmt.Errorf("/proc/%d/status: empty %s", in.pid, field)
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no %s", in.pid, field)
+	return strconv.ParseInt(v[0], 10, 64)
 }
 
 // restoreNative undoes what the previous round's workloads did to the

@@ -2,13 +2,13 @@ package layers
 
 import (
 	"archive/tar"
-	"bufio"
 	"errors"
 	"os"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/procfs"
 )
 
 // newFileState is what a file created during an extraction gets from the
@@ -48,22 +48,15 @@ func newFileStateOf(rootFd int) newFileState {
 // processUmask reads the umask from /proc (reading it with umask(2) would
 // mean changing it, racing with other goroutines); -1 if unavailable.
 func processUmask() int {
-	f, err := os.Open("/proc/self/status")
+	v, err := procfs.StatusField("self", "Umask")
+	if err != nil || len(v) == 0 {
+		return -1
+	}
+	m, err := strconv.ParseUint(v[0], 8, 32)
 	if err != nil {
 		return -1
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Umask:"); ok {
-			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
-			if err != nil {
-				return -1
-			}
-			return int(m)
-		}
-	}
-	return -1
+	return int(m)
 }
 
 // needsChown tells whether a new file must be chowned to hdr's owner.

@@ -1,14 +1,14 @@
 package unionfs
 
 import (
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/procfs"
 )
 
 // The daemon clears setuid/setgid itself (FUSE_HANDLE_KILLPRIV_V2). Without
@@ -70,16 +70,8 @@ func inGroup(c *fuse.Caller, gid uint32) bool {
 	if c.Uid == 0 || c.Gid == gid {
 		return true
 	}
-	status, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(c.Pid), 10) + "/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if groups, ok := strings.CutPrefix(line, "Groups:"); ok {
-			return slices.Contains(strings.Fields(groups), strconv.FormatUint(uint64(gid), 10))
-		}
-	}
-	return false
+	groups, err := procfs.StatusField(strconv.FormatUint(uint64(c.Pid), 10), "Groups")
+	return err == nil && slices.Contains(groups, strconv.FormatUint(uint64(gid), 10))
 }
 
 // fdNeedsKill reports whether a write to the open file fd by an
