@@ -507,14 +507,7 @@ func listXattrsFollow(p string, follow bool) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for _, s := range strings.Split(string(buf[:n]), "\x00") {
-		if s != "" {
-			names = append(names, s)
-		}
-	}
-	sort.Strings(names)
-	return names, nil
+	return sortedXattrNames(buf[:n]), nil
 }
 
 func statString(p string, nofollow bool) (string, error) {

@@ -262,15 +262,20 @@ func listXattrs(p string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		var names []string
-		for _, s := range strings.Split(string(buf[:n]), "\x00") {
-			if s != "" {
-				names = append(names, s)
-			}
-		}
-		sort.Strings(names)
-		return names, nil
+		return sortedXattrNames(buf[:n]), nil
 	}
+}
+
+// sortedXattrNames splits a listxattr result into its names, sorted.
+func sortedXattrNames(buf []byte) []string {
+	var names []string
+	for _, s := range strings.Split(string(buf), "\x00") {
+		if s != "" {
+			names = append(names, s)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 func getXattr(p, name string, follow bool) ([]byte, error) {
