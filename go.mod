@@ -18,5 +18,6 @@ require (
 
 require (
 	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
+	github.com/moby/profiles/seccomp v0.3.0 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
 )
