@@ -62,6 +62,9 @@ func createFromBundle(root, id string, o BundleOptions, withFifo bool) (*Contain
 		return nil, nil, runnerErr("%s: process.terminal is true, which create supports only in the foreground: use crun-lite run -b, or set terminal to false", filepath.Join(bundle, "config.json"))
 	}
 	warnUnsupported(spec, o.Warn)
+	if err := checkBundleSeccomp(spec, filepath.Join(bundle, "config.json")); err != nil {
+		return nil, nil, err
+	}
 	c := &Container{ID: id, Name: id, Kind: KindBundle, Bundle: bundle, Command: spec.Process.Args}
 	if hasNamespace(spec, specs.UserNamespace) {
 		c.Rootless, c.UIDMap, c.GIDMap = true, spec.Linux.UIDMappings, spec.Linux.GIDMappings
@@ -105,9 +108,6 @@ func readBundleSpec(bundle string) (*specs.Spec, error) {
 func warnUnsupported(spec *specs.Spec, warn func(string)) {
 	if spec.Hooks != nil {
 		warn("hooks in config.json are not supported; ignored")
-	}
-	if spec.Linux != nil && spec.Linux.Seccomp != nil {
-		warn("seccomp in config.json is not supported; ignored")
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/runtime/seccomp"
 )
 
 // containerInit is the process that becomes the container's command.
@@ -29,6 +31,8 @@ type containerInit struct {
 	ids   *ids
 	path  string // resolved executable
 	env   []string
+
+	seccomp *seccomp.Filter // nil: no filter
 }
 
 // initContainer is the init stage's main function. It only returns on
@@ -96,6 +100,9 @@ func (in *containerInit) load() error {
 	}
 	unix.Umask(0o022)
 	in.caps = newCapPlan(in.spec.Process.Capabilities, in.rep.warn)
+	if err := in.compileSeccomp(); err != nil {
+		return err
+	}
 	if in.a.WaitStart {
 		fd, err := unix.Open(c.Path(execFifoName), unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -292,7 +299,8 @@ func (in *containerInit) waitForStart() error {
 // execProcess drops privileges as the config says and execs the command.
 func (in *containerInit) execProcess() error {
 	p := in.spec.Process
-	steps := []func() error{in.useConsole, in.setRlimits, in.setOOMScore, in.caps.dropBounding, in.setIDs, in.caps.apply, in.lockDown, in.chdir}
+	steps := []func() error{in.useConsole, in.setRlimits, in.setOOMScore, in.seccompBeforeCaps, in.caps.dropBounding,
+		in.setIDs, in.caps.apply, in.lockDown, in.chdir, in.seccompLast}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return withCode(err, ExitRunner)

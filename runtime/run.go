@@ -30,7 +30,8 @@ type RunOptions struct {
 	CPUs      float64  // 0: no limit
 	TTY       bool
 	Remove    bool
-	Rootless  bool // user namespace even when run by root
+	Rootless  bool   // user namespace even when run by root
+	Seccomp   string // "": docker's default profile, SeccompUnconfined, or a profile file
 	Stdio     Stdio
 	Warn      func(string)
 }
@@ -74,6 +75,10 @@ func createFromImage(store *layers.Store, o RunOptions) (*Container, *specs.Spec
 	if err := checkFuse(); err != nil {
 		return nil, nil, err
 	}
+	sc, err := seccompFor(o.Seccomp, runCaps)
+	if err != nil {
+		return nil, nil, err
+	}
 	img, err := store.Image(o.Image)
 	if err != nil {
 		if errors.Is(err, layers.ErrImageNotFound) {
@@ -95,7 +100,7 @@ func createFromImage(store *layers.Store, o RunOptions) (*Container, *specs.Spec
 	if err := create(store.Root(), c); err != nil {
 		return nil, nil, err
 	}
-	spec, err := c.prepareImage(img.Config.Config, o, args, vols)
+	spec, err := c.prepareImage(img.Config.Config, o, args, vols, sc)
 	if err != nil {
 		os.RemoveAll(c.dir)
 		return nil, nil, err
@@ -201,7 +206,7 @@ func parseVolumes(specsIn []string) ([]volume, error) {
 }
 
 // prepareImage makes upper/, work/, init/ and writes config.json.
-func (c *Container) prepareImage(cfg v1.ImageConfig, o RunOptions, args []string, vols []volume) (*specs.Spec, error) {
+func (c *Container) prepareImage(cfg v1.ImageConfig, o RunOptions, args []string, vols []volume, sc *specs.LinuxSeccomp) (*specs.Spec, error) {
 	for _, d := range []string{upperDir, workDir, initDir} {
 		if err := os.Mkdir(c.Path(d), 0o755); err != nil {
 			return nil, runnerErr("create %s: %v", c.Path(d), err)
@@ -212,6 +217,7 @@ func (c *Container) prepareImage(cfg v1.ImageConfig, o RunOptions, args []string
 		return nil, err
 	}
 	spec := imageSpec(c, cfg, o, args, vols, hostname)
+	spec.Linux.Seccomp = sc
 	if err := writeJSON(c.Path(configFile), spec); err != nil {
 		return nil, err
 	}

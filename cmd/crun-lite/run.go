@@ -40,7 +40,7 @@ var runOpts struct {
 	rm, tty, rootless                  bool
 	name, workdir, user, hostname, net string
 	bundle, memory                     string
-	env, volumes                       []string
+	env, volumes, securityOpts         []string
 	pidsLimit                          int64
 	cpus                               float64
 }
@@ -62,6 +62,7 @@ func runFlags(fs *pflag.FlagSet) {
 	fs.BoolVarP(&runOpts.tty, "tty", "t", false, "allocate a pseudo-terminal")
 	fs.BoolVar(&runOpts.rootless, "rootless", false, "run in a user namespace even as root (always on for non-root users)")
 	fs.StringVarP(&runOpts.bundle, "bundle", "b", "", "run the OCI bundle in this dir (then the argument is the container ID)")
+	fs.StringArrayVar(&runOpts.securityOpts, "security-opt", nil, "seccomp=unconfined, or seccomp=FILE for a docker seccomp profile (default: docker's default profile)")
 }
 
 // runRun exits the process itself: the status is the container's (or
@@ -83,7 +84,14 @@ func doRun(g *globals, args []string) (int, error) {
 		return rt.ExitRunner, err
 	}
 	stdio := rt.Stdio{In: os.Stdin, Out: fileOr(g.stdout, os.Stdout), Err: fileOr(g.stderr, os.Stderr)}
+	seccomp, err := parseSecurityOpts(runOpts.securityOpts)
+	if err != nil {
+		return rt.ExitRunner, err
+	}
 	if runOpts.bundle != "" {
+		if len(runOpts.securityOpts) > 0 {
+			return rt.ExitRunner, fmt.Errorf("--security-opt does not go with -b: the bundle's config.json has linux.seccomp")
+		}
 		if len(args) != 1 {
 			return rt.ExitRunner, fmt.Errorf("with -b, want one container ID")
 		}
@@ -100,8 +108,22 @@ func doRun(g *globals, args []string) (int, error) {
 		Image: args[0], Args: args[1:], Name: runOpts.name, Env: runOpts.env, Workdir: runOpts.workdir,
 		User: runOpts.user, Hostname: runOpts.hostname, Volumes: runOpts.volumes, Net: runOpts.net,
 		Memory: mem, PidsLimit: runOpts.pidsLimit, CPUs: runOpts.cpus, TTY: runOpts.tty,
-		Remove: runOpts.rm, Rootless: runOpts.rootless, Stdio: stdio, Warn: g.warn,
+		Remove: runOpts.rm, Rootless: runOpts.rootless, Seccomp: seccomp, Stdio: stdio, Warn: g.warn,
 	})
+}
+
+// parseSecurityOpts reads --security-opt seccomp=unconfined|FILE, the
+// only one we have: "" means docker's default profile.
+func parseSecurityOpts(opts []string) (string, error) {
+	seccomp := ""
+	for _, o := range opts {
+		v, ok := strings.CutPrefix(o, "seccomp=")
+		if !ok || v == "" {
+			return "", fmt.Errorf("--security-opt %s: want seccomp=unconfined or seccomp=FILE", o)
+		}
+		seccomp = v
+	}
+	return seccomp, nil
 }
 
 // fileOr returns w when it is a file (the container writes to it directly).
