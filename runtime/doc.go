@@ -29,8 +29,9 @@
 //     mount (and unless --net host, network) namespaces. It waits until it
 //     is in its cgroups, mounts /proc, /sys, /dev, the volumes, pivot_roots
 //     into the union mount and detaches the old root, sets the hostname,
-//     drops capabilities, sets no_new_privs, rlimits and ids, and execs the
-//     command, which thereby is pid 1 of the container.
+//     drops capabilities, sets no_new_privs, rlimits and ids, loads the
+//     seccomp filter (package seccomp) and execs the command, which thereby
+//     is pid 1 of the container.
 //
 // When the front end of a foreground container dies without a word, its
 // end of the supervisor's control pipe closes and the supervisor kills the
