@@ -77,18 +77,31 @@ func run(prog []unix.SockFilter, d *seccompData) (uint32, error) {
 // reference is what the config means for one call, computed from the
 // rules directly: the specification the compiled filter must meet.
 func reference(s *specs.LinuxSeccomp, goarch string, d *seccompData) (uint32, error) {
-	def, err := actionValue(s.DefaultAction, s.DefaultErrnoRet)
+	ref, err := newReference(s, goarch)
 	if err != nil {
 		return 0, err
+	}
+	return ref(d), nil
+}
+
+// newReference parses the config once for many reference verdicts.
+func newReference(s *specs.LinuxSeccomp, goarch string) (func(*seccompData) uint32, error) {
+	def, err := actionValue(s.DefaultAction, s.DefaultErrnoRet)
+	if err != nil {
+		return nil, err
 	}
 	rules, err := parseRules(s.Syscalls)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	sections, err := sectionsFor(goarch, s.Architectures)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	return func(d *seccompData) uint32 { return verdict(def, rules, sections, d) }, nil
+}
+
+func verdict(def uint32, rules []rule, sections []*arch, d *seccompData) uint32 {
 	var sec *arch
 	for _, a := range sections {
 		if a.audit == d.arch && a.x32 == (a.audit == unix.AUDIT_ARCH_X86_64 && d.nr >= x32Bit) {
@@ -96,7 +109,7 @@ func reference(s *specs.LinuxSeccomp, goarch string, d *seccompData) (uint32, er
 		}
 	}
 	if sec == nil {
-		return retBadArch, nil
+		return retBadArch
 	}
 	known, max := false, uint32(0)
 	var conds []rule
@@ -120,17 +133,17 @@ func reference(s *specs.LinuxSeccomp, goarch string, d *seccompData) (uint32, er
 		}
 	}
 	if known && d.nr > max && def != unix.SECCOMP_RET_ALLOW && def != unix.SECCOMP_RET_LOG {
-		return unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS), nil
+		return unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
 	}
 	for _, r := range conds {
 		if matches(r, sec, d) {
-			return r.ret, nil
+			return r.ret
 		}
 	}
 	if uncond != nil {
-		return *uncond, nil
+		return *uncond
 	}
-	return def, nil
+	return def
 }
 
 func matches(r rule, sec *arch, d *seccompData) bool {
