@@ -129,6 +129,12 @@ func TestDefaultProfileShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The kernel takes 4096 instructions at most; docker's profile must
+	// stay well below, with room for larger custom ones.
+	t.Logf("docker's default profile: %d BPF instructions", len(f.Prog))
+	if len(f.Prog) > maxInsns/2 {
+		t.Errorf("docker's default profile takes %d BPF instructions", len(f.Prog))
+	}
 	call := func(name string, args ...uint64) uint32 {
 		d := &seccompData{nr: sysX86_64[name], arch: unix.AUDIT_ARCH_X86_64}
 		copy(d.args[:], args)
@@ -168,6 +174,13 @@ func TestDefaultProfileShape(t *testing.T) {
 	d := &seccompData{nr: x32Bit | sysX86_64["unshare"], arch: unix.AUDIT_ARCH_X86_64}
 	if v, _ := run(f.Prog, d); v != eperm {
 		t.Errorf("x32 unshare: %#x, want EPERM", v)
+	}
+	// x32's execve is its own number (520); 59, x86_64's, is none in x32.
+	for nr, want := range map[uint32]uint32{x32Bit | 520: unix.SECCOMP_RET_ALLOW, x32Bit | 59: eperm} {
+		d := &seccompData{nr: nr, arch: unix.AUDIT_ARCH_X86_64}
+		if v, _ := run(f.Prog, d); v != want {
+			t.Errorf("x32 call %#x: %#x, want %#x", nr, v, want)
+		}
 	}
 }
 
