@@ -3,6 +3,7 @@ package seccomp
 import (
 	"fmt"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,8 +25,9 @@ const retBadArch = unix.SECCOMP_RET_KILL_THREAD
 const chunk = 100
 
 type compiler struct {
-	def uint32
-	a   asm
+	def    uint32
+	listed []specs.Arch // the config's architectures
+	a      asm
 }
 
 // group is what one syscall number does in one section.
@@ -119,10 +121,7 @@ func groupRules(s *arch, rules []rule) ([]*group, error) {
 
 func (c *compiler) section(s *arch, groups []*group) {
 	a := &c.a
-	if c.def != unix.SECCOMP_RET_ALLOW && c.def != unix.SECCOMP_RET_LOG && len(groups) > 0 {
-		// Calls newer than any the profile names get ENOSYS, not the
-		// default errno, so that programs fall back to older calls
-		// (runc does the same).
+	if enosysStub(c.def, c.listed, s) && len(groups) > 0 {
 		var max uint32
 		for _, g := range groups {
 			max = maxU32(max, g.nr)
@@ -142,6 +141,23 @@ func (c *compiler) section(s *arch, groups []*group) {
 			c.argBlock(s, g)
 		}
 	}
+}
+
+// enosysStub tells whether calls newer than any the config names get
+// ENOSYS rather than the default errno, so that programs fall back to
+// older calls. runc adds this for the architectures the config lists when
+// the default action is not a permissive one (allow, log, trace).
+func enosysStub(def uint32, listed []specs.Arch, s *arch) bool {
+	switch def & unix.SECCOMP_RET_ACTION_FULL {
+	case unix.SECCOMP_RET_ALLOW, unix.SECCOMP_RET_LOG, unix.SECCOMP_RET_TRACE:
+		return false
+	}
+	for _, a := range listed {
+		if a == s.name {
+			return true
+		}
+	}
+	return false
 }
 
 func maxU32(a, b uint32) uint32 {

@@ -51,7 +51,7 @@ func compile(s *specs.LinuxSeccomp, goarch string) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &compiler{def: def}
+	c := &compiler{def: def, listed: s.Architectures}
 	prog, err := c.program(sections, rules)
 	if err != nil {
 		return nil, err

@@ -184,6 +184,38 @@ func TestDefaultProfileShape(t *testing.T) {
 	}
 }
 
+// TestEnosysForNewerCalls: as runc, calls numbered above every call the
+// config names get ENOSYS (programs then fall back to older calls), for
+// the architectures the config lists and a default that refuses.
+func TestEnosysForNewerCalls(t *testing.T) {
+	getpid := sysX86_64["getpid"]
+	enosys := unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+	for _, c := range []struct {
+		def    specs.LinuxSeccompAction
+		arches []specs.Arch
+		want   uint32
+	}{
+		{specs.ActErrno, []specs.Arch{specs.ArchX86_64}, enosys},
+		{specs.ActKillProcess, []specs.Arch{specs.ArchX86_64}, enosys},
+		{specs.ActErrno, nil, unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{specs.ActErrno, []specs.Arch{specs.ArchX86}, unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{specs.ActLog, []specs.Arch{specs.ArchX86_64}, unix.SECCOMP_RET_LOG},
+		{specs.ActTrace, []specs.Arch{specs.ArchX86_64}, unix.SECCOMP_RET_TRACE | uint32(unix.EPERM)},
+	} {
+		s := &specs.LinuxSeccomp{DefaultAction: c.def, Architectures: c.arches,
+			Syscalls: []specs.LinuxSyscall{{Names: []string{"getpid"}, Action: specs.ActAllow}}}
+		f, err := compile(s, "amd64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for nr, want := range map[uint32]uint32{getpid + 1: c.want, getpid: unix.SECCOMP_RET_ALLOW} {
+			if got, _ := run(f.Prog, &seccompData{nr: nr, arch: unix.AUDIT_ARCH_X86_64}); got != want {
+				t.Errorf("default %s, architectures %v: call %d: %#x, want %#x", c.def, c.arches, nr, got, want)
+			}
+		}
+	}
+}
+
 func TestCompileRefusesWhatItCannotHonour(t *testing.T) {
 	ok := specs.LinuxSyscall{Names: []string{"getpid"}, Action: specs.ActAllow}
 	cases := []struct {

@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"fmt"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -98,10 +99,10 @@ func newReference(s *specs.LinuxSeccomp, goarch string) (func(*seccompData) uint
 	if err != nil {
 		return nil, err
 	}
-	return func(d *seccompData) uint32 { return verdict(def, rules, sections, d) }, nil
+	return func(d *seccompData) uint32 { return verdict(def, s.Architectures, rules, sections, d) }, nil
 }
 
-func verdict(def uint32, rules []rule, sections []*arch, d *seccompData) uint32 {
+func verdict(def uint32, listed []specs.Arch, rules []rule, sections []*arch, d *seccompData) uint32 {
 	var sec *arch
 	for _, a := range sections {
 		if a.audit == d.arch && a.x32 == (a.audit == unix.AUDIT_ARCH_X86_64 && d.nr >= x32Bit) {
@@ -132,7 +133,9 @@ func verdict(def uint32, rules []rule, sections []*arch, d *seccompData) uint32 
 			}
 		}
 	}
-	if known && d.nr > max && def != unix.SECCOMP_RET_ALLOW && def != unix.SECCOMP_RET_LOG {
+	stub := def&unix.SECCOMP_RET_ACTION_FULL != unix.SECCOMP_RET_ALLOW && def != unix.SECCOMP_RET_LOG &&
+		def&unix.SECCOMP_RET_ACTION_FULL != unix.SECCOMP_RET_TRACE && slices.Contains(listed, sec.name)
+	if known && d.nr > max && stub {
 		return unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
 	}
 	for _, r := range conds {
