@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -31,9 +32,10 @@ type childRequest struct {
 }
 
 type childReply struct {
-	Errnos  []uintptr
-	Status  string // the Seccomp: line of /proc/self/status after install
-	Failure string
+	Errnos          []uintptr
+	Status          string // the Seccomp: line of the thread's status after install
+	Tasks, Filtered int    // threads of the child, and those in filter mode
+	Failure         string
 }
 
 func TestMain(m *testing.M) {
@@ -75,12 +77,29 @@ func childCalls(req *childRequest, reply *childReply) error {
 	if err != nil {
 		return err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "Seccomp:") {
-			reply.Status = strings.Join(strings.Fields(line), " ")
+	reply.Status = seccompLine(data)
+	tasks, err := filepath.Glob("/proc/self/task/*/status")
+	if err != nil {
+		return err
+	}
+	for _, p := range tasks {
+		if data, err := os.ReadFile(p); err == nil {
+			reply.Tasks++
+			if seccompLine(data) == "Seccomp: 2" {
+				reply.Filtered++
+			}
 		}
 	}
 	return nil
+}
+
+func seccompLine(status []byte) string {
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "Seccomp:") {
+			return strings.Join(strings.Fields(line), " ")
+		}
+	}
+	return ""
 }
 
 // inKernel runs calls under the filter compiled from s in a child.
@@ -159,7 +178,8 @@ func TestKernelAgreesOnArgumentChecks(t *testing.T) {
 func TestKernelRuleOrder(t *testing.T) {
 	native := nativeArch(t)
 	getpid := uintptr(native.nrs["getpid"])
-	s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+	flags := []specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_TSYNC", specs.LinuxSeccompFlagLog, specs.LinuxSeccompFlagSpecAllow}
+	s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Flags: flags, Syscalls: []specs.LinuxSyscall{
 		{Names: []string{"getpid"}, Action: specs.ActErrno, ErrnoRet: errnoPtr(5), Args: []specs.LinuxSeccompArg{{Index: 0, Value: 1, Op: specs.OpEqualTo}, {Index: 5, Value: 10, Op: specs.OpGreaterThan}}},
 		{Names: []string{"getpid"}, Action: specs.ActErrno, ErrnoRet: errnoPtr(6), Args: []specs.LinuxSeccompArg{{Index: 1, Value: 7, Op: specs.OpEqualTo}, {Index: 1, Value: 8, Op: specs.OpEqualTo}}},
 		{Names: []string{"getpid"}, Action: specs.ActErrno, ErrnoRet: errnoPtr(9)},
@@ -186,6 +206,10 @@ func TestKernelRuleOrder(t *testing.T) {
 		if reply.Errnos[i] != c.want {
 			t.Errorf("getpid%v: errno %d, want %d", c.args, reply.Errnos[i], c.want)
 		}
+	}
+	// TSYNC put the filter on every thread (the Go runtime has several).
+	if reply.Tasks < 2 || reply.Filtered != reply.Tasks {
+		t.Errorf("with TSYNC, %d of %d threads are filtered", reply.Filtered, reply.Tasks)
 	}
 }
 
@@ -225,5 +249,9 @@ func TestKernelDockerDefault(t *testing.T) {
 	}
 	if reply.Status != "Seccomp: 2" {
 		t.Errorf("status after install: %q, want Seccomp: 2", reply.Status)
+	}
+	// Without TSYNC the filter is on the calling thread only, which execs.
+	if reply.Filtered != 1 || reply.Tasks < 2 {
+		t.Errorf("without TSYNC, %d of %d threads are filtered", reply.Filtered, reply.Tasks)
 	}
 }
