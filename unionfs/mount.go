@@ -22,10 +22,15 @@ func Mount(mountpoint string, cfg Config) (*fuse.Server, error) {
 		root.Close()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	go server.Serve()
-	if err := server.WaitMount(); err != nil {
-		server.Unmount()
+	go func() {
+		server.Serve()
+		// Serve returns once the mount is gone and no request runs: only
+		// now may the layer fds go, or the upper's file system stays busy
+		// (cannot be unmounted) for as long as this process lives.
 		root.Close()
+	}()
+	if err := server.WaitMount(); err != nil {
+		server.Unmount() // Serve then returns and closes root
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	return server, nil
