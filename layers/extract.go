@@ -71,9 +71,10 @@ type dirMeta struct {
 	hdr   *tar.Header
 }
 
-// entryError is an error about one tar entry.
+// entryError is an error about one tar entry. Format may wrap the cause
+// with %w, so that callers still see the errno (ENOSPC, EIO) behind it.
 func entryError(name, format string, args ...any) error {
-	return fmt.Errorf("entry %q: %s", name, fmt.Sprintf(format, args...))
+	return fmt.Errorf("entry %q: "+format, append([]any{name}, args...)...)
 }
 
 // Extract unpacks the tar stream r into dir, which must exist and be empty.
@@ -156,7 +157,7 @@ func (x *extractor) openDir(name string, comps []string, create bool) (int, erro
 	case errors.Is(err, unix.ENOENT) && create:
 		return x.mkdirParents(name, comps)
 	}
-	return -1, entryError(name, "open parent %q: %v", p, err)
+	return -1, entryError(name, "open parent %q: %w", p, err)
 }
 
 // resolveDir opens the directory at p, relative to the root, refusing
@@ -177,7 +178,7 @@ func (x *extractor) mkdirParents(name string, comps []string) (int, error) {
 	defer unix.Close(parent)
 	last := comps[len(comps)-1]
 	if err := unix.Mkdirat(parent, last, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-		return -1, entryError(name, "create parent %q: %v", strings.Join(comps, "/"), err)
+		return -1, entryError(name, "create parent %q: %w", strings.Join(comps, "/"), err)
 	}
 	// A parent the tar never lists gets a fixed epoch mtime, so the same
 	// layer always extracts to the same tree; a later entry for it wins.
@@ -250,7 +251,7 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 			return err
 		}
 		if err := unix.Mkdirat(pfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return entryError(hdr.Name, "mkdir: %v", err)
+			return entryError(hdr.Name, "mkdir: %w", err)
 		}
 		x.rememberDir(comps, hdr)
 		return x.setOwnerXattrs(hdr, pfd, base)
@@ -291,7 +292,7 @@ func (x *extractor) create(hdr *tar.Header, comps []string, pfd int, base, op st
 		err = mk()
 	}
 	if err != nil {
-		return entryError(hdr.Name, "%s: %v", op, err)
+		return entryError(hdr.Name, "%s: %w", op, err)
 	}
 	return nil
 }
@@ -328,12 +329,12 @@ func (x *extractor) clearWay(hdr *tar.Header, comps []string, pfd int, base stri
 		// base was just checked to be a real directory below our verified
 		// parent; RemoveAll never follows the symlinks inside it.
 		if err := os.RemoveAll("/proc/self/fd/" + strconv.Itoa(pfd) + "/" + base); err != nil {
-			return entryError(hdr.Name, "replace existing directory: %v", err)
+			return entryError(hdr.Name, "replace existing directory: %w", err)
 		}
 		return nil
 	}
 	if err := unix.Unlinkat(pfd, base, 0); err != nil {
-		return entryError(hdr.Name, "replace existing entry: %v", err)
+		return entryError(hdr.Name, "replace existing entry: %w", err)
 	}
 	return nil
 }
@@ -435,12 +436,12 @@ func (x *extractor) writeFile(hdr *tar.Header, pfd int, base string, r io.Reader
 	case errors.Is(err, io.ErrUnexpectedEOF) || (err == nil && n != hdr.Size):
 		err = entryError(hdr.Name, "truncated layer (unexpected end of data)")
 	case err != nil:
-		err = entryError(hdr.Name, "%v", err)
+		err = entryError(hdr.Name, "%w", err)
 	default:
 		err = x.setFileMeta(hdr, fd, pfd, base)
 	}
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
-		err = entryError(hdr.Name, "close: %v", cerr)
+		err = entryError(hdr.Name, "close: %w", cerr)
 	}
 	return err
 }
@@ -521,7 +522,7 @@ func (x *extractor) chownResult(hdr *tar.Header, err error) error {
 		return nil
 	}
 	if err != nil {
-		return entryError(hdr.Name, "chown: %v", err)
+		return entryError(hdr.Name, "chown: %w", err)
 	}
 	return nil
 }
@@ -544,7 +545,7 @@ func (x *extractor) setMeta(hdr *tar.Header, pfd int, base string) error {
 	if hdr.Typeflag != tar.TypeSymlink {
 		// base is what we just created, not a symlink, so following is moot.
 		if err := unix.Fchmodat(pfd, base, x.mode(hdr), 0); err != nil {
-			return entryError(hdr.Name, "chmod: %v", err)
+			return entryError(hdr.Name, "chmod: %w", err)
 		}
 	}
 	if err := x.setXattrs(hdr, pfd, base); err != nil {
@@ -565,7 +566,7 @@ func (x *extractor) setFileMeta(hdr *tar.Header, fd, pfd int, base string) error
 	}
 	if mode := x.mode(hdr); x.fresh.needsChmod(mode) {
 		if err := unix.Fchmod(fd, mode); err != nil {
-			return entryError(hdr.Name, "chmod: %v", err)
+			return entryError(hdr.Name, "chmod: %w", err)
 		}
 	}
 	err := x.applyXattrs(hdr, func(name string, val []byte) error { return unix.Fsetxattr(fd, name, val, 0) })
@@ -596,7 +597,7 @@ func setTimes(hdr *tar.Header, pfd int, base string) error {
 		ts = []unix.Timespec{unix.NsecToTimespec(0), unix.NsecToTimespec(0)}
 	}
 	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return entryError(hdr.Name, "set times: %v", err)
+		return entryError(hdr.Name, "set times: %w", err)
 	}
 	return nil
 }
@@ -636,7 +637,7 @@ func (x *extractor) applyXattrs(hdr *tar.Header, set func(name string, val []byt
 			errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
 			x.warn("skipping xattr %s on %s: %v", name, hdr.Name, err)
 		default:
-			return entryError(hdr.Name, "set xattr %s: %v", name, err)
+			return entryError(hdr.Name, "set xattr %s: %w", name, err)
 		}
 	}
 	return nil
@@ -658,11 +659,11 @@ func (x *extractor) finishDir(d dirMeta) error {
 		// The root: chown/chmod through its own fd.
 		if x.opts.AsRoot {
 			if err := x.root.Chown(d.hdr.Uid, d.hdr.Gid); err != nil {
-				return entryError(d.hdr.Name, "chown: %v", err)
+				return entryError(d.hdr.Name, "chown: %w", err)
 			}
 		}
 		if err := x.root.Chmod(os.FileMode(x.mode(d.hdr) & 0o777)); err != nil {
-			return entryError(d.hdr.Name, "chmod: %v", err)
+			return entryError(d.hdr.Name, "chmod: %w", err)
 		}
 		return setTimes(d.hdr, x.rootFd, ".")
 	}
@@ -676,7 +677,7 @@ func (x *extractor) finishDir(d dirMeta) error {
 			return nil
 		}
 		if err != nil {
-			return entryError(d.hdr.Name, "open parent %q: %v", p, err)
+			return entryError(d.hdr.Name, "open parent %q: %w", p, err)
 		}
 		defer unix.Close(fd)
 		parent = fd
@@ -688,7 +689,7 @@ func (x *extractor) finishDir(d dirMeta) error {
 		return nil // replaced by a later entry
 	}
 	if err := unix.Fchmodat(parent, base, x.mode(d.hdr), 0); err != nil {
-		return entryError(d.hdr.Name, "chmod: %v", err)
+		return entryError(d.hdr.Name, "chmod: %w", err)
 	}
 	return setTimes(d.hdr, parent, base)
 }
