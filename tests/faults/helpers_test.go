@@ -150,6 +150,7 @@ func fill(t *testing.T, root string, leave int64) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	t.Cleanup(func() { os.Remove(p) }) // the test may have removed it
 	chunk := bytes.Repeat([]byte{0xfa}, 1<<20)
 	var size int64
 	for {
@@ -192,24 +193,30 @@ func freeBytes(t *testing.T, p string) int64 {
 
 // union is a unionfsd mount served in-process.
 type union struct {
-	lower, upper, work, mnt string
+	upper, work, mnt string
 }
 
 // mountUnion serves unionfsd over lower with upper and work at a fresh
 // mountpoint; cleanup unmounts it.
 func mountUnion(t *testing.T, lower, upper, work string) *union {
 	t.Helper()
+	return mountUnionLowers(t, []string{lower}, upper, work)
+}
+
+// mountUnionLowers is mountUnion over several lowers, topmost first.
+func mountUnionLowers(t *testing.T, lowers []string, upper, work string) *union {
+	t.Helper()
 	for _, d := range []string{upper, work} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	u := &union{lower: lower, upper: upper, work: work, mnt: filepath.Join(t.TempDir(), "mnt")}
+	u := &union{upper: upper, work: work, mnt: filepath.Join(t.TempDir(), "mnt")}
 	if err := os.Mkdir(u.mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cfg := unionfs.DefaultConfig()
-	cfg.Lowers, cfg.Upper, cfg.Work = []string{lower}, upper, work
+	cfg.Lowers, cfg.Upper, cfg.Work = lowers, upper, work
 	// No kernel caching: every check below must reach the daemon.
 	cfg.EntryTimeout, cfg.AttrTimeout, cfg.NegativeTimeout = 0, 0, 0
 	unmount, err := difftest.MountUnionfsd(u.mnt, cfg)
