@@ -320,7 +320,14 @@ func (g *ingest) stream(raw io.Reader, size int64, blobFile *os.File, layerDir, 
 		finishBlob()
 		return res, err
 	}
-	defer tarStream.Close()
+	tarClosed := false
+	closeTar := func() {
+		if !tarClosed {
+			tarClosed = true
+			tarStream.Close()
+		}
+	}
+	defer closeTar()
 	res.compression = c
 	// An uncompressed blob is the tar itself: its digest is the diff ID,
 	// so the tar is hashed a second time only when it was compressed.
@@ -336,6 +343,12 @@ func (g *ingest) stream(raw io.Reader, size int64, blobFile *os.File, layerDir, 
 	if err == nil {
 		// Drain what the tar reader left (padding past the end marker).
 		_, err = io.Copy(io.Discard, tarIn)
+	}
+	if err != nil {
+		// pgzip reads blob ahead on a goroutine of its own: stop it before
+		// finishBlob reads blob too (one reader at a time), or the two
+		// race on the read-ahead's buffers.
+		closeTar()
 	}
 	if ferr := finishBlob(); err == nil {
 		err = ferr
