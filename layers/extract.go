@@ -94,7 +94,7 @@ func Extract(r io.Reader, dir string, opts ExtractOptions) (ExtractStats, error)
 			break
 		}
 		if err != nil {
-			return x.stats, fmt.Errorf("read layer: %s", archiveErr(err))
+			return x.stats, readLayerError(err)
 		}
 		if err := x.entry(hdr, tr); err != nil {
 			return x.stats, err
@@ -102,6 +102,16 @@ func Extract(r io.Reader, dir string, opts ExtractOptions) (ExtractStats, error)
 		x.stats.Entries++
 	}
 	return x.stats, x.finishDirs()
+}
+
+// readLayerError says why the next tar header could not be read. A
+// corrupt archive is rephrased; any other cause (the blob's staging copy
+// failing with ENOSPC or EIO, on the read-ahead) stays in the chain.
+func readLayerError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrHeader) {
+		return fmt.Errorf("read layer: %s", archiveErr(err))
+	}
+	return fmt.Errorf("read layer: %w", err)
 }
 
 func (x *extractor) warn(format string, args ...any) {
