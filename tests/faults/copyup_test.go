@@ -17,9 +17,9 @@ func TestCopyUpENOSPC(t *testing.T) {
 	requireRoot(t)
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			fsRoot := b.mount(t, 16<<20)
+			fsRoot := b.mount(t, 8<<20)
 			lower := filepath.Join(t.TempDir(), "lower")
-			big := randomBytes(1, 6<<20)
+			big := randomBytes(1, 3<<20)
 			writeFile(t, filepath.Join(lower, "dir", "big"), big)
 			writeFile(t, filepath.Join(lower, "dir", "small"), []byte("small"))
 			u := mountUnion(t, lower, filepath.Join(fsRoot, "upper"), filepath.Join(fsRoot, "work"))
@@ -27,7 +27,7 @@ func TestCopyUpENOSPC(t *testing.T) {
 			filler := fill(t, fsRoot, 1<<20)
 
 			err := timed(20*time.Second, func() error { return appendTo(u.m("dir/big"), "tail") })
-			assertErrno(t, "append to a 6 MiB lower file with 1 MiB free", err, syscall.ENOSPC)
+			assertErrno(t, "append to a 3 MiB lower file with 1 MiB free", err, syscall.ENOSPC)
 
 			assertSameTree(t, "merged view after the failed copy-up", tree(t, u.mnt), mergedBefore)
 			if _, err := os.Lstat(filepath.Join(u.upper, "dir", "big")); !os.IsNotExist(err) {

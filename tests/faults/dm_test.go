@@ -71,7 +71,7 @@ func TestEIODeviceMapper(t *testing.T) {
 
 	dmTable(t, name, fmt.Sprintf("0 %d linear %s 0", size/512, dmBacking[name]))
 	within(t, 20*time.Second, "copy-up once the device works", func() error { return appendTo(u.m("dir/big"), "tail") })
-	big := append(randomBytes(1, 2<<20), "tail"...)
+	big := append(randomBytes(1, 1<<20), "tail"...)
 	if got := readFile(t, u.m("dir/big")); !bytes.Equal(got, big) {
 		t.Errorf("dir/big after the append: %d bytes, want %d", len(got), len(big))
 	}

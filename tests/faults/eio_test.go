@@ -16,11 +16,11 @@ import (
 func eioLower(t *testing.T) string {
 	t.Helper()
 	lower := filepath.Join(t.TempDir(), "lower")
-	writeFile(t, filepath.Join(lower, "dir", "big"), randomBytes(1, 2<<20))
+	writeFile(t, filepath.Join(lower, "dir", "big"), randomBytes(1, 1<<20))
 	writeFile(t, filepath.Join(lower, "dir", "small"), []byte("small\n"))
 	for i := 0; i < 6; i++ {
-		writeFile(t, filepath.Join(lower, "tree", fmt.Sprintf("f%d", i)), randomBytes(int64(30+i), 256<<10))
-		writeFile(t, filepath.Join(lower, "tree", "sub", fmt.Sprintf("g%d", i)), randomBytes(int64(40+i), 64<<10))
+		writeFile(t, filepath.Join(lower, "tree", fmt.Sprintf("f%d", i)), randomBytes(int64(30+i), 128<<10))
+		writeFile(t, filepath.Join(lower, "tree", "sub", fmt.Sprintf("g%d", i)), randomBytes(int64(40+i), 32<<10))
 	}
 	return lower
 }
@@ -85,9 +85,9 @@ func TestEIOFlakyUpper(t *testing.T) {
 		if op.name != "copy-up for append" && op.name != "rename a lower tree" {
 			continue
 		}
-		ff.failDataAfter(700 << 10) // the tree holds 1.9 MiB, big 2 MiB
+		ff.failDataAfter(400 << 10) // the tree holds 960 KiB, big 1 MiB
 		err := timed(10*time.Second, func() error { return op.do(u) })
-		assertErrno(t, op.name+" with writes failing after 700 KiB", err, syscall.EIO)
+		assertErrno(t, op.name+" with writes failing after 400 KiB", err, syscall.EIO)
 		assertSameTree(t, "merged view after "+op.name+" failed", tree(t, u.mnt), mergedBefore)
 		assertCompleteCopies(t, lower, u.upper)
 		assertNoStaging(t, u.work)
@@ -98,7 +98,7 @@ func TestEIOFlakyUpper(t *testing.T) {
 	within(t, 10*time.Second, "append once writes work", func() error { return appendTo(u.m("dir/big"), "tail") })
 	within(t, 10*time.Second, "rename once writes work", func() error { return os.Rename(u.m("tree"), u.m("moved")) })
 	want := renamed(mergedBefore, "tree", "moved")
-	big := append(randomBytes(1, 2<<20), "tail"...)
+	big := append(randomBytes(1, 1<<20), "tail"...)
 	want["dir/big"] = fmt.Sprintf("file %d %s", len(big), sum(big))
 	assertSameTree(t, "merged view once writes work", tree(t, u.mnt), want)
 	assertNoStaging(t, u.work)
@@ -110,7 +110,7 @@ func TestEIOFlakyUpper(t *testing.T) {
 func assertHealedView(t *testing.T, u *union, before map[string]string) {
 	t.Helper()
 	want := renamed(before, "tree", "moved")
-	big := append(randomBytes(1, 2<<20), "tail"...)
+	big := append(randomBytes(1, 1<<20), "tail"...)
 	want["dir/big"] = fmt.Sprintf("file %d %s", len(big), sum(big))
 	want["dir/new"] = fmt.Sprintf("file 4 %s", sum([]byte("new\n")))
 	want["newdir"] = "dir"
@@ -120,7 +120,7 @@ func assertHealedView(t *testing.T, u *union, before map[string]string) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("moved/f0 after chmod 600: %v %v", st.Mode(), err)
 	}
-	if !bytes.Equal(readFile(t, u.m("moved/f0")), randomBytes(30, 256<<10)) {
+	if !bytes.Equal(readFile(t, u.m("moved/f0")), randomBytes(30, 128<<10)) {
 		t.Errorf("moved/f0 lost its content")
 	}
 }

@@ -17,22 +17,22 @@ import (
 // files only. Once space is back the same rename succeeds.
 func TestRenameDirENOSPC(t *testing.T) {
 	requireRoot(t)
-	fsRoot := mountTmpfs(t, 16<<20)
+	fsRoot := mountTmpfs(t, 8<<20)
 	lower := filepath.Join(t.TempDir(), "lower")
 	for i := 0; i < 8; i++ {
-		writeFile(t, filepath.Join(lower, "tree", fmt.Sprintf("f%d", i)), randomBytes(int64(10+i), 512<<10))
-		writeFile(t, filepath.Join(lower, "tree", "sub", fmt.Sprintf("g%d", i)), randomBytes(int64(20+i), 256<<10))
+		writeFile(t, filepath.Join(lower, "tree", fmt.Sprintf("f%d", i)), randomBytes(int64(10+i), 256<<10))
+		writeFile(t, filepath.Join(lower, "tree", "sub", fmt.Sprintf("g%d", i)), randomBytes(int64(20+i), 128<<10))
 	}
 	if err := os.Symlink("f0", filepath.Join(lower, "tree", "link")); err != nil {
 		t.Fatal(err)
 	}
 	u := mountUnion(t, lower, filepath.Join(fsRoot, "upper"), filepath.Join(fsRoot, "work"))
 	lowerBefore, mergedBefore := tree(t, lower), tree(t, u.mnt)
-	filler := fill(t, fsRoot, 2<<20) // the tree holds 6 MiB
+	filler := fill(t, fsRoot, 1<<20) // the tree holds 3 MiB
 
 	err := timed(20*time.Second, func() error { return os.Rename(u.m("tree"), u.m("moved")) })
 	if err == nil {
-		t.Fatal("rename of a 6 MiB lower tree with 2 MiB free succeeded")
+		t.Fatal("rename of a 3 MiB lower tree with 1 MiB free succeeded")
 	}
 	assertErrno(t, "rename of a lower tree that does not fit", err, syscall.ENOSPC)
 	assertSameTree(t, "merged view after the failed rename", tree(t, u.mnt), mergedBefore)

@@ -81,7 +81,7 @@ func TestCommitENOSPC(t *testing.T) {
 	// does, with the upper outside the store's file system.
 	dir := t.TempDir()
 	u := mountUnionLowers(t, s.LayerDirs(base), filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
-	big := randomBytes(7, 3<<20) // incompressible: the gzip blob is as big
+	big := randomBytes(7, 1<<20) // incompressible: the gzip blob is as big
 	writeFile(t, u.m("data/big"), big)
 	writeFile(t, u.m("etc/motd"), []byte("committed\n"))
 	if err := os.Remove(u.m("bin/ls")); err != nil {
@@ -99,13 +99,14 @@ func TestCommitENOSPC(t *testing.T) {
 	if need != 0 {
 		t.Fatalf("commit and rmi left %d bytes behind in the store", need)
 	}
-	need = int64(2 * len(big)) // the blob and the extracted layer
-	for i, leave := range []int64{0, need / 8, need / 3, need / 2, 3 * need / 4} {
+	// The staged blob, its copy into the store and the extracted layer.
+	need = int64(3 * len(big))
+	for i, leave := range []int64{0, need / 6, need / 2, 3 * need / 5, 4 * need / 5} {
 		t.Run(fmt.Sprintf("free=%dK", leave>>10), func(t *testing.T) {
 			name := fmt.Sprintf("committed:%d", i)
 			filler := fill(t, fsRoot, leave)
 			_, err := s.Commit(u.upper, "busybox:latest", name, layers.CommitOptions{})
-			assertErrno(t, fmt.Sprintf("commit of a %d KiB layer with %d KiB free", need>>10, leave>>10), err, syscall.ENOSPC)
+			assertErrno(t, fmt.Sprintf("commit needing %d KiB with %d KiB free", need>>10, leave>>10), err, syscall.ENOSPC)
 			assertOneLine(t, err)
 			assertStore(t, s, []string{"busybox:latest"})
 

@@ -25,19 +25,19 @@ func TestUntarENOSPC(t *testing.T) {
 	if err != nil {
 		t.Skip("tar missing: apt-get install tar")
 	}
-	fsRoot := mountTmpfs(t, 16<<20)
+	fsRoot := mountTmpfs(t, 8<<20)
 	lower := filepath.Join(t.TempDir(), "lower")
 	writeFile(t, filepath.Join(lower, "etc", "keep"), []byte("lower file\n"))
 	u := mountUnion(t, lower, filepath.Join(fsRoot, "upper"), filepath.Join(fsRoot, "work"))
-	archive, members := writeArchive(t, 120, 96<<10) // 11 MiB
-	filler := fill(t, fsRoot, 3<<20)
+	archive, members := writeArchive(t, 60, 64<<10) // 4.7 MiB
+	filler := fill(t, fsRoot, 3<<19)
 
 	var stderr string
 	within(t, 30*time.Second, "tar -x into the full upper", func() error {
 		out, err := exec.Command(tarBin, "-xf", archive, "-C", u.mnt).CombinedOutput()
 		stderr = string(out)
 		if err == nil {
-			return fmt.Errorf("tar succeeded with 3 MiB free for 11 MiB")
+			return fmt.Errorf("tar succeeded with 1.5 MiB free for 4.7 MiB")
 		}
 		return nil
 	})
