@@ -5,13 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/unionfsd/unionfsd/layers"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
@@ -39,7 +43,7 @@ func TestImportENOSPC(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(fsRoot, "measure")); err != nil {
 		t.Fatal(err)
 	}
-	for i, leave := range []int64{0, need / 8, need / 3, need / 2, 3 * need / 4, need - 64<<10, need - 4096} {
+	for i, leave := range []int64{0, need / 3, 3 * need / 4, need - 4096} {
 		t.Run(fmt.Sprintf("free=%dK", leave>>10), func(t *testing.T) {
 			root := filepath.Join(fsRoot, fmt.Sprintf("store%d", i))
 			s := openStore(t, root)
@@ -218,5 +222,94 @@ func assertStore(t *testing.T, s *layers.Store, names []string) {
 		if st, err := os.Stat(filepath.Join(root, "layers", l.Name(), "diff")); err != nil || !st.IsDir() {
 			t.Errorf("layer %s has no diff dir: %v", l.Name(), err)
 		}
+	}
+}
+
+// TestImportCLIENOSPC runs crun-lite import into a store on a full tmpfs:
+// it must exit non-zero with a one-line error naming the cause, list no
+// image, and import fine once space is back.
+func TestImportCLIENOSPC(t *testing.T) {
+	requireRoot(t)
+	archive := imagetest.BusyboxImage(t)
+	crun := buildCrunLite(t)
+	fsRoot := mountTmpfs(t, 16<<20)
+	root := filepath.Join(fsRoot, "store")
+	cli := func(args ...string) (int, string, string) {
+		cmd := exec.Command(crun, append([]string{"--root", root}, args...)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatalf("crun-lite %v: %v", args, err)
+		}
+		return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+	}
+	if code, _, stderr := cli("images"); code != 0 {
+		t.Fatalf("crun-lite images on an empty store: exit %d: %s", code, stderr)
+	}
+	filler := fill(t, fsRoot, 1<<20)
+	code, _, stderr := cli("import", archive)
+	if code == 0 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "no space left on device") {
+		t.Errorf("crun-lite import into a full store: exit %d, stderr %q; want non-zero and one line naming the cause", code, stderr)
+	}
+	if code, out, stderr := cli("images", "--ids"); code != 0 || strings.TrimSpace(out) != "" {
+		t.Errorf("crun-lite images after the failed import: exit %d, %q %s", code, out, stderr)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cli("import", archive); code != 0 {
+		t.Fatalf("crun-lite import once space is back: exit %d: %s", code, stderr)
+	}
+	if code, out, _ := cli("images"); code != 0 || !strings.Contains(out, "busybox") {
+		t.Errorf("crun-lite images after the import: exit %d, %q", code, out)
+	}
+}
+
+// buildCrunLite builds the crun-lite binary into a temp dir.
+func buildCrunLite(t *testing.T) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "crun-lite")
+	out, err := exec.Command(gobin, "build", "-o", bin, "github.com/unionfsd/unionfsd/cmd/crun-lite").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build crun-lite: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestImportEIO imports the busybox image into stores on a file system
+// whose writes start failing with EIO after a given amount of data (or at
+// once, names included): each import must fail with EIO, promptly, and
+// leave the store consistent with no image; once writes work the same
+// import succeeds.
+func TestImportEIO(t *testing.T) {
+	requireRoot(t)
+	archive := imagetest.BusyboxImage(t)
+	ff := mountFaultFS(t)
+	for i, budget := range []int64{-1, 0, 1 << 20, 3 << 20} {
+		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
+			s := openStore(t, filepath.Join(ff.mnt, fmt.Sprintf("store%d", i)))
+			if budget < 0 {
+				ff.breakWrites()
+			} else {
+				ff.failDataAfter(budget)
+			}
+			var err error
+			within(t, 20*time.Second, "import onto failing writes", func() error {
+				_, err = s.Import(archive, layers.ImportOptions{})
+				return nil
+			})
+			assertErrno(t, "import onto failing writes", err, syscall.EIO)
+			assertOneLine(t, err)
+			ff.heal()
+			assertStore(t, s, nil)
+			mustImport(t, s, archive)
+			assertStore(t, s, []string{"busybox:latest"})
+		})
 	}
 }
