@@ -24,6 +24,9 @@ command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 command -v unionfs >/dev/null || need+=(unionfs-fuse)
 command -v fio >/dev/null || need+=(fio)
 command -v podman >/dev/null || need+=(podman)
+# Fault injection (tests/faults): loop ext4 uppers, a dm error target.
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v dmsetup >/dev/null || need+=(dmsetup)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
@@ -32,6 +35,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 modprobe fuse 2>/dev/null || true
 modprobe overlay 2>/dev/null || true
+modprobe dm_mod 2>/dev/null || true
 export PATH=$PATH:/usr/local/go/bin
 
 go vet ./...
