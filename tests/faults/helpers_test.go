@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -74,14 +73,6 @@ func mountTmpfs(t *testing.T, size int64) string {
 		}
 	})
 	return dir
-}
-
-// resizeTmpfs changes the size limit of the tmpfs at dir.
-func resizeTmpfs(t *testing.T, dir string, size int64) {
-	t.Helper()
-	if err := unix.Mount("", dir, "", unix.MS_REMOUNT, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Fatalf("remount tmpfs %s size=%d: %v", dir, size, err)
-	}
 }
 
 // mountExt4 makes an ext4 file system of size bytes in an image file, mounts
@@ -414,15 +405,4 @@ func readFile(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// copyFile copies a file's bytes (for the tar archive the tests extract).
-func copyFile(dst io.Writer, src string) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(dst, f)
-	return err
 }
