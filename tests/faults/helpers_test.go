@@ -390,7 +390,7 @@ func assertSameTree(t *testing.T, what string, got, want map[string]string) {
 	}
 }
 
-// assertENOSPC checks that err is the out-of-space error.
+// assertErrno checks that err carries the errno want.
 func assertErrno(t *testing.T, what string, err error, want syscall.Errno) {
 	t.Helper()
 	if !errors.Is(err, want) {
