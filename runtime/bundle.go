@@ -61,10 +61,6 @@ func createFromBundle(root, id string, o BundleOptions, withFifo bool) (*Contain
 	if withFifo && spec.Process.Terminal {
 		return nil, nil, runnerErr("%s: process.terminal is true, which create supports only in the foreground: use crun-lite run -b, or set terminal to false", filepath.Join(bundle, "config.json"))
 	}
-	warnUnsupported(spec, o.Warn)
-	if err := checkBundleSeccomp(spec, filepath.Join(bundle, "config.json")); err != nil {
-		return nil, nil, err
-	}
 	c := &Container{ID: id, Name: id, Kind: KindBundle, Bundle: bundle, Command: spec.Process.Args}
 	if hasNamespace(spec, specs.UserNamespace) {
 		c.Rootless, c.UIDMap, c.GIDMap = true, spec.Linux.UIDMappings, spec.Linux.GIDMappings
@@ -81,18 +77,17 @@ func createFromBundle(root, id string, o BundleOptions, withFifo bool) (*Contain
 	return c, spec, nil
 }
 
-// readBundleSpec loads BUNDLE/config.json and checks what we need of it.
+// readBundleSpec loads BUNDLE/config.json and checks it (see
+// decodeBundleConfig) and its root.
 func readBundleSpec(bundle string) (*specs.Spec, error) {
 	p := filepath.Join(bundle, "config.json")
-	var spec specs.Spec
-	if err := readJSON(p, &spec); err != nil {
+	data, err := os.ReadFile(p)
+	if err != nil {
 		return nil, runnerErr("bundle config %s: %v", p, unwrapPath(err))
 	}
-	switch {
-	case spec.Process == nil || len(spec.Process.Args) == 0:
-		return nil, runnerErr("%s: process.args is empty", p)
-	case spec.Root == nil || spec.Root.Path == "":
-		return nil, runnerErr("%s: root.path is missing", p)
+	spec, err := decodeBundleConfig(data, p)
+	if err != nil {
+		return nil, err
 	}
 	rootfs := spec.Root.Path
 	if !filepath.IsAbs(rootfs) {
@@ -101,14 +96,7 @@ func readBundleSpec(bundle string) (*specs.Spec, error) {
 	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
 		return nil, runnerErr("%s: root.path %s is not a directory", p, rootfs)
 	}
-	return &spec, nil
-}
-
-// warnUnsupported names the parts of a config we do not implement.
-func warnUnsupported(spec *specs.Spec, warn func(string)) {
-	if spec.Hooks != nil {
-		warn("hooks in config.json are not supported; ignored")
-	}
+	return spec, nil
 }
 
 // prepareBundle writes the config copy, the initial state and exec.fifo.

@@ -26,6 +26,18 @@ type cgroupSetting struct {
 	late        bool // written just before exec (pids: the Go init has threads)
 }
 
+// noDeviceCgroup decides what happens without a v1 devices hierarchy
+// (a pure cgroup v2 host, where device rules need an eBPF program we do not
+// load yet): device rules a bundle asks for are refused; the default rules
+// of an image container, whose process gets no CAP_MKNOD and whose root is
+// nodev, are skipped.
+func noDeviceCgroup(c *Container, spec *specs.Spec) error {
+	if c.Kind == KindBundle && spec.Linux != nil && spec.Linux.Resources != nil && len(spec.Linux.Resources.Devices) > 0 {
+		return runnerErr("linux.resources.devices: this host has no cgroup v1 devices hierarchy, and device rules on cgroup v2 (eBPF) are not supported yet")
+	}
+	return nil
+}
+
 // cgroupWants lists, per controller, what the config asks for, in the
 // file names of v2 and v1.
 func cgroupWants(r *specs.LinuxResources) (v2, v1 map[string][]cgroupSetting, flags map[string]string) {
@@ -86,16 +98,28 @@ func setupCgroups(c *Container, spec *specs.Spec, warn func(string)) (*cgroups, 
 		res = spec.Linux.Resources
 	}
 	v2, v1, names := cgroupWants(res)
-	if len(names) == 0 {
-		return cg, nil
-	}
 	if inUserNamespace() {
-		warn(fmt.Sprintf("cgroup limits are not enforced for rootless containers (%s ignored): they need root, or a cgroup v2 tree delegated by systemd", joinNames(names)))
+		// Bundles cannot get here with limits: validation refuses them.
+		if len(names) > 0 {
+			warn(fmt.Sprintf("cgroup limits are not enforced for rootless containers (%s ignored): they need root, or a cgroup v2 tree delegated by systemd", joinNames(names)))
+		}
 		return cg, nil
 	}
+	devs, err := deviceSettings(spec)
+	if err != nil {
+		return nil, err
+	}
+	v1["devices"], names["devices"] = devs, "device rules"
 	h := detectHierarchies()
 	for ctrl := range names {
 		dir, settings, ok := h.place(c.ID, ctrl, v2, v1)
+		if !ok && ctrl == "devices" {
+			if err := noDeviceCgroup(c, spec); err != nil {
+				cg.destroy()
+				return nil, err
+			}
+			continue
+		}
 		if !ok {
 			warn(fmt.Sprintf("cgroup controller %q is available neither in cgroup v2 nor v1: the %s is not enforced", ctrl, names[ctrl]))
 			continue
@@ -280,7 +304,7 @@ func (h *hierarchies) addMount(line string, own map[string]string) {
 	case "cgroup":
 		for _, opt := range strings.Split(qf[2], ",") {
 			path, ok := own[opt]
-			if !ok || !(opt == "memory" || opt == "pids" || opt == "cpu") {
+			if !ok || !(opt == "memory" || opt == "pids" || opt == "cpu" || opt == "devices") {
 				continue
 			}
 			rel, err := filepath.Rel(root, path)
