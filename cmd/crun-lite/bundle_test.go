@@ -8,8 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/layers/imagetest"
 )
@@ -191,4 +194,93 @@ func TestBundleFromUmoci(t *testing.T) {
 	if got := e.mustRun("run", "-b", b, "umoci-1"); strings.Join(lines(got), "|") != "from-umoci|0" {
 		t.Errorf("umoci bundle: %q", got)
 	}
+}
+
+// editConfig rewrites the bundle's config.json through edit.
+func editConfig(t *testing.T, bundle string, edit func(cfg map[string]any)) {
+	t.Helper()
+	p := filepath.Join(bundle, "config.json")
+	var cfg map[string]any
+	data, err := os.ReadFile(p)
+	if err != nil || json.Unmarshal(data, &cfg) != nil {
+		t.Fatalf("read %s: %v", p, err)
+	}
+	edit(cfg)
+	data, _ = json.MarshalIndent(cfg, "", "\t")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hostDisk returns the major and minor of a block device of the host that
+// root can read: the root filesystem's disk when it is one.
+func hostDisk(t *testing.T) (int, int) {
+	t.Helper()
+	var st syscall.Stat_t
+	cands := []string{}
+	if syscall.Stat("/", &st) == nil {
+		cands = append(cands, fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	}
+	ents, _ := os.ReadDir("/sys/dev/block")
+	for _, d := range ents {
+		cands = append(cands, d.Name())
+	}
+	for _, c := range cands {
+		var maj, min int
+		if _, err := fmt.Sscanf(c, "%d:%d", &maj, &min); err != nil {
+			continue
+		}
+		if _, err := os.Stat("/sys/dev/block/" + c); err != nil {
+			continue
+		}
+		node := filepath.Join(t.TempDir(), "disk")
+		if unix.Mknod(node, unix.S_IFBLK|0o600, int(unix.Mkdev(uint32(maj), uint32(min)))) != nil {
+			continue
+		}
+		f, err := os.Open(node)
+		if err != nil {
+			continue
+		}
+		n, _ := f.Read(make([]byte, 512))
+		f.Close()
+		if n == 512 {
+			return maj, min
+		}
+	}
+	t.Skip("no readable block device on this host")
+	return 0, 0
+}
+
+// A bundle that denies all devices but grants CAP_MKNOD: the container may
+// make a node of the host's disk, but not open it; the standard devices
+// keep working. (The test only ever reads the disk: on a runtime without
+// the rules, a write would land on the host's device.)
+func TestBundleDeviceRules(t *testing.T) {
+	e := newEnv(t)
+	maj, min := hostDisk(t)
+	b := makeBundle(t, e)
+	e.mustRun("spec", "-b", b)
+	setProcess(t, b, "sh", "-c", fmt.Sprintf(`mknod /dev/hostdisk b %d %d && echo mknod-ok
+head -c 512 /dev/hostdisk >/dev/null && echo disk-read
+echo x >/dev/null && echo null-ok
+head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c
+mknod /dev/null2 c 1 3 && echo x >/dev/null2 && echo null2-ok
+true`, maj, min))
+	editConfig(t, b, func(cfg map[string]any) {
+		caps := cfg["process"].(map[string]any)["capabilities"].(map[string]any)
+		for _, set := range []string{"bounding", "effective", "permitted"} {
+			caps[set] = append(caps[set].([]any), "CAP_MKNOD")
+		}
+		res := cfg["linux"].(map[string]any)["resources"].(map[string]any)
+		if devs := res["devices"].([]any); len(devs) != 1 || devs[0].(map[string]any)["allow"] != false {
+			t.Fatalf("spec should deny all devices: %v", devs)
+		}
+	})
+	r := e.run("run", "-b", b, "devrules")
+	want := "mknod-ok\nnull-ok\n4\n4\nnull2-ok\n"
+	if r.out != want || !strings.Contains(r.err, "/dev/hostdisk: Operation not permitted") {
+		t.Errorf("device rules: %v; want stdout %q and EPERM on opening the disk", r, want)
+	}
+	// The rules are the container's: the host still reads the disk.
+	hostDisk(t)
 }

@@ -688,3 +688,39 @@ func TestRunWithoutUserNamespaces(t *testing.T) {
 		t.Errorf("without user namespaces: exit %d, %q; want 125 and a clear message", code, out)
 	}
 }
+
+// An image container gets runc's default device rules: nothing but the
+// standard character devices and terminals may be opened.
+func TestRunDefaultDeviceRules(t *testing.T) {
+	e := newEnv(t)
+	base := v1DevicesMount()
+	if base == "" {
+		t.Skip("no cgroup v1 devices hierarchy on this host")
+	}
+	cmd, sc := e.background("run", "--rm", "--name", "devs", "busybox", "sh", "-c", "echo x >/dev/null; head -c1 /dev/urandom >/dev/null && echo ready; exec sleep 30")
+	waitLine(t, sc, "ready")
+	id := filepath.Base(e.containerDir("devs"))
+	data, err := os.ReadFile(filepath.Join(base, "crun-lite", id, "devices.list"))
+	got := strings.ReplaceAll(strings.TrimSpace(string(data)), "\n", "|")
+	want := "c *:* m|b *:* m|c 1:3 rwm|c 1:8 rwm|c 1:7 rwm|c 5:0 rwm|c 1:5 rwm|c 1:9 rwm|c 5:1 rwm|c 136:* rwm|c 5:2 rwm"
+	if err != nil || got != want {
+		t.Errorf("container's devices.list: %q (%v), want %q", got, err, want)
+	}
+	cmd.Process.Kill() // the supervisor kills the container when we go
+	cmd.Wait()
+}
+
+// v1DevicesMount is where the v1 devices hierarchy is mounted, or "".
+func v1DevicesMount() string {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f := strings.Fields(post)
+		if ok && len(f) >= 3 && f[0] == "cgroup" && strings.Contains(","+f[2]+",", ",devices,") {
+			if pf := strings.Fields(pre); len(pf) > 4 && pf[3] == "/" {
+				return pf[4]
+			}
+		}
+	}
+	return ""
+}
