@@ -78,6 +78,29 @@ func haveIDMapHelpers() bool {
 	return err1 == nil && err2 == nil
 }
 
+// mapsToHostRoot tells whether we are root and our uid 0 is uid 0 of the
+// parent user namespace (the host's root, or as good as: a user namespace
+// made by root that maps 0 to 0). A rootless container of ours maps its
+// root to our uid, so it would run as the host's root. (Mapping root's
+// subordinate ids instead would need the store's root-owned layers to be
+// stored as those ids, as a rootless user's are.)
+func mapsToHostRoot() bool {
+	if os.Geteuid() != 0 {
+		return false
+	}
+	data, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "0" {
+			return f[1] == "0"
+		}
+	}
+	return false
+}
+
 // needsHelper tells whether the maps must be written by newuidmap and
 // newgidmap: an unprivileged process may itself only map its own ids.
 func needsHelper(uidMap, gidMap []specs.LinuxIDMapping) bool {

@@ -93,6 +93,9 @@ func createFromImage(store *layers.Store, o RunOptions) (*Container, *specs.Spec
 	c := &Container{Kind: KindImage, Name: o.Name, Image: o.Image, ImageID: img.ID.String(),
 		Lowers: store.LayerDirs(img), Command: args, MkWorkdir: true, Remove: o.Remove}
 	c.User = firstOf(o.User, img.Config.Config.User, "0")
+	if o.Rootless && mapsToHostRoot() {
+		return nil, nil, runnerErr("--rootless as root: the container's root would be the host's root; run crun-lite as an unprivileged user for a rootless container, or leave --rootless out")
+	}
 	if o.Rootless || os.Geteuid() != 0 {
 		c.Rootless = true
 		c.UIDMap, c.GIDMap = rootlessMaps(o.Warn)

@@ -60,7 +60,7 @@ func runFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&runOpts.pidsLimit, "pids-limit", 0, "maximum number of processes")
 	fs.Float64Var(&runOpts.cpus, "cpus", 0, "CPU quota in CPUs (1.5 = one and a half)")
 	fs.BoolVarP(&runOpts.tty, "tty", "t", false, "allocate a pseudo-terminal")
-	fs.BoolVar(&runOpts.rootless, "rootless", false, "run in a user namespace even as root (always on for non-root users)")
+	fs.BoolVar(&runOpts.rootless, "rootless", false, "run in a user namespace (always on for non-root users; refused for root, whose container root would be the host's)")
 	fs.StringVarP(&runOpts.bundle, "bundle", "b", "", "run the OCI bundle in this dir (then the argument is the container ID)")
 	fs.StringArrayVar(&runOpts.securityOpts, "security-opt", nil, "seccomp=unconfined, or seccomp=FILE for a docker seccomp profile (default: docker's default profile)")
 }

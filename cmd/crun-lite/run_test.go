@@ -662,12 +662,24 @@ func TestRunCgroupLimits(t *testing.T) {
 	})
 }
 
+// --rootless as root must never give a container whose root is the host's
+// root: it maps the container's root elsewhere, or refuses.
 func TestRunRootlessAsRoot(t *testing.T) {
 	e := newEnv(t)
-	out := e.mustRun("run", "--rm", "--rootless", "busybox", "sh", "-c", "head -1 /proc/self/uid_map; id -u; echo x > /root/f && echo wrote")
-	l := lines(out)
-	if len(l) != 3 || strings.Join(strings.Fields(l[0]), " ") != "0 0 1" || l[1] != "0" || l[2] != "wrote" {
-		t.Errorf("--rootless as root: %q", out)
+	r := e.run("run", "--rm", "--rootless", "busybox", "sh", "-c", "cat /proc/self/uid_map")
+	if r.code == 0 {
+		for _, l := range lines(r.out) {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "0" && f[1] == "0" {
+				t.Errorf("--rootless as root maps the container's root to the host's root: %q", r.out)
+			}
+		}
+		return
+	}
+	if r.code != 125 || !strings.Contains(r.err, "--rootless as root") || len(lines(r.err)) != 1 {
+		t.Errorf("--rootless as root: %v; want a one-line refusal and 125", r)
+	}
+	if n := e.containerCount(); n != 0 {
+		t.Errorf("the refused run left %d containers", n)
 	}
 }
 
@@ -677,8 +689,12 @@ func TestRunWithoutUserNamespaces(t *testing.T) {
 	if err != nil {
 		t.Skip("unshare (util-linux) not installed")
 	}
-	// A user namespace whose own limit of nested user namespaces is 0.
-	script := fmt.Sprintf("echo 0 > /proc/sys/user/max_user_namespaces && exec %s --root %s run --rm --rootless busybox true", crunBin, e.store)
+	// A user namespace whose own limit of nested user namespaces is 0, and
+	// a bundle that asks for one.
+	b := makeBundle(t, e)
+	e.mustRun("spec", "--rootless", "-b", b)
+	setProcess(t, b, "true")
+	script := fmt.Sprintf("echo 0 > /proc/sys/user/max_user_namespaces && exec %s --root %s run -b %s nouserns", crunBin, e.store, b)
 	out, err := exec.Command(unshare, "-Ur", "sh", "-c", script).CombinedOutput()
 	code := -1
 	if ee, ok := err.(*exec.ExitError); ok {
