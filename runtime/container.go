@@ -45,6 +45,8 @@ type Container struct {
 	// MkWorkdir creates the working dir when missing, as docker does.
 	MkWorkdir bool `json:"mkWorkdir,omitempty"`
 	Remove    bool `json:"remove,omitempty"` // --rm
+	// Init runs the command under our reaper as PID 1 (--init).
+	Init bool `json:"init,omitempty"`
 
 	// Bundle containers.
 	Bundle string `json:"bundle,omitempty"`

@@ -64,8 +64,11 @@ func (in *containerInit) await(want byte) error {
 }
 
 func (in *containerInit) run() error {
-	if err := in.await('g'); err != nil {
-		return err
+	// Under --init the reaper, our parent, read the go-ahead.
+	if !in.a.GotGo {
+		if err := in.await('g'); err != nil {
+			return err
+		}
 	}
 	if err := in.load(); err != nil {
 		return err

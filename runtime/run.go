@@ -31,6 +31,7 @@ type RunOptions struct {
 	TTY       bool
 	Remove    bool
 	Rootless  bool   // user namespace even when run by root
+	Init      bool   // a reaper as PID 1 (see reaper.go)
 	Seccomp   string // "": docker's default profile, SeccompUnconfined, or a profile file
 	Stdio     Stdio
 	Warn      func(string)
@@ -91,7 +92,7 @@ func createFromImage(store *layers.Store, o RunOptions) (*Container, *specs.Spec
 		return nil, nil, runnerErr("image %s has no Entrypoint or Cmd and no command was given", o.Image)
 	}
 	c := &Container{Kind: KindImage, Name: o.Name, Image: o.Image, ImageID: img.ID.String(),
-		Lowers: store.LayerDirs(img), Command: args, MkWorkdir: true, Remove: o.Remove}
+		Lowers: store.LayerDirs(img), Command: args, MkWorkdir: true, Remove: o.Remove, Init: o.Init}
 	c.User = firstOf(o.User, img.Config.Config.User, "0")
 	if o.Rootless && mapsToHostRoot() {
 		return nil, nil, runnerErr("--rootless as root: the container's root would be the host's root; run crun-lite as an unprivileged user for a rootless container, or leave --rootless out")

@@ -20,6 +20,7 @@ const (
 	stageRmTree    = "rmtree"
 	stageImport    = "import"
 	stageRmi       = "rmi"
+	stageReap      = "reap" // run --init: PID 1 of the container
 )
 
 // stageArgs tells a re-executed process what to do. It travels as JSON in
@@ -34,6 +35,8 @@ type stageArgs struct {
 	WaitStart bool `json:"waitStart,omitempty"`
 	// Console: fd 5 is a unix socket to send the pty master through.
 	Console bool `json:"console,omitempty"`
+	// GotGo: the init's parent, the --init reaper, read the "g" already.
+	GotGo bool `json:"gotGo,omitempty"`
 	// Remap: the front end writes the id maps with newuidmap after start;
 	// the supervisor must exec itself once they are there to get its
 	// capabilities in the new user namespace.
@@ -85,6 +88,8 @@ func RunStage(args []string) int {
 		return importStage(a)
 	case stageRmi:
 		return rmiStage(a)
+	case stageReap:
+		return reap(a)
 	}
 	fmt.Fprintf(os.Stderr, "crun-lite: unknown stage %q\n", args[2])
 	return ExitRunner

@@ -200,7 +200,11 @@ func (s *supervisor) startInit() error {
 		files = append(files, s.cons)
 	}
 	a := stageArgs{Dir: s.a.Dir, WaitStart: s.a.WaitStart, Console: s.cons != nil}
-	argv := stageCommand(stageInit, a)
+	stage := stageInit
+	if s.c.Init {
+		stage = stageReap // which starts the init below itself
+	}
+	argv := stageCommand(stage, a)
 	cmd := &exec.Cmd{Path: argv[0], Args: argv, Env: stageEnv(), ExtraFiles: files,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	// The parent-death signal is tied to the thread that forks; this is the

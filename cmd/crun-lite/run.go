@@ -37,7 +37,7 @@ func init() {
 }
 
 var runOpts struct {
-	rm, tty, rootless                  bool
+	rm, tty, rootless, init            bool
 	name, workdir, user, hostname, net string
 	bundle, memory                     string
 	env, volumes, securityOpts         []string
@@ -60,6 +60,7 @@ func runFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&runOpts.pidsLimit, "pids-limit", 0, "maximum number of processes")
 	fs.Float64Var(&runOpts.cpus, "cpus", 0, "CPU quota in CPUs (1.5 = one and a half)")
 	fs.BoolVarP(&runOpts.tty, "tty", "t", false, "allocate a pseudo-terminal")
+	fs.BoolVar(&runOpts.init, "init", false, "run an init as PID 1 that passes signals on to the command and reaps orphaned processes")
 	fs.BoolVar(&runOpts.rootless, "rootless", false, "run in a user namespace (always on for non-root users; refused for root, whose container root would be the host's)")
 	fs.StringVarP(&runOpts.bundle, "bundle", "b", "", "run the OCI bundle in this dir (then the argument is the container ID)")
 	fs.StringArrayVar(&runOpts.securityOpts, "security-opt", nil, "seccomp=unconfined, or seccomp=FILE for a docker seccomp profile (default: docker's default profile)")
@@ -108,7 +109,7 @@ func doRun(g *globals, args []string) (int, error) {
 		Image: args[0], Args: args[1:], Name: runOpts.name, Env: runOpts.env, Workdir: runOpts.workdir,
 		User: runOpts.user, Hostname: runOpts.hostname, Volumes: runOpts.volumes, Net: runOpts.net,
 		Memory: mem, PidsLimit: runOpts.pidsLimit, CPUs: runOpts.cpus, TTY: runOpts.tty,
-		Remove: runOpts.rm, Rootless: runOpts.rootless, Seccomp: seccomp, Stdio: stdio, Warn: g.warn,
+		Remove: runOpts.rm, Rootless: runOpts.rootless, Init: runOpts.init, Seccomp: seccomp, Stdio: stdio, Warn: g.warn,
 	})
 }
 

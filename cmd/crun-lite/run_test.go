@@ -597,6 +597,11 @@ func TestRunTTY(t *testing.T) {
 	if got := lines(out); len(got) != 3 || got[0] != "/dev/pts/0" || got[1] != "stdout-is-tty" || got[2] != "xterm" {
 		t.Errorf("-t: got %q", out)
 	}
+	// Under --init the command still owns the terminal.
+	out = e.mustRun("run", "--rm", "-t", "--init", "busybox", "sh", "-c", "tty; [ -t 1 ] && echo stdout-is-tty; ps -o pid,comm | grep -c sh")
+	if got := lines(out); len(got) != 3 || got[0] != "/dev/pts/0" || got[1] != "stdout-is-tty" {
+		t.Errorf("-t --init: got %q", out)
+	}
 }
 
 // cgroupMemoryAvailable tells whether a memory controller is mounted, v2
@@ -739,4 +744,103 @@ func v1DevicesMount() string {
 		}
 	}
 	return ""
+}
+
+// zombiesIn counts the zombie processes in the pid namespace of pid.
+func zombiesIn(pid int) (n int) {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		return -1
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, d := range ents {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		if other, _ := os.Readlink("/proc/" + d.Name() + "/ns/pid"); other != ns {
+			continue
+		}
+		stat, _ := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && bytes.HasPrefix(stat[i+1:], []byte(" Z")) {
+			n++
+		}
+	}
+	return n
+}
+
+// containerPid is the host pid of the container's PID 1.
+func (e *env) containerPid(name string) int {
+	e.t.Helper()
+	var st struct{ Pid int }
+	data, _ := os.ReadFile(filepath.Join(e.containerDir(name), "state.json"))
+	if json.Unmarshal(data, &st) != nil || st.Pid <= 0 {
+		e.t.Fatalf("state of %s: %q", name, data)
+	}
+	return st.Pid
+}
+
+// orphanScript leaves ten orphans that end a second later, when the shell
+// has become a command that never waits for children.
+const orphanScript = `for i in 1 2 3 4 5; do sh -c 'sleep 1 & sleep 1 &'; done; echo ready; exec sleep 30`
+
+// waitZombies polls until cond holds for the count of zombies of the
+// container's pid namespace, or 5s pass; it returns the last count.
+func waitZombies(pid int, cond func(int) bool) int {
+	deadline := time.Now().Add(5 * time.Second)
+	n := zombiesIn(pid)
+	for !cond(n) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		n = zombiesIn(pid)
+	}
+	return n
+}
+
+func TestRunInitReapsAndForwards(t *testing.T) {
+	e := newEnv(t)
+	// Without --init the orphans stay zombies of the command (PID 1): the
+	// check below can see them.
+	cmd, sc := e.background("run", "--rm", "--name", "noinit", "busybox", "sh", "-c", orphanScript)
+	waitLine(t, sc, "ready")
+	if n := waitZombies(e.containerPid("noinit"), func(n int) bool { return n >= 10 }); n != 10 {
+		t.Errorf("without --init: %d zombies, want the 10 orphans (is the check blind?)", n)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	cmd, sc = e.background("run", "--rm", "--init", "--name", "init", "busybox", "sh", "-c", orphanScript)
+	waitLine(t, sc, "ready")
+	pid := e.containerPid("init")
+	time.Sleep(1500 * time.Millisecond) // the orphans have ended
+	if n := waitZombies(pid, func(n int) bool { return n == 0 }); n != 0 {
+		t.Errorf("with --init: %d zombies left in the container", n)
+	}
+	// The command is not PID 1: SIGTERM has its default action and ends it,
+	// and the container exits with its status.
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		if code := cmd.ProcessState.ExitCode(); code != 143 {
+			t.Errorf("--init, SIGTERM: exit %d, want 143 (128+15)", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("--init: SIGTERM did not reach the command")
+	}
+
+	// Handlers see the signals too, and exit codes pass through.
+	cmd, sc = e.background("run", "--rm", "--init", "busybox", "sh", "-c",
+		`trap 'echo got-hup' HUP; trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.05; done`)
+	waitLine(t, sc, "ready")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLine(t, sc, "got-hup")
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitLine(t, sc, "got-term")
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 42 {
+		t.Errorf("--init: exit %d after the TERM trap, want 42", code)
+	}
+	if out := e.mustRun("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$"); !strings.Contains(out, "__crun-lite-stage reap") || lines(out)[1] == "1" {
+		t.Errorf("--init: PID 1 and the command: %q", out)
+	}
 }
