@@ -26,16 +26,23 @@ type cgroupSetting struct {
 	late        bool // written just before exec (pids: the Go init has threads)
 }
 
-// noDeviceCgroup decides what happens without a v1 devices hierarchy
-// (a pure cgroup v2 host, where device rules need an eBPF program we do not
-// load yet): device rules a bundle asks for are refused; the default rules
-// of an image container, whose process gets no CAP_MKNOD and whose root is
-// nodev, are skipped.
-func noDeviceCgroup(c *Container, spec *specs.Spec) error {
-	if c.Kind == KindBundle && spec.Linux != nil && spec.Linux.Resources != nil && len(spec.Linux.Resources.Devices) > 0 {
-		return runnerErr("linux.resources.devices: this host has no cgroup v1 devices hierarchy, and device rules on cgroup v2 (eBPF) are not supported yet")
+// deviceFilterV2 applies the device rules where the host has no v1
+// devices hierarchy: as an eBPF program on the container's cgroup v2 dir.
+// Without cgroup v2 either, device rules a bundle asks for are refused; the
+// default rules of an image container, whose process gets no CAP_MKNOD,
+// are skipped.
+func (cg *cgroups) deviceFilterV2(h *hierarchies, c *Container, spec *specs.Spec) error {
+	if h.v2 == "" {
+		if c.Kind == KindBundle && spec.Linux != nil && spec.Linux.Resources != nil && len(spec.Linux.Resources.Devices) > 0 {
+			return runnerErr("linux.resources.devices: this host has no devices cgroup (v1) and no cgroup v2 to attach a device filter to")
+		}
+		return nil
 	}
-	return nil
+	dir := filepath.Join(h.v2, "crun-lite", c.ID)
+	if err := cg.create(dir, nil); err != nil {
+		return err
+	}
+	return attachDeviceFilter(dir, deviceRules(spec))
 }
 
 // cgroupWants lists, per controller, what the config asks for, in the
@@ -92,6 +99,11 @@ type hierarchies struct {
 // but the late ones). No limits, no cgroups. Unavailable controllers only
 // warn; a limit the kernel refuses is an error.
 func setupCgroups(c *Container, spec *specs.Spec, warn func(string)) (*cgroups, error) {
+	return setupCgroupsIn(detectHierarchies(), c, spec, warn)
+}
+
+// setupCgroupsIn is setupCgroups on the hierarchies h.
+func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec, warn func(string)) (*cgroups, error) {
 	cg := &cgroups{}
 	var res *specs.LinuxResources
 	if spec.Linux != nil {
@@ -110,11 +122,10 @@ func setupCgroups(c *Container, spec *specs.Spec, warn func(string)) (*cgroups, 
 		return nil, err
 	}
 	v1["devices"], names["devices"] = devs, "device rules"
-	h := detectHierarchies()
 	for ctrl := range names {
 		dir, settings, ok := h.place(c.ID, ctrl, v2, v1)
 		if !ok && ctrl == "devices" {
-			if err := noDeviceCgroup(c, spec); err != nil {
+			if err := cg.deviceFilterV2(h, c, spec); err != nil {
 				cg.destroy()
 				return nil, err
 			}

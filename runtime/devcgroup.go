@@ -90,9 +90,8 @@ func devNumText(n *int64) (string, error) {
 	return fmt.Sprint(*n), nil
 }
 
-// deviceSettings is what the container's v1 devices cgroup gets written,
-// in order.
-func deviceSettings(spec *specs.Spec) ([]cgroupSetting, error) {
+// deviceRules is the container's device rules in order (see above).
+func deviceRules(spec *specs.Spec) []specs.LinuxDeviceCgroup {
 	rules := []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
 	if spec.Linux != nil {
 		if spec.Linux.Resources != nil {
@@ -109,9 +108,14 @@ func deviceSettings(spec *specs.Spec) ([]cgroupSetting, error) {
 			rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: t, Major: devNum(d.Major), Minor: devNum(d.Minor), Access: "rwm"})
 		}
 	}
-	rules = append(rules, allowedDevices...)
+	return append(rules, allowedDevices...)
+}
+
+// deviceSettings is what the container's v1 devices cgroup gets written,
+// in order.
+func deviceSettings(spec *specs.Spec) ([]cgroupSetting, error) {
 	var out []cgroupSetting
-	for i, r := range rules {
+	for i, r := range deviceRules(spec) {
 		lines, err := deviceRuleLines(r)
 		if err != nil {
 			return nil, runnerErr("device rule %d: %v", i, err)

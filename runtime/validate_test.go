@@ -221,5 +221,8 @@ func FuzzBundleConfig(f *testing.F) {
 				t.Fatalf("bad device setting %+v from %s", s, data)
 			}
 		}
+		if _, err := deviceFilter(deviceRules(spec)); err != nil {
+			t.Fatalf("accepted config, but its cgroup v2 device filter fails: %v", err)
+		}
 	})
 }
