@@ -24,7 +24,8 @@ import (
 // and becomes the command. The reaper cannot be executed inside the
 // container instead: our binary may need the host's dynamic loader. It
 // keeps the init's credentials; the command, with fewer capabilities and
-// no CAP_SYS_PTRACE, cannot trace it.
+// no CAP_SYS_PTRACE, cannot trace it. Its threads count against the
+// container's pids limit.
 
 // reap is the reaper stage's main function.
 func reap(a stageArgs) int {

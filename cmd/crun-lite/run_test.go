@@ -807,9 +807,15 @@ func TestRunInitReapsAndForwards(t *testing.T) {
 	cmd.Process.Kill()
 	cmd.Wait()
 
-	cmd, sc = e.background("run", "--rm", "--init", "--name", "init", "busybox", "sh", "-c", orphanScript)
+	cmd, sc = e.background("run", "--rm", "--init", "--hostname", "inithost", "--name", "init", "busybox", "sh", "-c", orphanScript)
 	waitLine(t, sc, "ready")
 	pid := e.containerPid("init")
+	// The reaper's root and working dir are the container's, not the host's.
+	for _, link := range []string{"root", "cwd"} {
+		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s/etc/hostname", pid, link)); string(data) != "inithost\n" {
+			t.Errorf("reaper's %s: /etc/hostname %q (%v), want the container's", link, data, err)
+		}
+	}
 	time.Sleep(1500 * time.Millisecond) // the orphans have ended
 	if n := waitZombies(pid, func(n int) bool { return n == 0 }); n != 0 {
 		t.Errorf("with --init: %d zombies left in the container", n)
