@@ -284,3 +284,49 @@ true`, maj, min))
 	// The rules are the container's: the host still reads the disk.
 	hostDisk(t)
 }
+
+// Fields the runtime cannot honour are errors naming the field, for run -b
+// and create, and nothing is created or run.
+func TestBundleUnsupportedFieldsRefused(t *testing.T) {
+	e := newEnv(t)
+	b := makeBundle(t, e)
+	e.mustRun("spec", "-b", b)
+	marker := filepath.Join(t.TempDir(), "ran")
+	setProcess(t, b, "sh", "-c", "echo ran")
+	cases := []struct {
+		field string
+		edit  func(cfg map[string]any)
+	}{
+		{"hooks.prestart", func(cfg map[string]any) {
+			cfg["hooks"] = map[string]any{"prestart": []any{map[string]any{"path": "/bin/touch", "args": []any{"touch", marker}}}}
+		}},
+		{"linux.seccomp", func(cfg map[string]any) {
+			cfg["linux"].(map[string]any)["seccomp"] = map[string]any{"defaultAction": "SCMP_ACT_ERRNO"}
+		}},
+		{"linux.resources.blockIO", func(cfg map[string]any) {
+			cfg["linux"].(map[string]any)["resources"].(map[string]any)["blockIO"] = map[string]any{"weight": 10}
+		}},
+	}
+	for _, tc := range cases {
+		orig, _ := os.ReadFile(filepath.Join(b, "config.json"))
+		editConfig(t, b, tc.edit)
+		want := filepath.Join(b, "config.json") + ": " + tc.field + ": "
+		for _, args := range [][]string{{"run", "-b", b, "refused"}, {"create", "-b", b, "refused"}} {
+			r := e.run(args...)
+			code := 125 // create exits 1 on every error, as runc does
+			if args[0] == "create" {
+				code = 1
+			}
+			if r.code != code || !strings.Contains(r.err, want) || len(lines(r.err)) != 1 || r.out != "" {
+				t.Errorf("%s with %s: %v; want exit %d and one line with %q", args[0], tc.field, r, code, want)
+			}
+		}
+		if n := e.containerCount(); n != 0 {
+			t.Errorf("%s: %d containers left", tc.field, n)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Errorf("%s: the hook ran", tc.field)
+		}
+		os.WriteFile(filepath.Join(b, "config.json"), orig, 0o644)
+	}
+}
