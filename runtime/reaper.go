@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,18 +46,25 @@ func reap(a stageArgs) int {
 	if err != nil {
 		return reaperFailed(err)
 	}
-	for sig := range sigs {
-		if sig != unix.SIGCHLD {
-			if reaperForwards(sig) {
-				unix.Kill(pid, sig.(syscall.Signal))
+	// A full channel drops signals: the ticker reaps what a lost SIGCHLD
+	// would have announced.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case sig := <-sigs:
+			if sig != unix.SIGCHLD {
+				if reaperForwards(sig) {
+					unix.Kill(pid, sig.(syscall.Signal))
+				}
+				continue
 			}
-			continue
+		case <-tick.C:
 		}
 		if code, done := reapChildren(pid); done {
 			return code
 		}
 	}
-	return ExitRunner
 }
 
 // startInitChild starts the init stage with our control, status and
