@@ -187,11 +187,24 @@ func (cg *cgroups) create(dir string, settings []cgroupSetting) error {
 			return writeSettings(dir, settings, false)
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirCgroup(dir); err != nil {
 		return runnerErr("create cgroup %s: %v", dir, err)
 	}
 	cg.dirs = append(cg.dirs, cgroupDir{path: dir, settings: settings})
 	return writeSettings(dir, settings, false)
+}
+
+// mkdirCgroup makes dir and its parent crun-lite/. Another container's
+// teardown removes that parent when it looks unused, which can happen
+// between our two mkdirs: then we try again.
+func mkdirCgroup(dir string) error {
+	var err error
+	for i := 0; i < 10; i++ {
+		if err = os.MkdirAll(dir, 0o755); !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return err
 }
 
 func writeSettings(dir string, settings []cgroupSetting, late bool) error {
