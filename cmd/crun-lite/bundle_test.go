@@ -300,8 +300,11 @@ func TestBundleUnsupportedFieldsRefused(t *testing.T) {
 		{"hooks.prestart", func(cfg map[string]any) {
 			cfg["hooks"] = map[string]any{"prestart": []any{map[string]any{"path": "/bin/touch", "args": []any{"touch", marker}}}}
 		}},
-		{"linux.seccomp", func(cfg map[string]any) {
-			cfg["linux"].(map[string]any)["seccomp"] = map[string]any{"defaultAction": "SCMP_ACT_ERRNO"}
+		{"linux.personality", func(cfg map[string]any) {
+			cfg["linux"].(map[string]any)["personality"] = map[string]any{"domain": "LINUX32"}
+		}},
+		{"linux.seccomp.listenerPath", func(cfg map[string]any) {
+			cfg["linux"].(map[string]any)["seccomp"] = map[string]any{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/l.sock"}
 		}},
 		{"linux.resources.blockIO", func(cfg map[string]any) {
 			cfg["linux"].(map[string]any)["resources"].(map[string]any)["blockIO"] = map[string]any{"weight": 10}
