@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -42,16 +44,75 @@ const RecordDirEnv = "UNIONFSD_RECORD_DIR"
 // $XDG_RUNTIME_DIR/unionfsd for other users (a per-user temp dir when that
 // is unset).
 func RecordDir() string {
+	dir, _ := recordDirFor(os.Geteuid())
+	return dir
+}
+
+// recordDirFor returns the record dir for euid and whether it is the
+// fallback in the shared temp dir, where any user can create names.
+func recordDirFor(euid int) (dir string, shared bool) {
 	if d := os.Getenv(RecordDirEnv); d != "" {
-		return d
+		return d, false
 	}
-	if os.Geteuid() == 0 {
-		return "/run/unionfsd"
+	if euid == 0 {
+		return "/run/unionfsd", false
 	}
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		return filepath.Join(x, "unionfsd")
+		return filepath.Join(x, "unionfsd"), false
 	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("unionfsd-%d", os.Geteuid()))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("unionfsd-%d", euid)), true
+}
+
+// errRecordDirMissing means the record dir does not exist (yet).
+var errRecordDirMissing = errors.New("no record dir")
+
+// openRecordDir opens the record dir, creating it (mode 0700) first when
+// create is set, and checks it before anything is read from or written into
+// it: it must be a real dir (not a symlink), owned by us and writable by no
+// one else, and in the shared temp dir exactly mode 0700. Another user may
+// have made /tmp/unionfsd-UID first, to plant records that send explain,
+// diff and check to layers of their choosing, or to read ours.
+func openRecordDir(create bool) (*os.File, error) {
+	euid := os.Geteuid()
+	dir, shared := recordDirFor(euid)
+	if create {
+		if err := unix.Mkdir(dir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("mount record dir %s: cannot create: %w", dir, err)
+		}
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT) && !create:
+		return nil, errRecordDirMissing
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR):
+		return nil, fmt.Errorf("mount record dir %s: not a directory (a symlink or file is in the way; remove it)", dir)
+	case err != nil:
+		return nil, fmt.Errorf("mount record dir %s: %w", dir, err)
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	if err := checkRecordDir(f, euid, shared); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("mount record dir %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// checkRecordDir checks the opened record dir's owner and mode.
+func checkRecordDir(f *os.File, euid int, shared bool) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	perm := st.Mode & 0o7777
+	switch {
+	case int(st.Uid) != euid:
+		return fmt.Errorf("owned by uid %d, not by us (uid %d); remove it or set XDG_RUNTIME_DIR", st.Uid, euid)
+	case perm&0o022 != 0:
+		return fmt.Errorf("mode %04o lets other users write into it; chmod 0700 it", perm)
+	case shared && perm != 0o700:
+		return fmt.Errorf("mode %04o, want 0700 in the shared temp dir; chmod 0700 it", perm)
+	}
+	return nil
 }
 
 // recordPath names the record of a mountpoint after the escaped path, the
@@ -84,23 +145,28 @@ func escapePath(p string) string {
 // SaveRecord writes r atomically (temp file and rename) and returns a
 // function that removes it again.
 func SaveRecord(r Record) (remove func(), err error) {
-	dir := RecordDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("mount record: %w", err)
-	}
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("mount record: %w", err)
 	}
-	p := recordPath(r.Mountpoint)
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	dir, err := openRecordDir(true)
 	if err != nil {
-		return nil, fmt.Errorf("mount record: %w", err)
+		return nil, err
 	}
-	_, werr := tmp.Write(append(data, '\n'))
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(tmp.Name(), 0o644), os.Rename(tmp.Name(), p)); err != nil {
-		os.Remove(tmp.Name())
+	defer dir.Close()
+	dfd := int(dir.Fd())
+	p := recordPath(r.Mountpoint)
+	name := filepath.Base(p)
+	tmp := fmt.Sprintf(".tmp-%d-%d", os.Getpid(), time.Now().UnixNano())
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("mount record %s: %w", p, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, werr := f.Write(append(data, '\n'))
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, unix.Renameat(dfd, tmp, dfd, name)); err != nil {
+		unix.Unlinkat(dfd, tmp, 0)
 		return nil, fmt.Errorf("mount record %s: %w", p, err)
 	}
 	return func() { removeIfOurs(p, r.PID) }, nil
@@ -131,6 +197,14 @@ var ErrNoRecord = errors.New("no unionfsd mount recorded")
 // LoadRecord returns the record of the live unionfsd mount at mountpoint
 // (absolute, symlink-free).
 func LoadRecord(mountpoint string) (*Record, error) {
+	dir, err := openRecordDir(false)
+	if errors.Is(err, errRecordDirMissing) {
+		return nil, fmt.Errorf("%s: %w", mountpoint, ErrNoRecord)
+	}
+	if err != nil {
+		return nil, err
+	}
+	dir.Close()
 	p := recordPath(mountpoint)
 	r, err := readRecord(p)
 	if errors.Is(err, os.ErrNotExist) {
@@ -156,7 +230,12 @@ func (r *Record) live() bool {
 
 // Records lists the live recorded mounts.
 func Records() []*Record {
-	ents, _ := os.ReadDir(RecordDir())
+	dir, err := openRecordDir(false)
+	if err != nil {
+		return nil
+	}
+	defer dir.Close()
+	ents, _ := dir.ReadDir(-1)
 	var out []*Record
 	for _, e := range ents {
 		if !strings.HasSuffix(e.Name(), ".json") {

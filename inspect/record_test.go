@@ -3,8 +3,10 @@ package inspect
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -122,4 +124,115 @@ func TestUnescapeOctal(t *testing.T) {
 			t.Errorf("UnescapeOctal(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// recordHelperEnv makes the test binary act as a daemon saving a record
+// (TestSaveRecordHelper); the tests run it as another user.
+const recordHelperEnv = "UNIONFSD_TEST_SAVE_RECORD"
+
+// TestSaveRecordHelper is not a test: run by TestRecordDirTakenByOther as
+// an unprivileged user, it saves a record and prints the error, if any.
+func TestSaveRecordHelper(t *testing.T) {
+	if os.Getenv(recordHelperEnv) == "" {
+		t.Skip("helper process only")
+	}
+	if _, err := SaveRecord(Record{Mountpoint: "/mnt/x", Lowers: []string{"/l"}, PID: os.Getpid()}); err != nil {
+		os.Stdout.WriteString("ERR " + err.Error() + "\n")
+		return
+	}
+	os.Stdout.WriteString("OK\n")
+}
+
+// TestRecordDirTakenByOther: with no XDG_RUNTIME_DIR, an unprivileged
+// daemon records its mount in TMPDIR/unionfsd-UID. Another user who made
+// that name first (a dir of theirs, or a symlink to one) must not receive
+// the record; a dir with a loose mode is refused too. Without anything in
+// the way the dir is made with mode 0700.
+func TestRecordDirTakenByOther(t *testing.T) {
+	requireMounts(t) // root: to act as two users
+	const victim, attacker = 65534, 1000
+	bin := copyTestBinary(t)
+	cases := []struct {
+		name    string
+		prepare func(t *testing.T, p string)
+		want    string // "" for success
+	}{
+		{"free", func(t *testing.T, p string) {}, ""},
+		{"other's dir", func(t *testing.T, p string) {
+			must(t, os.Mkdir(p, 0o777))
+			must(t, os.Chmod(p, 0o777))
+			must(t, os.Chown(p, attacker, attacker))
+		}, "owned by uid 1000"},
+		{"symlink to other's dir", func(t *testing.T, p string) {
+			must(t, os.Mkdir(p+".target", 0o777))
+			must(t, os.Chmod(p+".target", 0o777))
+			must(t, os.Chown(p+".target", attacker, attacker))
+			must(t, os.Symlink(p+".target", p))
+			must(t, os.Lchown(p, attacker, attacker))
+		}, "not a directory"},
+		{"symlink to own dir", func(t *testing.T, p string) {
+			must(t, os.Mkdir(p+".target", 0o700))
+			must(t, os.Chown(p+".target", victim, victim))
+			must(t, os.Symlink(p+".target", p))
+			must(t, os.Lchown(p, attacker, attacker))
+		}, "not a directory"},
+		{"own dir, loose mode", func(t *testing.T, p string) {
+			must(t, os.Mkdir(p, 0o755))
+			must(t, os.Chown(p, victim, victim))
+		}, "want 0700"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tmp := sharedTempDir(t)
+			must(t, os.Chmod(tmp, 0o1777))
+			p := filepath.Join(tmp, "unionfsd-65534")
+			c.prepare(t, p)
+			cmd := exec.Command(bin, "-test.run=^TestSaveRecordHelper$", "-test.count=1")
+			cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, recordHelperEnv + "=1"}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: victim, Gid: victim}}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("helper: %v: %s", err, out)
+			}
+			got := string(out)
+			if c.want == "" {
+				var st unix.Stat_t
+				must(t, unix.Lstat(p, &st))
+				if !strings.Contains(got, "OK") || st.Uid != victim || st.Mode&0o7777 != 0o700 || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+					t.Fatalf("helper said %q; record dir uid %d mode %o, want OK, uid %d, a dir with mode 0700", got, st.Uid, st.Mode, victim)
+				}
+				return
+			}
+			if !strings.Contains(got, "ERR mount record dir "+p+": ") || !strings.Contains(got, c.want) {
+				t.Errorf("helper said %q, want a refusal naming %s and saying %q", got, p, c.want)
+			}
+			for _, d := range []string{p, p + ".target"} {
+				if ents, _ := os.ReadDir(d); len(ents) != 0 {
+					t.Errorf("%s got entries %v: a record was written into a dir we do not own", d, ents)
+				}
+			}
+		})
+	}
+}
+
+// copyTestBinary copies the test binary where other users can run it.
+func copyTestBinary(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/exe")
+	must(t, err)
+	dir := sharedTempDir(t)
+	bin := filepath.Join(dir, "inspect.test")
+	must(t, os.WriteFile(bin, data, 0o755))
+	return bin
+}
+
+// sharedTempDir makes a dir that other users can reach (t.TempDir's parent
+// is private).
+func sharedTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "unionfsd-inspect-")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	must(t, os.Chmod(dir, 0o755))
+	return dir
 }
