@@ -28,6 +28,12 @@ type Config struct {
 	Fsync bool
 	// AllowOther lets users other than the mounter use the mount.
 	AllowOther bool
+	// NoExec mounts with MS_NOEXEC: nothing in the union can be executed.
+	NoExec bool
+	// Suid and Dev clear MS_NOSUID and MS_NODEV, which are set by default
+	// (as fusermount does): setuid/setgid bits then take effect on exec and
+	// device nodes can be opened. Only root can mount that way.
+	Suid, Dev bool
 	// Debug logs every FUSE request to stderr.
 	Debug bool
 	// FsName is shown as the source in /proc/mounts.

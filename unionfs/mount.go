@@ -36,6 +36,23 @@ func Mount(mountpoint string, cfg Config) (*fuse.Server, error) {
 	return server, nil
 }
 
+// mountFlagOptions spells the exec/suid/dev choices as mount options. go-fuse
+// turns them into MS_* flags for mount(2) (nosuid and nodev by default, as
+// fusermount) and passes them to fusermount otherwise.
+func mountFlagOptions(cfg *Config) []string {
+	var out []string
+	if cfg.NoExec {
+		out = append(out, "noexec")
+	}
+	if cfg.Suid {
+		out = append(out, "suid")
+	}
+	if cfg.Dev {
+		out = append(out, "dev")
+	}
+	return out
+}
+
 // fuseOptions turns the config into go-fuse options.
 func (r *Root) fuseOptions() *fs.Options {
 	cfg := &r.u.cfg
@@ -53,7 +70,7 @@ func (r *Root) fuseOptions() *fs.Options {
 			Debug:      cfg.Debug,
 			// The kernel checks permissions against the mode bits we report,
 			// as overlay does with the mounter's credentials.
-			Options:      []string{"default_permissions"},
+			Options:      append([]string{"default_permissions"}, mountFlagOptions(cfg)...),
 			DirectMount:  true,
 			MaxReadAhead: 1 << 20,
 			// Two layers of stacking: our backing files live on ordinary

@@ -65,8 +65,10 @@ Mount options (-o):
   squash_to_root, squash_to_uid=N, squash_to_gid=N
                             show every file as owned by 0 or N
   static_nlink              directories report nlink 1
+  noexec, nosuid, nodev     mount flags; nosuid and nodev are the default;
+  exec, suid, dev           clear them (suid and dev: root only)
   Accepted and ignored: cow, rw, debug (= -d), default_permissions, nonempty,
-  dev, nodev, suid, nosuid, exec, noexec, *atime, lazytime, sync, async,
+  *atime, lazytime, sync, async,
   auto, noauto, user, users, _netdev, nofail, defaults, subtype=, x-*,
   comment=, context=, userxattr, index=, redirect_dir=, xino=, noacl (ACLs
   are never enforced), threaded=N (always parallel), xattr_permissions=N

@@ -84,6 +84,13 @@ func checkCanMount(mnt string, cfg *unionfs.Config, euid int) error {
 		unix.Close(fd)
 		return nil
 	}
+	if cfg.Suid || cfg.Dev {
+		opt := "suid"
+		if !cfg.Suid {
+			opt = "dev"
+		}
+		return fmt.Errorf("%s: -o %s: only root can mount with setuid bits or device nodes honoured", mnt, opt)
+	}
 	if !haveFusermount() {
 		return fmt.Errorf("%s: not allowed to mount: not root and no fusermount3 in PATH (install fuse3)", mnt)
 	}

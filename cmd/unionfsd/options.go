@@ -342,6 +342,9 @@ type mountOptions struct {
 	attr        *time.Duration
 	negative    *time.Duration
 	fsName      string
+	// noExec, suid and dev are the mount flags; the last of exec/noexec
+	// (suid/nosuid, dev/nodev) wins.
+	noExec, suid, dev bool
 	containerOptions
 }
 
@@ -362,8 +365,7 @@ type containerOptions struct {
 // have no meaning for us (or are always on) and are accepted silently so
 // such command lines keep working.
 var ignoredOptions = map[string]bool{
-	"rw": true, "dev": true, "nodev": true, "suid": true, "nosuid": true,
-	"exec": true, "noexec": true, "atime": true, "noatime": true,
+	"rw": true, "atime": true, "noatime": true,
 	"diratime": true, "nodiratime": true, "relatime": true, "norelatime": true,
 	"strictatime": true, "nostrictatime": true, "lazytime": true, "nolazytime": true,
 	"sync": true, "async": true, "dirsync": true, "mand": true, "nomand": true,
@@ -407,7 +409,8 @@ func parseMountOptions(args []string) (*mountOptions, error) {
 
 // flagOptions take no value and mean something to us.
 var flagOptions = map[string]bool{"ro": true, "rw": true, "allow_other": true, "debug": true, "volatile": true,
-	"squash_to_root": true, "static_nlink": true}
+	"squash_to_root": true, "static_nlink": true,
+	"exec": true, "noexec": true, "suid": true, "nosuid": true, "dev": true, "nodev": true}
 
 // set applies one -o option.
 func (mo *mountOptions) set(key, val string, hasVal bool) error {
@@ -432,6 +435,12 @@ func (mo *mountOptions) set(key, val string, hasVal bool) error {
 		mo.squashToRoot = true
 	case "static_nlink":
 		mo.staticNlink = true
+	case "exec", "noexec":
+		mo.noExec = key == "noexec"
+	case "suid", "nosuid":
+		mo.suid = key == "suid"
+	case "dev", "nodev":
+		mo.dev = key == "dev"
 	default:
 		if ignoredOptions[key] || isUserspaceOption(key) {
 			return nil
@@ -585,6 +594,7 @@ func (mo *mountOptions) applyTo(cfg *unionfs.Config) {
 	if mo.fsName != "" {
 		cfg.FsName = mo.fsName
 	}
+	cfg.NoExec, cfg.Suid, cfg.Dev = mo.noExec, mo.suid, mo.dev
 	mo.containerOptions.configure(cfg)
 }
 
