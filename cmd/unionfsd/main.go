@@ -82,10 +82,10 @@ func prepare(o *options, euid int) error {
 	if err := checkCanMount(mnt, &o.cfg, euid); err != nil {
 		return err
 	}
-	if err := o.cfg.Validate(); err != nil {
+	if err := checkLayersApart(mnt, &o.cfg); err != nil {
 		return err
 	}
-	return checkHidesNoLayer(mnt, &o.cfg)
+	return o.cfg.Validate()
 }
 
 // printError prints err as the single "unionfsd: ..." line and returns the

@@ -55,17 +55,114 @@ func isMountPoint(dir string) (bool, error) {
 	return busy, nil
 }
 
-// checkHidesNoLayer rejects a mountpoint on or above a layer dir: the mount
-// would cover the layer, and the daemon's own accesses to it would loop back
-// into the union.
-func checkHidesNoLayer(mnt string, cfg *unionfs.Config) error {
-	layers := append([]string{cfg.Upper, cfg.Work}, cfg.Lowers...)
-	for _, l := range layers {
-		if l != "" && (l == mnt || strings.HasPrefix(l, mnt+"/") || mnt == "/") {
-			return fmt.Errorf("%s: mountpoint would hide layer dir %s", mnt, l)
+// layerDir is one layer dir of the union and what it serves as.
+type layerDir struct{ path, role string }
+
+func layerDirs(cfg *unionfs.Config) []layerDir {
+	var out []layerDir
+	if cfg.Upper != "" {
+		out = append(out, layerDir{cfg.Upper, "upper dir"})
+	}
+	if cfg.Work != "" {
+		out = append(out, layerDir{cfg.Work, "workdir"})
+	}
+	for _, l := range cfg.Lowers {
+		out = append(out, layerDir{l, "lower dir"})
+	}
+	return out
+}
+
+// checkLayersApart rejects a mountpoint that overlaps a layer dir, as
+// kernel overlay refuses overlapping layers. A mountpoint on or above a
+// layer would hide it. A mountpoint inside a layer puts the union inside
+// itself: the daemon's own accesses to that layer then enter the union,
+// and an operation that holds the union's write lock while it lists
+// through its own mount deadlocks every process using it. Paths can hide
+// the overlap (symlinks, bind mounts), so dirs are compared by device and
+// inode along the whole ancestor chain. It runs before Validate, which may
+// create the workdir: a layer that does not exist yet is checked through
+// its nearest existing ancestor, for the mountpoint above it.
+func checkLayersApart(mnt string, cfg *unionfs.Config) error {
+	mntChain, err := ancestorIDs(mnt)
+	if err != nil {
+		return fmt.Errorf("%s: mountpoint: %w", mnt, err)
+	}
+	for _, l := range layerDirs(cfg) {
+		existing, exists := nearestExisting(l.path)
+		chain, err := ancestorIDs(existing)
+		if err != nil {
+			continue // Validate reports a bad layer dir
+		}
+		if chain.has(mntChain[0]) {
+			return fmt.Errorf("%s: mountpoint would hide layer dir %s (the %s)", mnt, l.path, l.role)
+		}
+		if exists && mntChain.has(chain[0]) {
+			return fmt.Errorf("%s: mountpoint is inside %s %s: the union would contain itself", mnt, l.role, l.path)
 		}
 	}
 	return nil
+}
+
+// dirID identifies a dir across paths, symlinks and bind mounts.
+type dirID struct{ dev, ino uint64 }
+
+// idChain is a dir's id followed by those of its ancestors up to the root.
+type idChain []dirID
+
+func (c idChain) has(id dirID) bool {
+	for _, x := range c {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// ancestorIDs walks from dir to the root through "..", which follows the
+// mount tree (a bind mount's ".." is the dir it is mounted on).
+func ancestorIDs(dir string) (idChain, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	var chain idChain
+	for {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		id := dirID{uint64(st.Dev), st.Ino}
+		if chain.has(id) { // ".." of the root is the root
+			unix.Close(fd)
+			return chain, nil
+		}
+		chain = append(chain, id)
+		parent, err := unix.Openat(fd, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return nil, err
+		}
+		fd = parent
+	}
+}
+
+// nearestExisting returns p when it exists, else its nearest existing
+// ancestor (for a workdir Validate is yet to create).
+func nearestExisting(p string) (string, bool) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p, false
+	}
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		var st unix.Stat_t
+		if unix.Stat(dir, &st) == nil {
+			return dir, dir == abs
+		}
+		if dir == "/" {
+			return dir, false
+		}
+	}
 }
 
 // checkCanMount checks what a FUSE mount needs before we try: the device,
