@@ -28,6 +28,15 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	} else if in.Valid&changes == 0 {
 		return n.Getattr(ctx, fh, out)
 	}
+	if n.u.squashing() {
+		st, eno := n.layerStat(fh)
+		if eno == 0 {
+			eno = n.u.checkSquashedSetattr(in, &st)
+		}
+		if eno != 0 {
+			return eno
+		}
+	}
 	if n.orphaned() {
 		return n.setattrOrphan(ctx, fh, in, out)
 	}
@@ -227,6 +236,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if whiteout.IsInternalXattr(attr) {
 		return syscall.EPERM
 	}
+	if eno := n.checkSquashedXattrChange(ctx, attr); eno != 0 {
+		return eno
+	}
 	return n.xattrChange("setxattr", attr, func(p string) error { return unix.Lsetxattr(p, attr, data, int(flags)) })
 }
 
@@ -234,6 +246,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if whiteout.IsInternalXattr(attr) {
 		return syscall.ENODATA
+	}
+	if eno := n.checkSquashedXattrChange(ctx, attr); eno != 0 {
+		return eno
 	}
 	// Removing an absent xattr must fail without a copy-up.
 	p, _ := n.topPath()

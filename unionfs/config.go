@@ -48,7 +48,8 @@ type Config struct {
 	UIDMap, GIDMap []IDMap
 	// SquashUID and SquashGID, when set, show every file as owned by that
 	// id (fuse-overlayfs's squash_to_uid/squash_to_gid; squash_to_root sets
-	// both to 0). Ownership changes still land in the upper.
+	// both to 0). Ownership changes still land in the upper. No caller gets
+	// more than the real owner and mode allow: see squash.go.
 	SquashUID, SquashGID *uint32
 	// StaticNlink reports nlink 1 for every directory (static_nlink).
 	StaticNlink bool

@@ -52,6 +52,9 @@ func (h passthroughHandle) PassthroughFd() (int, bool) { return h.fd, true }
 // with O_TRUNC copies it up first (O_TRUNC copies no data).
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
+	if eno := n.checkSquashedOpen(ctx, flags); eno != 0 {
+		return nil, 0, eno
+	}
 	tr := n.u.trace("open", n.rel())
 	tr.arg("%s", openMode(flags))
 	if write {

@@ -129,6 +129,7 @@ func (u *unionFS) fillAttr(out *fuse.Attr, st *syscall.Stat_t, chain []int, ino 
 	out.FromStat(st)
 	out.Ino = ino
 	u.showOwner(&out.Uid, &out.Gid)
+	u.showSquashedMode(out, st)
 	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && (len(chain) > 1 || u.cfg.StaticNlink) {
 		// A merged dir's link count is not any one layer's; 1 tells find(1)
 		// and friends "unknown", as overlay does.

@@ -55,6 +55,9 @@ func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
 	if r.obj.isDir() {
 		return syscall.EISDIR
 	}
+	if eno := n.checkStickyRemoval(ctx, &r.obj.st); eno != 0 {
+		return eno
+	}
 	if err := n.copyUp(-1); err != nil {
 		return errno(err)
 	}
@@ -86,6 +89,9 @@ func (n *node) Rmdir(ctx context.Context, name string) (eno syscall.Errno) {
 	}
 	if !r.obj.isDir() {
 		return syscall.ENOTDIR
+	}
+	if eno := n.checkStickyRemoval(ctx, &r.obj.st); eno != 0 {
+		return eno
 	}
 	childRel := joinRel(r.dirRel, name)
 	if eno := n.u.checkEmpty(r.obj.chain, childRel); eno != 0 {

@@ -31,6 +31,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if eno != 0 {
 		return eno
 	}
+	if eno := n.checkStickyRemoval(ctx, &src.obj.st); eno != 0 {
+		return eno
+	}
 	if flags&unix.RENAME_EXCHANGE != 0 {
 		return n.exchange(src, np, newName)
 	}
@@ -40,6 +43,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	dst, eno := np.resolveTarget(src.obj, newName, flags)
 	if eno != 0 {
 		return eno
+	}
+	if dst.obj != nil {
+		if eno := np.checkStickyRemoval(ctx, &dst.obj.st); eno != 0 {
+			return eno
+		}
 	}
 	if err := n.copyUp(-1); err != nil {
 		return errno(err)
