@@ -35,6 +35,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		return eno
 	}
 	if flags&unix.RENAME_EXCHANGE != 0 {
+		if eno := np.checkStickyExchange(ctx, newName); eno != 0 {
+			return eno
+		}
 		return n.exchange(src, np, newName)
 	}
 	if flags&^uint32(unix.RENAME_NOREPLACE) != 0 {

@@ -147,6 +147,19 @@ func (n *node) checkStickyRemoval(ctx context.Context, victim *syscall.Stat_t) s
 	return n.u.checkSquashedSticky(c, &dir, victim)
 }
 
+// checkStickyExchange applies checkStickyRemoval to name in n, which a
+// RENAME_EXCHANGE moves out (exchange finds a missing name itself).
+func (n *node) checkStickyExchange(ctx context.Context, name string) syscall.Errno {
+	if !n.u.squashing() {
+		return 0
+	}
+	obj, err := n.u.resolve(n.getChain(), n.rel(), name)
+	if err != nil {
+		return 0
+	}
+	return n.checkStickyRemoval(ctx, &obj.st)
+}
+
 // layerStat stats the object as it is in its top layer, or through the
 // open handle fh when it has no name left (unlinked while open).
 func (n *node) layerStat(fh fs.FileHandle) (syscall.Stat_t, syscall.Errno) {

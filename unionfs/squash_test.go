@@ -81,6 +81,7 @@ func TestSquashToUIDOnRootMount(t *testing.T) {
 		{"delete from a root dir", "rm -f " + tu.m("etc/passwd"), "Permission denied"},
 		{"delete another's file in a sticky dir", "rm -f " + tu.m("tmp/other"), "Operation not permitted"},
 		{"rename another's file out of a sticky dir", "mv " + tu.m("tmp/other") + " " + tu.m("tmp/stolen"), "Operation not permitted"},
+		{"exchange another's file in a sticky dir", "touch " + tu.m("tmp/x") + " && " + exchangeScript(tu.m("tmp/x"), tu.m("tmp/other")), "Operation not permitted"},
 	}
 	for _, d := range denied {
 		if out, err := asUser(1500, 1500, d.script); err == nil || !strings.Contains(out, d.say) {
@@ -149,4 +150,11 @@ func TestSquashToRootHidesSetuid(t *testing.T) {
 	if fi.Mode()&os.ModeSetuid != 0 {
 		t.Errorf("mode %v shows setuid on a squashed mount", fi.Mode())
 	}
+}
+
+// exchangeScript swaps two names with renameat2(RENAME_EXCHANGE); coreutils
+// has no command for it.
+func exchangeScript(a, b string) string {
+	return `python3 -c 'import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True)
+if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0: sys.exit(os.strerror(ctypes.get_errno()))' ` + a + " " + b
 }
