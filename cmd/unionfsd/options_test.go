@@ -147,61 +147,65 @@ func TestParseHelpAndVersion(t *testing.T) {
 	}
 }
 
+// usageErrorCases are command lines that are usage errors, and what the
+// error says; the fuzz targets start from them too.
+var usageErrorCases = []struct {
+	args []string
+	says string
+}{
+	{nil, "missing BRANCHES and MOUNTPOINT"},
+	{[]string{"a:b"}, "a:b: missing MOUNTPOINT"},
+	{[]string{"a", "b", "c"}, "too many arguments"},
+	{[]string{"-o", "lowerdir=l", "s", "m", "x"}, "too many arguments"},
+	{[]string{"-o", "lowerdir=l"}, "missing MOUNTPOINT"},
+	{[]string{"b=XX:a", "m"}, `b: unknown branch mode "XX"`},
+	{[]string{"b=RW:a=RW", "m"}, "a: second =RW branch"},
+	{[]string{"b=RO:a=RW", "m"}, "a: the =RW branch must come first"},
+	{[]string{"b::a", "m"}, "empty branch"},
+	{[]string{"=RW:a", "m"}, "without a path"},
+	{[]string{"-o", "lowerdir=", "m"}, "empty lowerdir"},
+	{[]string{"-o", "lowerdir=a::b", "m"}, "empty layer path"},
+	{[]string{"-o", "lowerdir=a,workdir=/w", "m"}, "/w: workdir given without an upper dir"},
+	{[]string{"--workdir", "/w", "a=RO:b=RO", "m"}, "/w: workdir given without an upper dir"},
+	{[]string{"-o", "upperdir=/u", "m"}, "/u: upperdir given without lowerdir"},
+	{[]string{"-o", "upperdir=", "a:b", "m"}, "upperdir=: empty path"},
+	{[]string{"-o", "lowerdir", "m"}, "lowerdir: needs a value"},
+	{[]string{"-o", "frobnicate", "a:b", "m"}, "-o frobnicate: unknown mount option"},
+	{[]string{"-o", "squash_to_root=1", "a:b", "m"}, "squash_to_root takes no value"},
+	{[]string{"-o", "uidmapping=0:1000", "a:b", "m"}, "uidmapping=0:1000: want ID:MAPPED:COUNT"},
+	{[]string{"-o", "gidmapping=", "a:b", "m"}, "gidmapping=: want ID:MAPPED:COUNT"},
+	{[]string{"-o", "gidmapping=:", "a:b", "m"}, "gidmapping=:: want ID:MAPPED:COUNT"},
+	{[]string{"-o", "gidmapping=0::1", "a:b", "m"}, `"" is not a number`},
+	{[]string{"-o", "gidmapping=::0:1:1", "a:b", "m"}, "want ID:MAPPED:COUNT"},
+	{[]string{"-o", "uidmapping=0:1000:1:", "a:b", "m"}, "want ID:MAPPED:COUNT"},
+	{[]string{"-o", "uidmapping=0:-1:1", "a:b", "m"}, `"-1" is not a number`},
+	{[]string{"-o", "gidmapping=0:4294967296:1", "a:b", "m"}, `"4294967296" is not a number`},
+	{[]string{"-o", "uidmapping=0,1000,1", "a:b", "m"}, "want ID:MAPPED:COUNT"},
+	{[]string{"-o", "uidmapping", "a:b", "m"}, "uidmapping: needs a value"},
+	{[]string{"-o", "squash_to_uid=root", "a:b", "m"}, "squash_to_uid=root: want an id"},
+	{[]string{"-o", "squash_to_gid=4294967295", "a:b", "m"}, "squash_to_gid=4294967295: want an id"},
+	{[]string{"-o", "static_nlink=1", "a:b", "m"}, "static_nlink takes no value"},
+	{[]string{"-o", "noacl=1", "a:b", "m"}, "noacl takes no value"},
+	{[]string{"-o", "threaded=yes", "a:b", "m"}, "threaded=yes: want a number"},
+	{[]string{"-o", "xattr_permissions=3", "a:b", "m"}, "xattr_permissions=3: want a number from 0 to 2"},
+	{[]string{"-o", "metacopy=maybe", "a:b", "m"}, "metacopy=maybe"},
+	{[]string{"-o", "whiteout_format=aufs", "a:b", "m"}, "-o whiteout_format=aufs: unknown whiteout format (want oci or overlay)"},
+	{[]string{"--whiteout-format", "char", "a:b", "m"}, "--whiteout-format char: unknown whiteout format"},
+	{[]string{"-o", "ro=1", "a:b", "m"}, "ro takes no value"},
+	{[]string{"-o", "fsync=maybe", "a:b", "m"}, "fsync=maybe"},
+	{[]string{"-o", "timeout=-1", "a:b", "m"}, "negative"},
+	{[]string{"-o", "timeout=abc", "a:b", "m"}, "timeout=abc"},
+	{[]string{"-o", "timeout=1e300", "a:b", "m"}, "at most"},
+	{[]string{"--entry-timeout", "-1s", "a:b", "m"}, "negative"},
+	{[]string{"--bogus", "a:b", "m"}, "unknown flag: --bogus"},
+	{[]string{"-o"}, "flag needs an argument"},
+	{[]string{"-o", "ro", "up", "m"}, "no read-only layer"},
+}
+
 // TestParseUsageErrors checks that bad syntax is a usage error whose text
 // names the offending piece.
 func TestParseUsageErrors(t *testing.T) {
-	cases := []struct {
-		args []string
-		says string
-	}{
-		{nil, "missing BRANCHES and MOUNTPOINT"},
-		{[]string{"a:b"}, "a:b: missing MOUNTPOINT"},
-		{[]string{"a", "b", "c"}, "too many arguments"},
-		{[]string{"-o", "lowerdir=l", "s", "m", "x"}, "too many arguments"},
-		{[]string{"-o", "lowerdir=l"}, "missing MOUNTPOINT"},
-		{[]string{"b=XX:a", "m"}, `b: unknown branch mode "XX"`},
-		{[]string{"b=RW:a=RW", "m"}, "a: second =RW branch"},
-		{[]string{"b=RO:a=RW", "m"}, "a: the =RW branch must come first"},
-		{[]string{"b::a", "m"}, "empty branch"},
-		{[]string{"=RW:a", "m"}, "without a path"},
-		{[]string{"-o", "lowerdir=", "m"}, "empty lowerdir"},
-		{[]string{"-o", "lowerdir=a::b", "m"}, "empty layer path"},
-		{[]string{"-o", "lowerdir=a,workdir=/w", "m"}, "/w: workdir given without an upper dir"},
-		{[]string{"--workdir", "/w", "a=RO:b=RO", "m"}, "/w: workdir given without an upper dir"},
-		{[]string{"-o", "upperdir=/u", "m"}, "/u: upperdir given without lowerdir"},
-		{[]string{"-o", "upperdir=", "a:b", "m"}, "upperdir=: empty path"},
-		{[]string{"-o", "lowerdir", "m"}, "lowerdir: needs a value"},
-		{[]string{"-o", "frobnicate", "a:b", "m"}, "-o frobnicate: unknown mount option"},
-		{[]string{"-o", "squash_to_root=1", "a:b", "m"}, "squash_to_root takes no value"},
-		{[]string{"-o", "uidmapping=0:1000", "a:b", "m"}, "uidmapping=0:1000: want ID:MAPPED:COUNT"},
-		{[]string{"-o", "gidmapping=", "a:b", "m"}, "gidmapping=: want ID:MAPPED:COUNT"},
-		{[]string{"-o", "gidmapping=:", "a:b", "m"}, "gidmapping=:: want ID:MAPPED:COUNT"},
-		{[]string{"-o", "gidmapping=0::1", "a:b", "m"}, `"" is not a number`},
-		{[]string{"-o", "gidmapping=::0:1:1", "a:b", "m"}, "want ID:MAPPED:COUNT"},
-		{[]string{"-o", "uidmapping=0:1000:1:", "a:b", "m"}, "want ID:MAPPED:COUNT"},
-		{[]string{"-o", "uidmapping=0:-1:1", "a:b", "m"}, `"-1" is not a number`},
-		{[]string{"-o", "gidmapping=0:4294967296:1", "a:b", "m"}, `"4294967296" is not a number`},
-		{[]string{"-o", "uidmapping=0,1000,1", "a:b", "m"}, "want ID:MAPPED:COUNT"},
-		{[]string{"-o", "uidmapping", "a:b", "m"}, "uidmapping: needs a value"},
-		{[]string{"-o", "squash_to_uid=root", "a:b", "m"}, "squash_to_uid=root: want an id"},
-		{[]string{"-o", "squash_to_gid=4294967295", "a:b", "m"}, "squash_to_gid=4294967295: want an id"},
-		{[]string{"-o", "static_nlink=1", "a:b", "m"}, "static_nlink takes no value"},
-		{[]string{"-o", "noacl=1", "a:b", "m"}, "noacl takes no value"},
-		{[]string{"-o", "threaded=yes", "a:b", "m"}, "threaded=yes: want a number"},
-		{[]string{"-o", "xattr_permissions=3", "a:b", "m"}, "xattr_permissions=3: want a number from 0 to 2"},
-		{[]string{"-o", "metacopy=maybe", "a:b", "m"}, "metacopy=maybe"},
-		{[]string{"-o", "whiteout_format=aufs", "a:b", "m"}, "-o whiteout_format=aufs: unknown whiteout format (want oci or overlay)"},
-		{[]string{"--whiteout-format", "char", "a:b", "m"}, "--whiteout-format char: unknown whiteout format"},
-		{[]string{"-o", "ro=1", "a:b", "m"}, "ro takes no value"},
-		{[]string{"-o", "fsync=maybe", "a:b", "m"}, "fsync=maybe"},
-		{[]string{"-o", "timeout=-1", "a:b", "m"}, "negative"},
-		{[]string{"-o", "timeout=abc", "a:b", "m"}, "timeout=abc"},
-		{[]string{"-o", "timeout=1e300", "a:b", "m"}, "at most"},
-		{[]string{"--entry-timeout", "-1s", "a:b", "m"}, "negative"},
-		{[]string{"--bogus", "a:b", "m"}, "unknown flag: --bogus"},
-		{[]string{"-o"}, "flag needs an argument"},
-		{[]string{"-o", "ro", "up", "m"}, "no read-only layer"},
-	}
+	cases := usageErrorCases
 	for _, c := range cases {
 		_, err := parseArgs(c.args, 0)
 		var ue *usageError
@@ -215,16 +219,19 @@ func TestParseUsageErrors(t *testing.T) {
 	}
 }
 
+// splitListCases are branch and lowerdir lists and their elements.
+var splitListCases = map[string][]string{
+	"":       {""},
+	"a":      {"a"},
+	"a:b":    {"a", "b"},
+	`a\:b:c`: {"a:b", "c"},
+	`a\b:c`:  {`a\b`, "c"},
+	"a::":    {"a", "", ""},
+	`a\`:     {`a\`},
+}
+
 func TestSplitList(t *testing.T) {
-	cases := map[string][]string{
-		"":       {""},
-		"a":      {"a"},
-		"a:b":    {"a", "b"},
-		`a\:b:c`: {"a:b", "c"},
-		`a\b:c`:  {`a\b`, "c"},
-		"a::":    {"a", "", ""},
-		`a\`:     {`a\`},
-	}
+	cases := splitListCases
 	for in, want := range cases {
 		if got := splitList(in, ':'); !reflect.DeepEqual(got, want) {
 			t.Errorf("splitList(%q) = %q, want %q", in, got, want)
@@ -309,14 +316,17 @@ func TestParseContainerOptions(t *testing.T) {
 	}
 }
 
+// splitOptionsCases are -o arguments and their options.
+var splitOptionsCases = map[string][]string{
+	"a,b":                   {"a", "b"},
+	`a\,b,c`:                {"a,b", "c"},
+	`x="p,q",y`:             {`x="p,q"`, "y"},
+	`context="a:b:c1,c2",z`: {`context="a:b:c1,c2"`, "z"},
+	"a,,b,":                 {"a", "", "b", ""},
+}
+
 func TestSplitOptions(t *testing.T) {
-	cases := map[string][]string{
-		"a,b":                   {"a", "b"},
-		`a\,b,c`:                {"a,b", "c"},
-		`x="p,q",y`:             {`x="p,q"`, "y"},
-		`context="a:b:c1,c2",z`: {`context="a:b:c1,c2"`, "z"},
-		"a,,b,":                 {"a", "", "b", ""},
-	}
+	cases := splitOptionsCases
 	for in, want := range cases {
 		if got := splitOptions(in); !reflect.DeepEqual(got, want) {
 			t.Errorf("splitOptions(%q) = %q, want %q", in, got, want)
