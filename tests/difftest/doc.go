@@ -16,6 +16,11 @@
 //   - hang: an op that did not return (stacks are saved, the FUSE
 //     connection aborted, the test fails instead of hanging).
 //
+// Ops run as root and, now and then, as uid 1000 without groups;
+// TestUnionfsdUsers runs them as root and two unprivileged users who share
+// a supplementary group (SharedLayers: a sticky dir, setgid dirs,
+// group-only modes), so permission checks are compared too.
+//
 // Kernel overlay runs with redirect_dir=off, so it refuses to rename
 // directories with lower parts (EXDEV); the harness then redoes the rename
 // on the overlay side the way mv(1) falls back, and expects unionfsd's

@@ -3,6 +3,7 @@ package difftest
 import (
 	"fmt"
 	"runtime"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,8 +68,9 @@ func FdUtimes(slot int, asec, ansec, msec, mnsec int64) Op {
 }
 func Close(slot int) Op { return Op{Kind: KClose, Slot: slot} }
 
-// AsUser runs op with fsuid and fsgid uid, no supplementary groups and so
-// none of root's file-system capabilities: permission checks apply.
+// AsUser runs op with fsuid and fsgid uid, the supplementary groups
+// userGroups gives uid (none for others) and so none of root's file-system
+// capabilities: permission checks apply.
 func AsUser(uid int, op Op) Op {
 	op.User = uid
 	return op
@@ -149,14 +151,35 @@ func preadAll(fd int) (string, error) {
 	}
 }
 
-// becomeUser switches the calling goroutine's thread to uid/gid for file
-// system access. The thread stays locked and is thrown away when the
-// goroutine ends (Go does that to a thread locked at goroutine exit), so
-// nothing else ever runs with these credentials.
+// SharedGID is the group the two users of SharedLayers have in common.
+const SharedGID = 2000
+
+// User1 and User2 are two unprivileged users who share SharedGID
+// (supplementary) and have a primary group of their own (gid = uid).
+const (
+	User1 = 1500
+	User2 = 1501
+)
+
+// userGroups are the supplementary groups of the users ops run as.
+var userGroups = map[int][]uint32{
+	User1: {User1, SharedGID},
+	User2: {User2, SharedGID},
+}
+
+// becomeUser switches the calling goroutine's thread to uid/gid (and the
+// groups userGroups lists) for file system access. The thread stays locked
+// and is thrown away when the goroutine ends (Go does that to a thread
+// locked at goroutine exit), so nothing else ever runs with these
+// credentials. FUSE servers read a caller's groups from /proc/TID/status,
+// which is per thread.
 func becomeUser(uid int) error {
 	runtime.LockOSThread()
 	// Raw syscalls: the syscall package would change every thread.
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+	n := len(userGroups[uid])
+	groups := make([]uint32, n+1) // one spare: &groups[0] also when n is 0
+	copy(groups, userGroups[uid])
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(n), uintptr(unsafe.Pointer(&groups[0])), 0); e != 0 {
 		return fmt.Errorf("setgroups: %w", e)
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETFSGID, uintptr(uid), 0, 0); e != 0 {

@@ -88,13 +88,17 @@ var (
 
 // Gen makes random op sequences over a path pool.
 type Gen struct {
-	r           *rand.Rand
-	files, dirs []string
+	r                   *rand.Rand
+	files, dirs         []string
+	ids                 []int    // owners chown picks from
+	fileModes, dirModes []uint32 // modes create, mkdir and chmod pick from
+	users               []int    // nil: root, and uid 1000 now and then
 }
 
 // NewGen returns a generator; the same seed gives the same ops.
 func NewGen(seed uint64, files, dirs []string) *Gen {
-	return &Gen{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), files: files, dirs: dirs}
+	return &Gen{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), files: files, dirs: dirs,
+		ids: ids, fileModes: fileModes, dirModes: dirModes}
 }
 
 // Random returns n ops from seed over PoolFiles and PoolDirs.
@@ -114,7 +118,7 @@ var makers = []struct {
 	weight int
 	make   func(g *Gen) Op
 }{
-	{8, func(g *Gen) Op { return Create(g.file(), pick(g.r, fileModes), g.r.IntN(2) == 0) }},
+	{8, func(g *Gen) Op { return Create(g.file(), pick(g.r, g.fileModes), g.r.IntN(2) == 0) }},
 	{10, func(g *Gen) Op { return Write(g.file(), pick(g.r, sizes), g.length(), g.r.Uint32()) }},
 	{5, func(g *Gen) Op { return Append(g.file(), g.length(), g.r.Uint32()) }},
 	{5, func(g *Gen) Op { return Truncate(g.file(), pick(g.r, sizes)) }},
@@ -122,15 +126,15 @@ var makers = []struct {
 	{2, func(g *Gen) Op { return Fallocate(g.file(), pick(g.r, sizes), pick(g.r, lengths[1:])) }},
 	{6, func(g *Gen) Op { return Read(g.file()) }},
 	{7, func(g *Gen) Op { return Unlink(g.file()) }},
-	{8, func(g *Gen) Op { return Mkdir(g.dir(), pick(g.r, dirModes)) }},
+	{8, func(g *Gen) Op { return Mkdir(g.dir(), pick(g.r, g.dirModes)) }},
 	{6, func(g *Gen) Op { return Rmdir(g.dir()) }},
 	{12, func(g *Gen) Op { return Rename(g.any(), g.any(), g.renameFlags()) }},
 	{4, func(g *Gen) Op { p := g.file(); return Symlink(pick(g.r, symlinkTargets), p) }},
 	{2, func(g *Gen) Op { return Readlink(g.file()) }},
 	{4, func(g *Gen) Op { return Link(g.file(), g.file()) }},
-	{2, func(g *Gen) Op { return Mkfifo(g.file(), pick(g.r, fileModes[:6])) }},
+	{2, func(g *Gen) Op { return Mkfifo(g.file(), pick(g.r, g.fileModes[:6])) }},
 	{5, func(g *Gen) Op { return Chmod(g.any(), g.mode()) }},
-	{4, func(g *Gen) Op { return Chown(g.any(), pick(g.r, ids), pick(g.r, ids), g.r.IntN(2) == 0) }},
+	{4, func(g *Gen) Op { return Chown(g.any(), pick(g.r, g.ids), pick(g.r, g.ids), g.r.IntN(2) == 0) }},
 	{4, func(g *Gen) Op { return g.utimes(g.any()) }},
 	{5, func(g *Gen) Op {
 		p := g.any()
@@ -146,8 +150,8 @@ var makers = []struct {
 	{3, func(g *Gen) Op { return FdRead(g.slot()) }},
 	{2, func(g *Gen) Op { return FdStat(g.slot()) }},
 	{2, func(g *Gen) Op { return FdTruncate(g.slot(), pick(g.r, sizes)) }},
-	{1, func(g *Gen) Op { return FdChmod(g.slot(), pick(g.r, fileModes)) }},
-	{1, func(g *Gen) Op { return FdChown(g.slot(), pick(g.r, ids), pick(g.r, ids)) }},
+	{1, func(g *Gen) Op { return FdChmod(g.slot(), pick(g.r, g.fileModes)) }},
+	{1, func(g *Gen) Op { return FdChown(g.slot(), pick(g.r, g.ids), pick(g.r, g.ids)) }},
 	{1, func(g *Gen) Op {
 		u := g.utimes("")
 		return FdUtimes(g.slot(), u.Atime.Sec, u.Atime.Nsec, u.Mtime.Sec, u.Mtime.Nsec)
@@ -179,7 +183,11 @@ func (g *Gen) Next() Op {
 	for _, m := range makers {
 		if w < m.weight {
 			op := m.make(g)
-			if g.r.IntN(userOdds) == 0 {
+			if g.users != nil {
+				if i := g.r.IntN(len(g.users) + 1); i > 0 {
+					op = AsUser(g.users[i-1], op)
+				}
+			} else if g.r.IntN(userOdds) == 0 {
 				op = AsUser(1000, op)
 			}
 			return op
@@ -215,9 +223,9 @@ func (g *Gen) length() int64 {
 
 func (g *Gen) mode() uint32 {
 	if g.r.IntN(2) == 0 {
-		return pick(g.r, dirModes)
+		return pick(g.r, g.dirModes)
 	}
-	return pick(g.r, fileModes)
+	return pick(g.r, g.fileModes)
 }
 
 func (g *Gen) renameFlags() int {
@@ -259,4 +267,67 @@ func (g *Gen) utimes(p string) Op {
 		mnsec = unix.UTIME_NOW
 	}
 	return Utimes(p, asec, nsec(), msec, mnsec, g.r.IntN(3) == 0)
+}
+
+// SharedLayers is a stack for ops by two users who share a group (User1,
+// User2, SharedGID; see userGroups) and root: a /tmp-like sticky dir with
+// everyone's files, setgid dirs of the shared group, group-only modes
+// (where the owner may have less than the group or the others) and a
+// private dir. Parts are in the lower layer, so changes copy up.
+func SharedLayers() []Layer {
+	const u1, u2, sg = User1, User2, SharedGID
+	return []Layer{
+		{ // top
+			{Path: "grp", Type: EDir, Mode: 0o070, Gid: sg},
+			{Path: "grp/f", Type: EFile, Mode: 0o060, Uid: u1, Gid: sg, Data: "group rw\n"},
+			{Path: "grp/o", Type: EFile, Mode: 0o007, Uid: u1, Gid: sg, Data: "others only\n"},
+			{Path: "grp/x", Type: EFile, Mode: 0o070, Uid: u2, Gid: sg, Data: "group rwx\n"},
+			{Path: "priv", Type: EDir, Mode: 0o700, Uid: u1, Gid: u1},
+			{Path: "priv/f", Type: EFile, Mode: 0o644, Uid: u1, Gid: u1, Data: "private\n"},
+			{Path: "tmp", Type: EDir, Mode: 0o1777},
+			{Path: "tmp/new", Type: EFile, Mode: 0o666, Uid: u2, Gid: u2, Data: "top\n"},
+		},
+		{ // bottom
+			{Path: "tmp", Type: EDir, Mode: 0o1777},
+			{Path: "tmp/r", Type: EFile, Mode: 0o644, Data: "root's\n"},
+			{Path: "tmp/a", Type: EFile, Mode: 0o666, Uid: u1, Gid: u1, Data: "a\n"},
+			{Path: "tmp/b", Type: EFile, Mode: 0o600, Uid: u2, Gid: u2, Data: "b\n"},
+			{Path: "tmp/ad", Type: EDir, Mode: 0o777, Uid: u1, Gid: u1},
+			{Path: "tmp/bd", Type: EDir, Mode: 0o755, Uid: u2, Gid: u2},
+			{Path: "sg", Type: EDir, Mode: 0o2775, Gid: sg},
+			{Path: "sg/f", Type: EFile, Mode: 0o664, Uid: u1, Gid: sg, Data: "shared\n"},
+			{Path: "sg/sub", Type: EDir, Mode: 0o2770, Uid: u2, Gid: sg},
+			{Path: "sg/sub/g", Type: EFile, Mode: 0o2750, Uid: u2, Gid: sg, Data: "setgid\n"},
+			{Path: "g6", Type: EFile, Mode: 0o060, Gid: sg, Data: "root's, group rw\n"},
+			{Path: "grp", Type: EDir, Mode: 0o755},
+		},
+	}
+}
+
+// Shared pools: SharedLayers' names and a few new ones in each dir.
+var (
+	SharedFiles = []string{"tmp/r", "tmp/a", "tmp/b", "tmp/new", "tmp/c", "tmp/ad/f", "tmp/bd/f",
+		"sg/f", "sg/n", "sg/sub/g", "sg/sub/n", "grp/f", "grp/o", "grp/x", "grp/n", "priv/f", "priv/n", "g6", "z"}
+	SharedDirs = []string{"tmp", "tmp/ad", "tmp/bd", "tmp/cd", "sg", "sg/sub", "sg/d", "grp", "grp/d", "priv", "priv/d"}
+)
+
+// sharedIDs, sharedFileModes and sharedDirModes add the users' ids and
+// group-only modes to what ops pick.
+var (
+	sharedIDs       = []int{0, User1, User2, SharedGID, -1}
+	sharedFileModes = []uint32{0o644, 0o660, 0o070, 0o060, 0o007, 0o600, 0o2770, 0o4755, 0o2755, 0o640}
+	sharedDirModes  = []uint32{0o1777, 0o2775, 0o2770, 0o070, 0o770, 0o755, 0o700, 0o1770}
+)
+
+// RandomShared returns n ops from seed over the shared pools, run by root,
+// User1 and User2 in about equal parts.
+func RandomShared(seed uint64, n int) []Op {
+	g := NewGen(seed, SharedFiles, SharedDirs)
+	g.ids, g.fileModes, g.dirModes = sharedIDs, sharedFileModes, sharedDirModes
+	g.users = []int{User1, User2}
+	ops := make([]Op, n)
+	for i := range ops {
+		ops[i] = g.Next()
+	}
+	return ops
 }
