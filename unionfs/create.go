@@ -253,6 +253,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if !n.u.rw {
 		return nil, syscall.EROFS
 	}
+	if eno := tn.checkSquashedLink(ctx); eno != 0 {
+		return nil, eno
+	}
 	if err := tn.copyUp(-1); err != nil {
 		return nil, errno(err)
 	}

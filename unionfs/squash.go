@@ -23,7 +23,9 @@ import (
 //   - setuid and setgid never show on files, and chmod cannot set them;
 //   - the owner-only operations the kernel grants the shown owner (chmod,
 //     chown, chgrp, setting times, deleting in a sticky dir, system.*
-//     xattrs such as ACLs) are checked again here against the real owner.
+//     xattrs such as ACLs, hard links under protected_hardlinks) are
+//     checked again here against the real owner, and opens against the
+//     real mode.
 //
 // Root callers are not restricted: they pass the kernel's checks anyway.
 // Real ids are compared in the mount's id space, after uidmapping/gidmapping.
@@ -158,6 +160,36 @@ func (n *node) checkStickyExchange(ctx context.Context, name string) syscall.Err
 		return 0
 	}
 	return n.checkStickyRemoval(ctx, &obj.st)
+}
+
+// checkSquashedLink refuses, on a squashed mount, a hard link to n that
+// the kernel's protected_hardlinks rule would refuse with the real owner:
+// the caller must own the file, or it must be a plain file (no setuid, no
+// executable setgid) the caller can read and write.
+func (n *node) checkSquashedLink(ctx context.Context) syscall.Errno {
+	if !n.u.squashing() {
+		return 0
+	}
+	c, ok := fuse.FromContext(ctx)
+	if !ok {
+		return syscall.EPERM
+	}
+	if c.Uid == 0 {
+		return 0
+	}
+	st, eno := n.layerStat(nil)
+	if eno != 0 {
+		return eno
+	}
+	if ru, _ := n.u.realOwner(&st); c.Uid == ru {
+		return 0
+	}
+	plain := st.Mode&syscall.S_IFMT == syscall.S_IFREG && st.Mode&syscall.S_ISUID == 0 &&
+		st.Mode&(syscall.S_ISGID|syscall.S_IXGRP) != syscall.S_ISGID|syscall.S_IXGRP
+	if !plain || !n.u.realAccess(c, &st, unix.R_OK|unix.W_OK) {
+		return syscall.EPERM
+	}
+	return 0
 }
 
 // layerStat stats the object as it is in its top layer, or through the

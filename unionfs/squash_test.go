@@ -80,6 +80,7 @@ func TestSquashToUIDOnRootMount(t *testing.T) {
 		{"create in a root dir", "touch " + tu.m("etc/new"), "Permission denied"},
 		{"delete from a root dir", "rm -f " + tu.m("etc/passwd"), "Permission denied"},
 		{"delete another's file in a sticky dir", "rm -f " + tu.m("tmp/other"), "Operation not permitted"},
+		{"hard-link a root-only file", "ln " + tu.m("secret") + " " + tu.m("tmp/s"), "Operation not permitted"},
 		{"rename another's file out of a sticky dir", "mv " + tu.m("tmp/other") + " " + tu.m("tmp/stolen"), "Operation not permitted"},
 		{"exchange another's file in a sticky dir", "touch " + tu.m("tmp/x") + " && " + exchangeScript(tu.m("tmp/x"), tu.m("tmp/other")), "Operation not permitted"},
 	}
