@@ -71,6 +71,65 @@ func TestMountpointInsideLayer(t *testing.T) {
 	}
 }
 
+// TestOverlappingLayers: as kernel overlay, layer dirs that are inside one
+// another or the same dir are refused, also through a bind mount (an upper
+// reached through a bind mount of a lower would let writes change the
+// lower layer), and nothing is created.
+func TestOverlappingLayers(t *testing.T) {
+	requireRoot(t)
+	cases := []struct {
+		name, cause string
+		// args returns the command line and the path the error names.
+		args func(t *testing.T, b *layout) ([]string, string)
+	}{
+		{"lower inside a lower", "lower dir is inside lower dir", func(t *testing.T, b *layout) ([]string, string) {
+			return []string{b.up + ":" + b.l1 + "/dir:" + b.l1, b.mnt}, b.l1 + "/dir"
+		}},
+		{"same lower twice", "lower dir is also a lower dir", func(t *testing.T, b *layout) ([]string, string) {
+			return []string{"-o", "lowerdir=" + b.l1 + ":" + b.l2 + ":" + b.l1 + ",upperdir=" + b.up, b.mnt}, b.l1
+		}},
+		{"upper inside a lower through a bind mount", "upper dir is inside lower dir", func(t *testing.T, b *layout) ([]string, string) {
+			bind := mkdirT(t, b.base+"/bind")
+			mountT(t, b.l1, bind, "", unix.MS_BIND, "")
+			return []string{bind + "/dir:" + b.l1, b.mnt}, bind + "/dir"
+		}},
+		{"lower is the upper through a bind mount", "upper dir is also a lower dir", func(t *testing.T, b *layout) ([]string, string) {
+			bind := mkdirT(t, b.base+"/bind")
+			mountT(t, b.up, bind, "", unix.MS_BIND, "")
+			return []string{b.up + ":" + bind, b.mnt}, b.up
+		}},
+		{"workdir to be made inside a lower", "workdir is inside lower dir", func(t *testing.T, b *layout) ([]string, string) {
+			w := b.l1 + "/dir/w"
+			return []string{"-o", "lowerdir=" + b.l1 + ",upperdir=" + b.up + ",workdir=" + w, b.mnt}, w
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newLayout(t)
+			t.Cleanup(func() { abortFuseUnder(t, b.base) })
+			args, path := c.args(t, b)
+			before := treeOf(t, b.base)
+			r := runCLI(t, runOpts{}, args...)
+			assertOneErrorLine(t, r, 1, path, c.cause)
+			assertNothingLeft(t, b)
+			if after := treeOf(t, b.base); after != before {
+				t.Errorf("a refused mount changed the layout:\n%s\nto\n%s", before, after)
+			}
+		})
+	}
+}
+
+// treeOf lists the names under dir.
+func treeOf(t *testing.T, dir string) string {
+	t.Helper()
+	var names []string
+	filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		names = append(names, p)
+		return nil
+	})
+	return strings.Join(names, "\n")
+}
+
 func mkdirT(t *testing.T, p string) string {
 	t.Helper()
 	if err := os.MkdirAll(p, 0o755); err != nil {

@@ -87,6 +87,7 @@ func checkLayersApart(mnt string, cfg *unionfs.Config) error {
 	if err != nil {
 		return fmt.Errorf("%s: mountpoint: %w", mnt, err)
 	}
+	var placed []placedLayer
 	for _, l := range layerDirs(cfg) {
 		existing, exists := nearestExisting(l.path)
 		chain, err := ancestorIDs(existing)
@@ -98,6 +99,44 @@ func checkLayersApart(mnt string, cfg *unionfs.Config) error {
 		}
 		if exists && mntChain.has(chain[0]) {
 			return fmt.Errorf("%s: mountpoint is inside %s %s: the union would contain itself", mnt, l.role, l.path)
+		}
+		placed = append(placed, placedLayer{l, chain, exists})
+	}
+	return checkLayerPairs(placed)
+}
+
+// placedLayer is a layer dir with the ids of its nearest existing dir and
+// that dir's ancestors.
+type placedLayer struct {
+	layerDir
+	chain  idChain
+	exists bool
+}
+
+// checkLayerPairs rejects two layer dirs of which one is, or is inside, the
+// other, as kernel overlay does ("overlapping lowerdir path", "conflicting
+// lowerdir path"): a layer would show inside another, and an upper or
+// workdir inside a lower would let writes through the union change a lower
+// layer. Validate checks the same by path; ids also catch bind mounts. A
+// workdir inside the upper is left to Validate, which allows it under a
+// reserved name.
+func checkLayerPairs(layers []placedLayer) error {
+	for i, a := range layers {
+		for j, b := range layers {
+			if i == j || a.role == "workdir" && b.role == "upper dir" || a.role == "upper dir" && b.role == "workdir" {
+				continue
+			}
+			// A layer still to be made lies below its nearest existing dir.
+			if !b.exists || !a.chain.has(b.chain[0]) {
+				continue
+			}
+			if a.exists && a.chain[0] == b.chain[0] {
+				if i < j {
+					return fmt.Errorf("%s: %s is also a %s (%s)", a.path, a.role, b.role, b.path)
+				}
+				continue
+			}
+			return fmt.Errorf("%s: %s is inside %s %s", a.path, a.role, b.role, b.path)
 		}
 	}
 	return nil
