@@ -159,3 +159,36 @@ func exchangeScript(a, b string) string {
 	return `python3 -c 'import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True)
 if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0: sys.exit(os.strerror(ctypes.get_errno()))' ` + a + " " + b
 }
+
+// TestSquashToGIDOnRootMount: squash_to_gid=2000 shows every file in group
+// 2000; a member of 2000 must not get the group bits of files whose real
+// group it is not in, nor chgrp them.
+func TestSquashToGIDOnRootMount(t *testing.T) {
+	tu := newLayers(t, 1)
+	writeFile(t, tu.lowers[0]+"/gsecret", "g")
+	must(t, os.Chmod(tu.lowers[0]+"/gsecret", 0o660))
+	writeFile(t, tu.lowers[0]+"/mine", "m")
+	must(t, os.Chown(tu.lowers[0]+"/mine", 1500, 2000))
+	must(t, os.Chmod(tu.lowers[0], 0o755))
+	openToAll(t, tu.mnt)
+	gid := uint32(2000)
+	tu.mount(t, func(c *Config) { c.AllowOther, c.SquashGID = true, &gid })
+	run := func(script string) (string, error) {
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Dir = "/"
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1500, Gid: 1500, Groups: []uint32{2000}}}
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	for _, script := range []string{"cat " + tu.m("gsecret"), "echo x >> " + tu.m("gsecret")} {
+		if out, err := run(script); err == nil || !strings.Contains(out, "Permission denied") {
+			t.Errorf("member of the shown group 2000: %s: %q %v, want Permission denied (real group is 0)", script, out, err)
+		}
+	}
+	if out, err := run("cat " + tu.m("mine") + " && chmod 640 " + tu.m("mine")); err != nil {
+		t.Errorf("owner of a file in its real group: %q %v", out, err)
+	}
+	if got, _ := os.ReadFile(tu.lowers[0] + "/gsecret"); string(got) != "g" {
+		t.Errorf("lower changed: %q", got)
+	}
+}
