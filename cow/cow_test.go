@@ -157,7 +157,7 @@ func testCopyUpRegularFile(t *testing.T, named bool) {
 	setMeta(t, src, 1234, 5678)
 
 	pre := lstat(t, src)
-	st, err := f.eng.CopyUp(src, f.dstPath("file"), -1)
+	st, err := f.eng.copyUpPaths(src, f.dstPath("file"), -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func testCopyUpSetuidAndCapabilitySurviveChown(t *testing.T, named bool) {
 
 	dst := f.dstPath("suid")
 	pre := lstat(t, src)
-	if _, err := f.eng.CopyUp(src, dst, -1); err != nil {
+	if _, err := f.eng.copyUpPaths(src, dst, -1); err != nil {
 		t.Fatal(err)
 	}
 	assertSameMeta(t, pre, dst)
@@ -234,7 +234,7 @@ func TestCopyUpSymlink(t *testing.T) {
 	setMeta(t, src, 1234, 5678)
 	dst := f.dstPath("link")
 	pre := lstat(t, src)
-	if _, err := f.eng.CopyUp(src, dst, -1); err != nil {
+	if _, err := f.eng.copyUpPaths(src, dst, -1); err != nil {
 		t.Fatal(err)
 	}
 	assertSameMeta(t, pre, dst)
@@ -265,7 +265,7 @@ func TestCopyUpDirectoryWithoutChildren(t *testing.T) {
 	}
 	dst := f.dstPath("dir")
 	pre := lstat(t, src)
-	if _, err := f.eng.CopyUp(src, dst, -1); err != nil {
+	if _, err := f.eng.copyUpPaths(src, dst, -1); err != nil {
 		t.Fatal(err)
 	}
 	assertSameMeta(t, pre, dst)
@@ -307,7 +307,7 @@ func TestCopyUpSpecialFiles(t *testing.T) {
 			setMeta(t, src, 1234, 5678)
 			dst := f.dstPath(c.name)
 			pre := lstat(t, src)
-			st, err := f.eng.CopyUp(src, dst, -1)
+			st, err := f.eng.copyUpPaths(src, dst, -1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -400,7 +400,7 @@ func TestCopyUpSparseFileStaysSparse(t *testing.T) {
 		t.Skipf("the filesystem of %s does not report holes (layout %v); run on ext4/xfs/btrfs/tmpfs", f.src, srcLayout)
 	}
 	dst := f.dstPath("sparse")
-	st, err := f.eng.CopyUp(src, dst, -1)
+	st, err := f.eng.copyUpPaths(src, dst, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,10 +443,11 @@ func TestCopyUpSparseAcrossFilesystems(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { eng.Close() })
 	src := filepath.Join(t.TempDir(), "sparse")
 	makeSparse(t, src, 16<<20, 0, 9<<20)
 	dst := filepath.Join(mnt, "sparse")
-	st, err := eng.CopyUp(src, dst, -1)
+	st, err := eng.copyUpPaths(src, dst, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +478,7 @@ func TestCopyUpTruncated(t *testing.T) {
 				t.Fatal(err)
 			}
 			dst := f.dstPath("f")
-			st, err := f.eng.CopyUp(src, dst, tc.size)
+			st, err := f.eng.copyUpPaths(src, dst, tc.size)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -507,7 +508,7 @@ func TestCopyUpExistingDst(t *testing.T) {
 	if err := os.WriteFile(dst, []byte("keep"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.eng.CopyUp(src, dst, -1)
+	_, err := f.eng.copyUpPaths(src, dst, -1)
 	if !errors.Is(err, unix.EEXIST) {
 		t.Fatalf("err = %v, want EEXIST", err)
 	}
@@ -518,7 +519,7 @@ func TestCopyUpExistingDst(t *testing.T) {
 	if err := os.Symlink("nowhere", f.dstPath("l")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.eng.CopyUp(src, f.dstPath("l"), -1); !errors.Is(err, unix.EEXIST) {
+	if _, err := f.eng.copyUpPaths(src, f.dstPath("l"), -1); !errors.Is(err, unix.EEXIST) {
 		t.Errorf("over dangling symlink: err = %v, want EEXIST", err)
 	}
 	assertNoLeftovers(t, f.eng)
@@ -526,8 +527,8 @@ func TestCopyUpExistingDst(t *testing.T) {
 
 func TestCopyUpMissingSource(t *testing.T) {
 	f := newFixture(t, Options{})
-	_, err := f.eng.CopyUp(f.srcPath("nope"), f.dstPath("nope"), -1)
-	if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "copy-up "+f.srcPath("nope")) {
+	_, err := f.eng.copyUpPaths(f.srcPath("nope"), f.dstPath("nope"), -1)
+	if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "copy-up nope") {
 		t.Errorf("err = %v, want ENOENT naming the source", err)
 	}
 	assertMissing(t, f.dstPath("nope"))
@@ -540,7 +541,7 @@ func TestCopyUpMissingDstParent(t *testing.T) {
 	if err := os.WriteFile(src, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.eng.CopyUp(src, f.dstPath("no/such/f"), -1); !errors.Is(err, unix.ENOENT) {
+	if _, err := f.eng.copyUpPaths(src, f.dstPath("no/such/f"), -1); !errors.Is(err, unix.ENOENT) {
 		t.Errorf("err = %v, want ENOENT", err)
 	}
 	assertNoLeftovers(t, f.eng)
@@ -599,7 +600,7 @@ func TestCopyUpUnreadableSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	var err error
-	asUser(t, 65534, 65534, func() { _, err = f.eng.CopyUp(src, f.dstPath("secret"), -1) })
+	asUser(t, 65534, 65534, func() { _, err = f.eng.copyUpPaths(src, f.dstPath("secret"), -1) })
 	if !errors.Is(err, unix.EACCES) {
 		t.Errorf("err = %v, want EACCES", err)
 	}
@@ -621,7 +622,7 @@ func TestCopyUpRootlessKeepsOwnIDs(t *testing.T) {
 	}
 	var err error
 	var st unix.Stat_t
-	asUser(t, 65534, 65534, func() { st, err = f.eng.CopyUp(src, f.dstPath("pub"), -1) })
+	asUser(t, 65534, 65534, func() { st, err = f.eng.copyUpPaths(src, f.dstPath("pub"), -1) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -645,7 +646,7 @@ func TestCopyUpSkipXattr(t *testing.T) {
 		}
 	}
 	dst := f.dstPath("f")
-	if _, err := f.eng.CopyUp(src, dst, -1); err != nil {
+	if _, err := f.eng.copyUpPaths(src, dst, -1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := unix.Lgetxattr(dst, "user.internal.a", nil); err != unix.ENODATA {
@@ -670,6 +671,7 @@ func TestNewCleansStaleEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { eng.Close() })
 	defer eng.Close()
 	ents, err := os.ReadDir(work)
 	if err != nil {
@@ -698,7 +700,7 @@ func TestNewCreatesWorkdirAndRejectsFile(t *testing.T) {
 	if _, err := New(file, Options{}); !errors.Is(err, unix.ENOTDIR) {
 		t.Errorf("New(file) err = %v, want ENOTDIR", err)
 	}
-	if _, err := eng.CopyUp(file, filepath.Join(base, "x"), -1); !errors.Is(err, os.ErrClosed) {
+	if _, err := eng.copyUpPaths(file, filepath.Join(base, "x"), -1); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("CopyUp after Close err = %v, want ErrClosed", err)
 	}
 }
@@ -720,17 +722,17 @@ func assertOpaqueDir(t *testing.T, p string) {
 func TestStage(t *testing.T) {
 	f := newFixture(t, Options{Fsync: true})
 	dst := f.dstPath("d")
-	if err := f.eng.Stage(dst, false, buildOpaqueDir); err != nil {
+	if err := f.eng.stagePaths(dst, false, buildOpaqueDir); err != nil {
 		t.Fatal(err)
 	}
 	assertOpaqueDir(t, dst)
 	// Without replace an existing dst is kept.
-	if err := f.eng.Stage(dst, false, buildOpaqueDir); !errors.Is(err, unix.EEXIST) {
+	if err := f.eng.stagePaths(dst, false, buildOpaqueDir); !errors.Is(err, unix.EEXIST) {
 		t.Errorf("second Stage err = %v, want EEXIST", err)
 	}
 	// A failing build leaves nothing.
 	boom := errors.New("boom")
-	err := f.eng.Stage(f.dstPath("e"), false, func(tmp string) error {
+	err := f.eng.stagePaths(f.dstPath("e"), false, func(tmp string) error {
 		if err := os.Mkdir(tmp, 0o755); err != nil {
 			return err
 		}
@@ -757,7 +759,7 @@ func TestStageReplace(t *testing.T) {
 			if err := create(dst); err != nil {
 				t.Fatal(err)
 			}
-			if err := f.eng.Stage(dst, true, buildOpaqueDir); err != nil {
+			if err := f.eng.stagePaths(dst, true, buildOpaqueDir); err != nil {
 				t.Fatal(err)
 			}
 			assertOpaqueDir(t, dst)
@@ -769,7 +771,7 @@ func TestStageReplace(t *testing.T) {
 		if err := os.WriteFile(dst, []byte("old"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		err := f.eng.Stage(dst, true, func(tmp string) error { return os.WriteFile(tmp, []byte("new"), 0o644) })
+		err := f.eng.stagePaths(dst, true, func(tmp string) error { return os.WriteFile(tmp, []byte("new"), 0o644) })
 		if got, _ := os.ReadFile(dst); err != nil || string(got) != "new" {
 			t.Errorf("err %v, content %q, want new", err, got)
 		}
@@ -780,7 +782,7 @@ func TestStageReplace(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, build := range []func(string) error{buildOpaqueDir, func(tmp string) error { return os.WriteFile(tmp, nil, 0o644) }} {
-			if err := f.eng.Stage(dst, true, build); !errors.Is(err, unix.ENOTEMPTY) {
+			if err := f.eng.stagePaths(dst, true, build); !errors.Is(err, unix.ENOTEMPTY) {
 				t.Errorf("err = %v, want ENOTEMPTY", err)
 			}
 			if _, err := os.Stat(filepath.Join(dst, "child")); err != nil {
@@ -805,7 +807,7 @@ func TestCopyUpConcurrent(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for i := range jobs {
-				_, err := f.eng.CopyUp(f.srcPath(fmt.Sprint(i)), f.dstPath(fmt.Sprint(i)), -1)
+				_, err := f.eng.copyUpPaths(f.srcPath(fmt.Sprint(i)), f.dstPath(fmt.Sprint(i)), -1)
 				errs <- err
 			}
 		})
@@ -838,7 +840,7 @@ func TestCopyUpRaceSameDst(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
-		wg.Go(func() { _, errs[i] = f.eng.CopyUp(src, dst, -1) })
+		wg.Go(func() { _, errs[i] = f.eng.copyUpPaths(src, dst, -1) })
 	}
 	wg.Wait()
 	wins := 0
@@ -865,6 +867,7 @@ func testCopyUpENOSPCLeavesNothing(t *testing.T, named bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { eng.Close() })
 	eng.named = named
 	src := filepath.Join(t.TempDir(), "big")
 	data := make([]byte, 4<<20)
@@ -873,7 +876,7 @@ func testCopyUpENOSPCLeavesNothing(t *testing.T, named bool) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(mnt, "big")
-	_, err = eng.CopyUp(src, dst, -1)
+	_, err = eng.copyUpPaths(src, dst, -1)
 	if !errors.Is(err, unix.ENOSPC) {
 		t.Fatalf("err = %v, want ENOSPC", err)
 	}
@@ -940,6 +943,7 @@ func TestCopyUpReflink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { eng.Close() })
 	content := make([]byte, 8<<20)
 	rand.Read(content)
 	src := filepath.Join(mnt, "lower", "f")
@@ -950,7 +954,7 @@ func TestCopyUpReflink(t *testing.T) {
 	for _, size := range []int64{-1, 4096 + 17} {
 		before := freeBytes(t, mnt)
 		dst := filepath.Join(mnt, "upper", fmt.Sprint("f", size))
-		if _, err := eng.CopyUp(src, dst, size); err != nil {
+		if _, err := eng.copyUpPaths(src, dst, size); err != nil {
 			t.Fatal(err)
 		}
 		unix.Sync()
@@ -978,7 +982,7 @@ func TestCopyUpUsesTmpfile(t *testing.T) {
 	if err := os.WriteFile(src, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	done, err := f.eng.copyUpUnnamed(src, f.dstPath("f"), -1)
+	done, err := f.eng.copyUpUnnamedPaths(src, f.dstPath("f"), -1)
 	if err != nil || !done {
 		t.Fatalf("copyUpUnnamed = %v, %v; want true, nil (O_TMPFILE and /proc work on this machine)", done, err)
 	}

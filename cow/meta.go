@@ -10,61 +10,59 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// applyMeta gives tmp the owner, mode, xattrs and times of src (described by
-// st). The order matters:
+// applyMeta gives the staged entry tmp the owner, mode, xattrs and times of
+// the object open as src (described by st). The order matters:
 //   - chown first: it clears setuid/setgid bits and security.capability;
 //   - xattrs next, so security.capability survives, and before chmod since
 //     setting a POSIX ACL rewrites the group mode bits;
 //   - chmod then restores the exact mode, setuid/setgid included;
 //   - times last, once the object is complete (Fsync after them only flushes).
-func (e *Engine) applyMeta(src, tmp string, st *unix.Stat_t) error {
-	return e.applyMetaAt(src, pathTarget(tmp), st)
+func (e *Engine) applyMeta(src int, tmp At, st *unix.Stat_t) error {
+	fd, err := openPath(tmp)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return e.applyMetaAt(src, metaTarget{name: tmp.Name, fd: fd}, st)
 }
 
-// metaTarget is the object applyMetaAt changes: the entry at path (not
-// following a symlink), or, with fd >= 0, the open file fd (an unnamed
-// O_TMPFILE; path only names it in errors).
+// metaTarget is the object applyMetaAt changes: the object open as fd (an
+// O_PATH descriptor or an open file); name only names it in errors.
 type metaTarget struct {
-	path string
+	name string
 	fd   int
 }
 
-func pathTarget(p string) metaTarget { return metaTarget{path: p, fd: -1} }
-
 func (t metaTarget) chown(uid, gid int) error {
-	if t.fd >= 0 {
-		return unix.Fchown(t.fd, uid, gid)
-	}
-	return unix.Lchown(t.path, uid, gid)
+	return unix.Fchownat(t.fd, "", uid, gid, unix.AT_EMPTY_PATH)
 }
+
+// emptyPath is the "" path of AT_EMPTY_PATH calls.
+var emptyPath = [1]byte{}
 
 func (t metaTarget) chmod(mode uint32) error {
-	if t.fd >= 0 {
-		return unix.Fchmod(t.fd, mode)
+	// fchmodat2 (Linux 6.6) with AT_EMPTY_PATH also takes O_PATH descriptors.
+	_, _, e := unix.Syscall6(unix.SYS_FCHMODAT2, uintptr(t.fd), uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(mode), unix.AT_EMPTY_PATH, 0, 0)
+	if e == unix.ENOSYS {
+		return unix.Chmod(fdPath(t.fd), mode)
 	}
-	return unix.Fchmodat(unix.AT_FDCWD, t.path, mode, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
+// setxattr goes through the descriptor's /proc entry, which leads to the
+// object itself (fsetxattr refuses O_PATH descriptors).
 func (t metaTarget) setxattr(name string, val []byte) error {
-	if t.fd >= 0 {
-		return unix.Fsetxattr(t.fd, name, val, 0)
-	}
-	return unix.Lsetxattr(t.path, name, val, 0)
+	return unix.Setxattr(fdPath(t.fd), name, val, 0)
 }
 
 func (t metaTarget) utimes(ts []unix.Timespec) error {
-	if t.fd >= 0 {
-		// futimens: utimensat on the descriptor itself (a NULL path).
-		_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(t.fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
-		if e != 0 {
-			return e
-		}
-		return nil
-	}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, t.path, ts, unix.AT_SYMLINK_NOFOLLOW)
+	return unix.UtimesNanoAt(t.fd, "", ts, unix.AT_EMPTY_PATH)
 }
 
-func (e *Engine) applyMetaAt(src string, tmp metaTarget, st *unix.Stat_t) error {
+func (e *Engine) applyMetaAt(src int, tmp metaTarget, st *unix.Stat_t) error {
 	if err := chown(tmp, st); err != nil {
 		return err
 	}
@@ -73,11 +71,11 @@ func (e *Engine) applyMetaAt(src string, tmp metaTarget, st *unix.Stat_t) error 
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK { // symlink modes are fixed at 0777
 		if err := tmp.chmod(st.Mode & 0o7777); err != nil {
-			return &os.PathError{Op: "chmod", Path: tmp.path, Err: err}
+			return &os.PathError{Op: "chmod", Path: tmp.name, Err: err}
 		}
 	}
 	if err := tmp.utimes([]unix.Timespec{st.Atim, st.Mtim}); err != nil {
-		return &os.PathError{Op: "utimes", Path: tmp.path, Err: err}
+		return &os.PathError{Op: "utimes", Path: tmp.name, Err: err}
 	}
 	return nil
 }
@@ -95,13 +93,13 @@ func chown(tmp metaTarget, st *unix.Stat_t) error {
 		// The id has no mapping in our user namespace: nothing can own it here.
 		return nil
 	}
-	return &os.PathError{Op: "chown", Path: tmp.path, Err: err}
+	return &os.PathError{Op: "chown", Path: tmp.name, Err: err}
 }
 
-// copyXattrs copies the extended attributes of src to tmp, minus those
-// Options.SkipXattr rejects and, when not root, the privileged namespaces the
-// kernel does not let us read or write.
-func (e *Engine) copyXattrs(src string, tmp metaTarget) error {
+// copyXattrs copies the extended attributes of the object open as src to
+// tmp, minus those Options.SkipXattr rejects and, when not root, the
+// privileged namespaces the kernel does not let us read or write.
+func (e *Engine) copyXattrs(src int, tmp metaTarget) error {
 	names, err := listXattrs(src)
 	if err != nil {
 		return err
@@ -118,7 +116,7 @@ func (e *Engine) copyXattrs(src string, tmp metaTarget) error {
 			err = tmp.setxattr(name, val)
 		}
 		if err != nil && !skippableXattrErr(name, err) {
-			return fmt.Errorf("xattr %s: %w", name, &os.PathError{Op: "copy", Path: src, Err: err})
+			return fmt.Errorf("xattr %s: %w", name, &os.PathError{Op: "copy", Path: tmp.name, Err: err})
 		}
 	}
 	return nil
@@ -134,9 +132,11 @@ func skippableXattrErr(name string, err error) bool {
 	return privileged && os.Geteuid() != 0
 }
 
-// listXattrs returns the xattr names of p (not following a symlink).
-func listXattrs(p string) ([]string, error) {
-	buf, err := readSized(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
+// listXattrs returns the xattr names of the object open as fd (through its
+// /proc entry, which leads to the object itself, a symlink included).
+func listXattrs(fd int) ([]string, error) {
+	p := fdPath(fd)
+	buf, err := readSized(func(b []byte) (int, error) { return unix.Listxattr(p, b) })
 	if err == unix.ENOTSUP { // the source filesystem has no xattrs at all
 		return nil, nil
 	}
@@ -152,8 +152,9 @@ func listXattrs(p string) ([]string, error) {
 	return names, nil
 }
 
-func getXattr(p, name string) ([]byte, error) {
-	return readSized(func(b []byte) (int, error) { return unix.Lgetxattr(p, name, b) })
+func getXattr(fd int, name string) ([]byte, error) {
+	p := fdPath(fd)
+	return readSized(func(b []byte) (int, error) { return unix.Getxattr(p, name, b) })
 }
 
 // readSized runs a get/list xattr call that reports ERANGE for a too small

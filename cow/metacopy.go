@@ -12,15 +12,15 @@ import (
 // written), src's owner, mode, xattrs and times, and the xattr name=value,
 // which tells the caller where the data still is. Like CopyUp it is built in
 // the workdir and renamed into place; dst must not exist.
-func (e *Engine) CopyUpMeta(src, dst, name string, value []byte) (unix.Stat_t, error) {
+func (e *Engine) CopyUpMeta(src, dst At, name string, value []byte) (unix.Stat_t, error) {
 	st, err := e.copyUpMeta(src, dst, name, value)
 	if err != nil {
-		return unix.Stat_t{}, fmt.Errorf("metadata copy-up %s: %w", src, err)
+		return unix.Stat_t{}, fmt.Errorf("metadata copy-up %s: %w", src.Name, err)
 	}
 	return st, nil
 }
 
-func (e *Engine) copyUpMeta(src, dst, name string, value []byte) (unix.Stat_t, error) {
+func (e *Engine) copyUpMeta(src, dst At, name string, value []byte) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	if e.closed.Load() {
 		return st, os.ErrClosed
@@ -28,30 +28,34 @@ func (e *Engine) copyUpMeta(src, dst, name string, value []byte) (unix.Stat_t, e
 	if err := e.checkDst(dst); err != nil {
 		return st, err
 	}
-	if err := unix.Lstat(src, &st); err != nil {
-		return st, &os.PathError{Op: "lstat", Path: src, Err: err}
+	srcFd, err := openPath(src)
+	if err != nil {
+		return st, err
+	}
+	defer unix.Close(srcFd)
+	if err := unix.Fstat(srcFd, &st); err != nil {
+		return st, &os.PathError{Op: "lstat", Path: src.Name, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return st, &os.PathError{Op: "metacopy", Path: src, Err: unix.EINVAL}
+		return st, &os.PathError{Op: "metacopy", Path: src.Name, Err: unix.EINVAL}
 	}
-	tmp := e.tempPath()
-	err := e.buildMeta(src, tmp, &st, name, value)
+	tmp := e.tempName()
+	err = e.buildMeta(srcFd, tmp, &st, name, value)
 	if err == nil {
 		// No fsync, of the entry or its directory, as overlay's metacopy:
 		// there is no data to make durable, and a journaling filesystem
 		// commits the entry's inode changes no later than the rename.
-		err = rename(tmp, dst, unix.RENAME_NOREPLACE)
+		err = e.commit(tmp, dst, unix.RENAME_NOREPLACE)
 	}
 	if err != nil {
-		removeTemp(tmp)
+		e.removeTemp(tmp)
 		return st, err
 	}
-	err = unix.Lstat(dst, &st)
-	return st, err
+	return lstatAt(dst)
 }
 
-func (e *Engine) buildMeta(src, tmp string, st *unix.Stat_t, name string, value []byte) error {
-	f, err := createTemp(tmp)
+func (e *Engine) buildMeta(src int, tmp string, st *unix.Stat_t, name string, value []byte) error {
+	f, err := e.createTemp(tmp)
 	if err != nil {
 		return err
 	}
@@ -59,10 +63,10 @@ func (e *Engine) buildMeta(src, tmp string, st *unix.Stat_t, name string, value 
 	if err := f.Truncate(st.Size); err != nil {
 		return err
 	}
-	if err := unix.Lsetxattr(tmp, name, value, 0); err != nil {
+	if err := unix.Fsetxattr(int(f.Fd()), name, value, 0); err != nil {
 		return &os.PathError{Op: "setxattr " + name, Path: tmp, Err: err}
 	}
-	if err := e.applyMeta(src, tmp, st); err != nil {
+	if err := e.applyMetaAt(src, metaTarget{name: tmp, fd: int(f.Fd())}, st); err != nil {
 		return err
 	}
 	return f.Close()
@@ -73,21 +77,26 @@ func (e *Engine) buildMeta(src, tmp string, st *unix.Stat_t, name string, value 
 // size >= 0) and dst's own owner, mode, xattrs (minus Options.SkipXattr,
 // which drops the metadata-copy marker) and times. Readers see either the
 // metadata copy or the full file, never a partial one.
-func (e *Engine) CopyUpData(dataSrc, dst string, size int64) (unix.Stat_t, error) {
+func (e *Engine) CopyUpData(dataSrc, dst At, size int64) (unix.Stat_t, error) {
 	st, err := e.copyUpData(dataSrc, dst, size)
 	if err != nil {
-		return unix.Stat_t{}, fmt.Errorf("data copy-up %s: %w", dataSrc, err)
+		return unix.Stat_t{}, fmt.Errorf("data copy-up %s: %w", dataSrc.Name, err)
 	}
 	return st, nil
 }
 
-func (e *Engine) copyUpData(dataSrc, dst string, size int64) (unix.Stat_t, error) {
+func (e *Engine) copyUpData(dataSrc, dst At, size int64) (unix.Stat_t, error) {
 	var meta unix.Stat_t
 	if e.closed.Load() {
 		return meta, os.ErrClosed
 	}
-	if err := unix.Lstat(dst, &meta); err != nil {
-		return meta, &os.PathError{Op: "lstat", Path: dst, Err: err}
+	metaFd, err := openPath(dst)
+	if err != nil {
+		return meta, err
+	}
+	defer unix.Close(metaFd)
+	if err := unix.Fstat(metaFd, &meta); err != nil {
+		return meta, &os.PathError{Op: "lstat", Path: dst.Name, Err: err}
 	}
 	in, err := openSource(dataSrc)
 	if err != nil {
@@ -96,29 +105,27 @@ func (e *Engine) copyUpData(dataSrc, dst string, size int64) (unix.Stat_t, error
 	defer in.Close()
 	var src unix.Stat_t
 	if err := unix.Fstat(int(in.Fd()), &src); err != nil {
-		return meta, &os.PathError{Op: "fstat", Path: dataSrc, Err: err}
+		return meta, &os.PathError{Op: "fstat", Path: dataSrc.Name, Err: err}
 	}
-	tmp := e.tempPath()
-	err = e.buildData(in, &src, dst, tmp, &meta, size)
+	tmp := e.tempName()
+	err = e.buildData(in, &src, metaFd, tmp, &meta, size)
 	if err == nil {
 		err = e.commit(tmp, dst, 0)
 	}
 	if err != nil {
-		removeTemp(tmp)
+		e.removeTemp(tmp)
 		return meta, err
 	}
-	var st unix.Stat_t
-	err = unix.Lstat(dst, &st)
-	return st, err
+	return lstatAt(dst)
 }
 
-func (e *Engine) buildData(in *os.File, src *unix.Stat_t, metaSrc, tmp string, meta *unix.Stat_t, size int64) error {
-	out, err := createTemp(tmp)
+func (e *Engine) buildData(in *os.File, src *unix.Stat_t, metaSrc int, tmp string, meta *unix.Stat_t, size int64) error {
+	out, err := e.createTemp(tmp)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	if err := e.writeFile(in, src, out, pathTarget(tmp), metaSrc, meta, size); err != nil {
+	if err := e.writeFile(in, src, out, metaTarget{name: tmp, fd: int(out.Fd())}, metaSrc, meta, size); err != nil {
 		return err
 	}
 	return out.Close()

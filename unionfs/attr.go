@@ -3,6 +3,7 @@ package unionfs
 import (
 	"context"
 	"syscall"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -43,7 +44,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	tr := n.u.trace("setattr", n.rel())
 	eno := n.copyUpForSetattr(in, tr)
 	if eno == 0 {
-		eno = n.u.applySetattr(n.u.upperPath(n.rel()), fh, in, false)
+		eno = n.applyUpper(fh, in)
 	}
 	tr.layer(upperLayer)
 	tr.done(eno)
@@ -81,9 +82,8 @@ func isEmptySetattr(in *fuse.SetAttrIn) bool {
 // the upper therefore succeeds (and, with a passthrough handle open, clears
 // the bits) where overlay says EPERM.
 func (n *node) killRequest(in *fuse.SetAttrIn, empty bool) (bool, syscall.Errno) {
-	p, _ := n.topPath()
 	var st unix.Stat_t
-	if unix.Lstat(p, &st) != nil {
+	if n.u.lstat(n.getChain()[0], n.rel(), (*syscall.Stat_t)(unsafe.Pointer(&st))) != nil {
 		return true, 0 // let the full path find out
 	}
 	if killBits(&st, &in.Caller) == 0 {
@@ -127,7 +127,7 @@ func (n *node) setattrOrphan(ctx context.Context, fh fs.FileHandle, in *fuse.Set
 	if h == nil {
 		return syscall.ENOENT
 	}
-	if eno := n.u.applySetattr(fdPath(h.fd), h, in, true); eno != 0 {
+	if eno := n.u.applySetattr(h.fd, h, in); eno != 0 {
 		return eno
 	}
 	return n.Getattr(ctx, h, out)
@@ -159,16 +159,26 @@ func (n *node) copyUpForSetattr(in *fuse.SetAttrIn, tr *opTrace) syscall.Errno {
 	return errno(err)
 }
 
-// applySetattr applies the requested changes to the upper object at p.
-// Truncation comes before times so an explicit mtime survives it.
-// follow is set when p is a /proc/self/fd link to the object.
-func (u *unionFS) applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn, follow bool) syscall.Errno {
-	nofollow := unix.AT_SYMLINK_NOFOLLOW
-	if follow {
-		nofollow = 0
+// applyUpper applies a SETATTR to the node's upper copy. The object is
+// opened while u.mu keeps renames out (its path is current); the changes
+// then go to the object, wherever it moves.
+func (n *node) applyUpper(fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
+	n.u.mu.RLock()
+	fd, err := n.u.openObj(upperLayer, n.rel())
+	n.u.mu.RUnlock()
+	if err != nil {
+		return errno(err)
 	}
+	defer unix.Close(fd)
+	return n.u.applySetattr(fd, fh, in)
+}
+
+// applySetattr applies the requested changes to the upper object open as fd
+// (an O_PATH descriptor, or the descriptor of an open handle).
+// Truncation comes before times so an explicit mtime survives it.
+func (u *unionFS) applySetattr(fd int, fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
 	if m, ok := in.GetMode(); ok {
-		if err := syscall.Chmod(p, m); err != nil {
+		if err := fchmodFd(fd, m); err != nil {
 			return errno(err)
 		}
 	}
@@ -186,24 +196,24 @@ func (u *unionFS) applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn, f
 		if eno != 0 {
 			return eno
 		}
-		if err := unix.Fchownat(unix.AT_FDCWD, p, su, sg, nofollow); err != nil {
+		if err := fchownFd(fd, su, sg); err != nil {
 			return errno(err)
 		}
 	}
 	if sz, ok := in.GetSize(); ok {
-		if eno := truncate(p, fh, int64(sz)); eno != 0 {
+		if eno := truncate(fd, fh, int64(sz)); eno != 0 {
 			return eno
 		}
 	}
 	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 {
-		if eno := killSuidgid(p, follow, &in.Caller); eno != 0 {
+		if eno := killSuidgid(fd, &in.Caller); eno != 0 {
 			return eno
 		}
 	}
 	if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
 		ts := []unix.Timespec{setattrTime(in.Valid, fuse.FATTR_ATIME, fuse.FATTR_ATIME_NOW, in.Atime, in.Atimensec),
 			setattrTime(in.Valid, fuse.FATTR_MTIME, fuse.FATTR_MTIME_NOW, in.Mtime, in.Mtimensec)}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, nofollow); err != nil {
+		if err := futimesFd(fd, ts); err != nil {
 			return errno(err)
 		}
 	}
@@ -211,12 +221,18 @@ func (u *unionFS) applySetattr(p string, fh fs.FileHandle, in *fuse.SetAttrIn, f
 }
 
 // truncate resizes through the open handle when it is on the upper file,
-// else by path.
-func truncate(p string, fh fs.FileHandle, size int64) syscall.Errno {
+// else through a descriptor opened for writing on the object fd (its /proc
+// entry names the object we opened).
+func truncate(fd int, fh fs.FileHandle, size int64) syscall.Errno {
 	if h := asHandle(fh); h != nil && h.upper {
 		return errno(syscall.Ftruncate(h.fd, size))
 	}
-	return errno(syscall.Truncate(p, size))
+	wfd, err := unix.Open(fdPath(fd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return errno(err)
+	}
+	defer unix.Close(wfd)
+	return errno(syscall.Ftruncate(wfd, size))
 }
 
 // setattrTime builds one utimensat timespec from SETATTR's valid bits.
@@ -239,7 +255,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if eno := n.checkSquashedXattrChange(ctx, attr); eno != 0 {
 		return eno
 	}
-	return n.xattrChange("setxattr", attr, func(p string) error { return unix.Lsetxattr(p, attr, data, int(flags)) })
+	return n.xattrChange("setxattr", attr, func(fd int) error { return fdSetxattr(fd, attr, data, int(flags)) })
 }
 
 // Removexattr removes an xattr from the upper copy.
@@ -251,14 +267,17 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return eno
 	}
 	// Removing an absent xattr must fail without a copy-up.
-	p, _ := n.topPath()
-	if _, err := unix.Lgetxattr(p, attr, nil); err != nil {
+	err := n.onTop(func(fd int) error {
+		_, err := fdGetxattr(fd, attr, nil)
+		return err
+	})
+	if err != nil {
 		return errno(err)
 	}
-	return n.xattrChange("removexattr", attr, func(p string) error { return unix.Lremovexattr(p, attr) })
+	return n.xattrChange("removexattr", attr, func(fd int) error { return fdRemovexattr(fd, attr) })
 }
 
-func (n *node) xattrChange(op, attr string, change func(upperPath string) error) (eno syscall.Errno) {
+func (n *node) xattrChange(op, attr string, change func(fd int) error) (eno syscall.Errno) {
 	if !n.u.rw {
 		return syscall.EROFS
 	}
@@ -269,5 +288,5 @@ func (n *node) xattrChange(op, attr string, change func(upperPath string) error)
 		return errno(err)
 	}
 	tr.layer(upperLayer)
-	return errno(change(n.u.upperPath(n.rel())))
+	return errno(n.u.onObj(upperLayer, n.rel(), change))
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/cow"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -17,7 +18,8 @@ import (
 type newEntry struct {
 	dirRel   string
 	name     string
-	path     string // real path in the upper
+	dir      int    // the upper directory, open (close)
+	path     string // real path in the upper, for messages
 	whiteout bool   // the upper holds .wh.name, hiding a lower name
 	perm     uint32 // permission bits to set once the owner is set; symlinks: none
 	hasPerm  bool
@@ -36,7 +38,7 @@ func (n *node) prepareCreate(name string) (*newEntry, syscall.Errno) {
 	if err := n.copyUp(-1); err != nil {
 		return nil, errno(err)
 	}
-	e := &newEntry{dirRel: n.rel(), name: name}
+	e := &newEntry{dirRel: n.rel(), name: name, dir: -1}
 	e.path = n.u.upperPath(joinRel(e.dirRel, name))
 	wh, err := n.u.upperWhiteout(e.dirRel, name)
 	if err != nil {
@@ -55,22 +57,36 @@ func (n *node) prepareCreate(name string) (*newEntry, syscall.Errno) {
 			return nil, errno(err)
 		}
 	}
-	if err := syscall.Lstat(n.u.upperPath(e.dirRel), &e.parentSt); err != nil {
+	dir, err := n.u.openDir(upperLayer, e.dirRel)
+	if err != nil {
+		return nil, errno(err)
+	}
+	e.dir = dir
+	if err := syscall.Fstat(dir, &e.parentSt); err != nil {
+		e.close()
 		return nil, errno(err)
 	}
 	return e, 0
+}
+
+// close releases the entry's directory.
+func (e *newEntry) close() {
+	if e != nil && e.dir >= 0 {
+		unix.Close(e.dir)
+		e.dir = -1
+	}
 }
 
 // finish gives a created object its owner and then its mode (chown clears
 // setuid and setgid bits, so the mode comes last), drops a whiteout it
 // replaces and returns its inode.
 func (n *node) finish(ctx context.Context, e *newEntry, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	err := n.u.setOwner(ctx, e.path, &e.parentSt)
+	err := n.u.setOwner(ctx, e.dir, e.name, &e.parentSt)
 	if err == nil && e.hasPerm {
-		err = syscall.Chmod(e.path, e.perm)
+		err = fchmodAt(e.dir, e.name, e.perm)
 	}
 	if err != nil {
-		removeNew(e.path)
+		removeNew(e.dir, e.name)
 		return nil, errno(err)
 	}
 	st, eno := n.publish(e)
@@ -90,7 +106,7 @@ func (n *node) publish(e *newEntry) (syscall.Stat_t, syscall.Errno) {
 			return st, errno(err)
 		}
 	}
-	if err := syscall.Lstat(e.path, &st); err != nil {
+	if err := lstatAt(e.dir, e.name, &st); err != nil {
 		return st, errno(err)
 	}
 	// A new object is no copy, even on a recycled inode number whose
@@ -101,17 +117,17 @@ func (n *node) publish(e *newEntry) (syscall.Stat_t, syscall.Errno) {
 	return st, 0
 }
 
-// removeNew undoes the creation of path after a later step failed.
-func removeNew(path string) {
-	if syscall.Unlink(path) == syscall.EISDIR {
-		syscall.Rmdir(path)
+// removeNew undoes the creation of name in dir after a later step failed.
+func removeNew(dir int, name string) {
+	if unix.Unlinkat(dir, name, 0) == syscall.EISDIR {
+		unix.Unlinkat(dir, name, unix.AT_REMOVEDIR)
 	}
 }
 
 // setOwner gives a new upper object the caller's ids (mapped to stored
 // ids), as the kernel would for a file created directly; a setgid parent
 // passes on its (stored) group.
-func (u *unionFS) setOwner(ctx context.Context, path string, parent *syscall.Stat_t) error {
+func (u *unionFS) setOwner(ctx context.Context, dir int, name string, parent *syscall.Stat_t) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
@@ -126,7 +142,7 @@ func (u *unionFS) setOwner(ctx context.Context, path string, parent *syscall.Sta
 	if parent.Mode&syscall.S_ISGID != 0 {
 		gid = int(parent.Gid)
 	}
-	return unix.Fchownat(unix.AT_FDCWD, path, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+	return unix.Fchownat(dir, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // modeFor is the permission bits a new object gets: what the kernel asked
@@ -147,9 +163,10 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if eno != 0 {
 		return nil, nil, 0, eno
 	}
-	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CREAT | syscall.O_EXCL | syscall.O_CLOEXEC
+	defer e.close()
+	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
 	e.perm, e.hasPerm = modeFor(mode, false, &e.parentSt), true
-	fd, err := syscall.Open(e.path, oflags, e.perm)
+	fd, err := unix.Openat(e.dir, e.name, oflags, e.perm)
 	if err != nil {
 		return nil, nil, 0, errno(err)
 	}
@@ -176,19 +193,20 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if eno != 0 {
 		return nil, eno
 	}
+	defer e.close()
 	perm := modeFor(mode, true, &e.parentSt)
 	e.perm, e.hasPerm = perm, true
 	var err error
 	if e.whiteout {
-		err = n.u.cow.Stage(e.path, false, func(tmp string) error {
-			if err := syscall.Mkdir(tmp, perm); err != nil {
+		err = n.u.cow.Stage(cow.At{Dir: e.dir, Name: e.name}, false, func(tmp cow.At) error {
+			if err := unix.Mkdirat(tmp.Dir, tmp.Name, perm); err != nil {
 				return err
 			}
-			return n.u.markOpaque(tmp)
+			return n.u.markOpaque(tmp.Dir, tmp.Name)
 		})
 		n.u.note("opaque %s", n.u.opaqueMarkName(e.path))
 	} else {
-		err = syscall.Mkdir(e.path, perm)
+		err = unix.Mkdirat(e.dir, e.name, perm)
 	}
 	if err != nil {
 		return nil, errno(err)
@@ -196,9 +214,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	return n.finish(ctx, e, out)
 }
 
-// touch creates an empty file (markers and whiteouts).
-func touch(path string) error {
-	fd, err := syscall.Open(path, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+// touch creates an empty file name in dir (markers and whiteouts).
+func touch(dir int, name string) error {
+	fd, err := unix.Openat(dir, name, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -217,7 +235,8 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 	if eno != 0 {
 		return nil, eno
 	}
-	if err := syscall.Mknod(e.path, mode, int(dev)); err != nil {
+	defer e.close()
+	if err := unix.Mknodat(e.dir, e.name, mode, int(dev)); err != nil {
 		return nil, errno(err)
 	}
 	e.perm, e.hasPerm = modeFor(mode, false, &e.parentSt), true
@@ -233,7 +252,8 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if eno != 0 {
 		return nil, eno
 	}
-	if err := syscall.Symlink(target, e.path); err != nil {
+	defer e.close()
+	if err := unix.Symlinkat(target, e.dir, e.name); err != nil {
 		return nil, errno(err)
 	}
 	return n.finish(ctx, e, out)
@@ -263,8 +283,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if eno != 0 {
 		return nil, eno
 	}
+	defer e.close()
 	tr.arg("to /%s", tn.rel())
-	if err := n.u.linkUpper(tn, e.path); err != nil {
+	if err := n.u.linkUpper(tn, e.dir, e.name); err != nil {
 		return nil, errno(err)
 	}
 	st, eno := n.publish(e)
@@ -275,15 +296,17 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	return tn.EmbeddedInode(), 0
 }
 
-// linkUpper makes path a new name of tn's upper file. A file with no name
-// (O_TMPFILE, or unlinked while open) is reached through an open handle.
-func (u *unionFS) linkUpper(tn *node, path string) error {
+// linkUpper makes name in dir a new name of tn's upper file. A file with no
+// name (O_TMPFILE, or unlinked while open) is reached through an open handle.
+func (u *unionFS) linkUpper(tn *node, dir int, name string) error {
 	if !tn.orphaned() {
-		return syscall.Link(u.upperPath(tn.rel()), path)
+		return u.at(upperLayer, tn.rel(), func(sdir int, sname string) error {
+			return unix.Linkat(sdir, sname, dir, name, 0)
+		})
 	}
 	h := tn.anyUpperHandle()
 	if h == nil {
 		return syscall.ENOENT
 	}
-	return unix.Linkat(unix.AT_FDCWD, fdPath(h.fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+	return unix.Linkat(unix.AT_FDCWD, fdPath(h.fd), dir, name, unix.AT_SYMLINK_FOLLOW)
 }

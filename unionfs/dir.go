@@ -38,9 +38,8 @@ var (
 // OpendirHandle opens the merged directory for reading.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	d := &dirHandle{node: n}
-	p, _ := n.topPath()
 	var st syscall.Stat_t
-	if syscall.Lstat(p, &st) == nil {
+	if n.u.lstat(n.getChain()[0], n.rel(), &st) == nil {
 		d.st = &st
 	}
 	return d, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
@@ -130,7 +129,7 @@ func (n *node) listing() ([]fuse.DirEntry, *dirSnapshot, syscall.Errno) {
 func (u *unionFS) mergedDirTimes(st *syscall.Stat_t, chain []int, rel string) {
 	for _, li := range chain[1:] {
 		var l syscall.Stat_t
-		if syscall.Lstat(u.layerPath(li, rel), &l) != nil {
+		if u.lstat(li, rel, &l) != nil {
 			continue
 		}
 		if syscall.TimespecToNsec(l.Mtim) > syscall.TimespecToNsec(st.Mtim) {

@@ -14,14 +14,9 @@ type rawDirent struct {
 	dtype uint8
 }
 
-// readDirents lists a real directory with inode numbers and types and no
-// per-entry stat.
-func readDirents(dir string) ([]rawDirent, error) {
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer syscall.Close(fd)
+// readDirentsFd lists the directory open as fd (read from its start) with
+// inode numbers and types and no per-entry stat.
+func readDirentsFd(fd int) ([]rawDirent, error) {
 	var out []rawDirent
 	buf := make([]byte, 32<<10)
 	for {

@@ -85,7 +85,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if n.data != "" {
 		// A metadata-only copy (never opened for write: that completes it).
 		upper = false
-		fd, err = syscall.Open(n.data, oflags|syscall.O_NOFOLLOW, 0)
+		fd, err = n.u.openData(n.data, oflags)
 	} else {
 		fd, err = n.u.openInLayer(n.chain[0], n.rel(), oflags)
 	}

@@ -29,24 +29,18 @@ import (
 // (isEmptySetattr, killRequest: the same empty SETATTR also stands for
 // chown(f, -1, -1) and utimensat(UTIME_OMIT, UTIME_OMIT)).
 
-// killSuidgid clears on the object at p what a write, truncate or chown by
-// the unprivileged caller c clears (killBits).
-func killSuidgid(p string, follow bool, c *fuse.Caller) syscall.Errno {
+// killSuidgid clears on the object open as fd what a write, truncate or
+// chown by the unprivileged caller c clears (killBits).
+func killSuidgid(fd int, c *fuse.Caller) syscall.Errno {
 	var st unix.Stat_t
-	var err error
-	if follow {
-		err = unix.Stat(p, &st)
-	} else {
-		err = unix.Lstat(p, &st)
-	}
-	if err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return errno(err)
 	}
 	kill := killBits(&st, c)
 	if kill == 0 {
 		return 0
 	}
-	return errno(unix.Chmod(p, st.Mode&^unix.S_IFMT&^kill))
+	return errno(fchmodFd(fd, st.Mode&^unix.S_IFMT&^kill))
 }
 
 // killBits are the mode bits a change by caller c clears on the object st:

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -76,9 +78,13 @@ func (n *node) resolveListed(rel, name string) *found {
 	if !ok {
 		return nil
 	}
-	p := n.u.layerPath(li, joinRel(rel, name))
+	dir, err := n.u.openDir(li, rel)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(dir)
 	var f found
-	if syscall.Lstat(p, &f.st) != nil {
+	if lstatAt(dir, name, &f.st) != nil {
 		return nil
 	}
 	if f.isDir() || whiteout.IsOverlayWhiteoutMode(f.st.Mode, f.st.Rdev) {
@@ -86,7 +92,7 @@ func (n *node) resolveListed(rel, name string) *found {
 	}
 	f.chain = n.u.single[li]
 	if n.u.rw && li == upperLayer {
-		f.data = metacopyData(p, &f.st)
+		f.data = metacopyData(dir, name, &f.st)
 	}
 	return &f
 }

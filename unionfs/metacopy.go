@@ -2,11 +2,13 @@ package unionfs
 
 import (
 	"errors"
+	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/cow"
 	"github.com/unionfsd/unionfsd/internal/units"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -23,18 +25,18 @@ import (
 // external xattr block in st_blocks, so a small metacopy file can show as
 // many blocks as a full one. The xattr is read for every non-empty upper
 // file; the upper holds only what changed.)
-func metacopyData(path string, st *syscall.Stat_t) string {
+func metacopyData(dir int, name string, st *syscall.Stat_t) string {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size == 0 {
 		return ""
 	}
 	// Probe the size first: the common answer, ENODATA, then costs no
 	// allocation on this lookup path.
-	sz, err := unix.Lgetxattr(path, whiteout.MetacopyXattr, nil)
+	sz, err := getxattrAt(dir, name, whiteout.MetacopyXattr, nil)
 	if err != nil || sz == 0 {
 		return ""
 	}
 	buf := make([]byte, sz)
-	n, err := unix.Lgetxattr(path, whiteout.MetacopyXattr, buf)
+	n, err := getxattrAt(dir, name, whiteout.MetacopyXattr, buf)
 	if err != nil {
 		return ""
 	}
@@ -42,12 +44,36 @@ func metacopyData(path string, st *syscall.Stat_t) string {
 }
 
 // metacopyBlocks is the block count a metadata-only copy reports: its data's.
-func metacopyBlocks(data string) int64 {
+func (u *unionFS) metacopyBlocks(data string) int64 {
 	var st syscall.Stat_t
-	if syscall.Stat(data, &st) != nil {
+	li, rel, ok := u.dataLayer(data)
+	if !ok || u.lstat(li, rel, &st) != nil {
 		return 0
 	}
 	return st.Blocks
+}
+
+// dataLayer finds the lower layer and the path in it of a metadata-only
+// copy's data file; the file is only ever opened beneath that layer.
+func (u *unionFS) dataLayer(data string) (int, string, bool) {
+	for li := range u.layers {
+		if u.rw && li == upperLayer {
+			continue
+		}
+		if rel, ok := strings.CutPrefix(data, u.layers[li].path+"/"); ok && rel != "" {
+			return li, rel, true
+		}
+	}
+	return 0, "", false
+}
+
+// openData opens a metadata-only copy's data file.
+func (u *unionFS) openData(data string, flags int) (int, error) {
+	li, rel, ok := u.dataLayer(data)
+	if !ok {
+		return -1, syscall.EIO
+	}
+	return u.openInLayer(li, rel, flags|syscall.O_NOFOLLOW)
 }
 
 // copyUpMeta brings n into the upper for a metadata change: a regular file
@@ -61,7 +87,7 @@ func (n *node) copyUpMeta() error {
 	rel := n.rel()
 	src := n.u.layerPath(chain[0], rel)
 	var st syscall.Stat_t
-	if err := syscall.Lstat(src, &st); err != nil {
+	if err := n.u.lstat(chain[0], rel, &st); err != nil {
 		return err
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size == 0 {
@@ -74,8 +100,14 @@ func (n *node) copyUpMeta() error {
 	if err := parent.copyUp(-1); err != nil {
 		return err
 	}
-	restore := keepTimes(n.u.upperPath(parentRel(rel)))
-	ust, err := n.u.cow.CopyUpMeta(src, n.u.upperPath(rel), whiteout.MetacopyXattr, []byte(src))
+	restore := n.u.keepTimes(parentRel(rel))
+	var ust unix.Stat_t
+	err := n.u.at(chain[0], rel, func(sdir int, name string) error {
+		return n.u.at(upperLayer, rel, func(ddir int, _ string) (err error) {
+			ust, err = n.u.cow.CopyUpMeta(cow.At{Dir: sdir, Name: name}, cow.At{Dir: ddir, Name: name}, whiteout.MetacopyXattr, []byte(src))
+			return err
+		})
+	})
 	restore()
 	if err != nil {
 		return err
@@ -94,13 +126,23 @@ func (n *node) completeMetacopy(size int64) error {
 	if data == "" {
 		return nil
 	}
-	p := n.u.upperPath(n.rel())
+	rel := n.rel()
 	var old syscall.Stat_t
-	if err := syscall.Lstat(p, &old); err != nil {
+	if err := n.u.lstat(upperLayer, rel, &old); err != nil {
 		return err
 	}
+	li, dataRel, ok := n.u.dataLayer(data)
+	if !ok {
+		return syscall.EIO // not in a lower layer: unionfsd check reports it
+	}
 	start := time.Now()
-	st, err := n.u.cow.CopyUpData(data, p, size)
+	var st unix.Stat_t
+	err := n.u.at(li, dataRel, func(sdir int, sname string) error {
+		return n.u.at(upperLayer, rel, func(ddir int, dname string) (err error) {
+			st, err = n.u.cow.CopyUpData(cow.At{Dir: sdir, Name: sname}, cow.At{Dir: ddir, Name: dname}, size)
+			return err
+		})
+	})
 	if errors.Is(err, syscall.ENOENT) {
 		return syscall.EIO // the lower data is gone: unionfsd check reports it
 	}

@@ -16,7 +16,7 @@ func Mount(mountpoint string, cfg Config) (*fuse.Server, error) {
 		return nil, err
 	}
 	opts := root.fuseOptions()
-	raw := &rawFS{fs.NewNodeFS(root, opts)}
+	raw := &rawFS{RawFileSystem: fs.NewNodeFS(root, opts), u: root.u}
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
 		root.Close()

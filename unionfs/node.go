@@ -9,7 +9,6 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -98,10 +97,10 @@ func (n *node) dataPath() string {
 	return n.data
 }
 
-// topPath is the real path of the layer that answers for this node.
-func (n *node) topPath() (string, []int) {
-	chain := n.getChain()
-	return n.u.layerPath(chain[0], n.rel()), chain
+// onTop runs fn on an O_PATH descriptor of the node's object in the layer
+// that answers for it.
+func (n *node) onTop(fn func(fd int) error) error {
+	return n.u.onObj(n.getChain()[0], n.rel(), fn)
 }
 
 // errno turns an error from the layers into what FUSE returns.
@@ -180,9 +179,9 @@ func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse
 // Getattr stats the layer that answers for the node. An unlinked file that
 // is still open is stated through its handle.
 func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	p, chain := n.topPath()
+	chain := n.getChain()
 	var st syscall.Stat_t
-	err := syscall.Lstat(p, &st)
+	err := n.u.lstat(chain[0], n.rel(), &st)
 	if err != nil {
 		if fh == nil {
 			if h := n.anyUpperHandle(); h != nil {
@@ -194,7 +193,7 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 		}
 	}
 	if data := n.dataPath(); data != "" {
-		st.Blocks = metacopyBlocks(data)
+		st.Blocks = n.u.metacopyBlocks(data)
 	}
 	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && len(chain) > 1 {
 		n.u.mergedDirTimes(&st, chain, n.rel())
@@ -220,25 +219,19 @@ func statOpen(fh fs.FileHandle, st *syscall.Stat_t) syscall.Errno {
 
 // Readlink reads the link from the layer that answers for it.
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	p, _ := n.topPath()
-	buf := make([]byte, 4096)
-	for {
-		sz, err := syscall.Readlink(p, buf)
-		if err != nil {
-			return nil, errno(err)
-		}
-		if sz < len(buf) {
-			return buf[:sz], 0
-		}
-		buf = make([]byte, len(buf)*2)
-	}
+	var target []byte
+	err := n.onTop(func(fd int) (err error) {
+		target, err = readlinkFd(fd)
+		return err
+	})
+	return target, errno(err)
 }
 
 // Statfs reports the filesystem of the upper (or of the top layer of a
 // read-only union): that is where writes would go.
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(n.u.layers[0].path, &st); err != nil {
+	if err := syscall.Fstatfs(n.u.layers[0].root, &st); err != nil {
 		return errno(err)
 	}
 	out.FromStatfsT(&st)
@@ -250,15 +243,21 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if whiteout.IsInternalXattr(attr) {
 		return 0, syscall.ENODATA
 	}
-	p, _ := n.topPath()
-	sz, err := unix.Lgetxattr(p, attr, dest)
+	var sz int
+	err := n.onTop(func(fd int) (err error) {
+		sz, err = fdGetxattr(fd, attr, dest)
+		return err
+	})
 	return uint32(sz), errno(err)
 }
 
 // Listxattr lists the answering layer's xattrs minus internal ones.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	p, _ := n.topPath()
-	names, err := listXattrs(p)
+	var names []string
+	err := n.onTop(func(fd int) (err error) {
+		names, err = fdListxattrs(fd)
+		return err
+	})
 	if err != nil {
 		return 0, errno(err)
 	}
@@ -275,35 +274,6 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 		return uint32(len(buf)), syscall.ERANGE
 	}
 	return uint32(copy(dest, buf)), 0
-}
-
-// listXattrs returns the xattr names of path (not following symlinks).
-func listXattrs(path string) ([]string, error) {
-	sz, err := unix.Llistxattr(path, nil)
-	for err == nil {
-		if sz == 0 {
-			return nil, nil
-		}
-		buf := make([]byte, sz)
-		var n int
-		n, err = unix.Llistxattr(path, buf)
-		if errors.Is(err, syscall.ERANGE) {
-			sz, err = unix.Llistxattr(path, nil)
-			continue
-		}
-		if err != nil {
-			break
-		}
-		var names []string
-		for _, b := range splitNul(buf[:n]) {
-			names = append(names, b)
-		}
-		return names, nil
-	}
-	if errors.Is(err, syscall.ENOTSUP) {
-		return nil, nil
-	}
-	return nil, err
 }
 
 func splitNul(b []byte) []string {

@@ -6,9 +6,20 @@ import (
 
 // rawFS wraps go-fuse's node tree at the protocol level for what its node
 // API cannot express: a WRITE flagged FUSE_WRITE_KILL_SUIDGID makes us clear
-// setuid/setgid (killpriv.go).
+// setuid/setgid (killpriv.go), and a RENAME holds u.mu until go-fuse has
+// moved the node in its tree too.
 type rawFS struct {
 	fuse.RawFileSystem
+	u *unionFS
+}
+
+// Rename holds u.mu for writing across the node's Rename and go-fuse's
+// update of its tree, which follows it: a lookup or a path computed in
+// between would see the tree's old names for entries the upper has moved.
+func (k *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	k.u.lockWrite()
+	defer k.u.mu.Unlock()
+	return k.RawFileSystem.Rename(cancel, in, oldName, newName)
 }
 
 var _ fuse.RawFileSystem = (*rawFS)(nil)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // removal is a name about to disappear from the merged view.
@@ -70,9 +72,11 @@ func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
 		}
 	}
 	if n.u.inUpper(r.obj.chain) {
-		p := n.u.upperPath(joinRel(r.dirRel, name))
-		n.u.retire(p)
-		if err := syscall.Unlink(p); err != nil {
+		err := n.u.at(upperLayer, joinRel(r.dirRel, name), func(dir int, name string) error {
+			n.u.retire(dir, name)
+			return unix.Unlinkat(dir, name, 0)
+		})
+		if err != nil {
 			return errno(err)
 		}
 	}
@@ -141,9 +145,10 @@ func (u *unionFS) removeUpperDir(rel string) error {
 	if err := u.clearUpperDir(rel); err != nil {
 		return err
 	}
-	p := u.upperPath(rel)
-	u.retire(p)
-	err := syscall.Rmdir(p)
+	err := u.at(upperLayer, rel, func(dir int, name string) error {
+		u.retire(dir, name)
+		return unix.Unlinkat(dir, name, unix.AT_REMOVEDIR)
+	})
 	if errors.Is(err, syscall.ENOENT) {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/cow"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -16,6 +17,12 @@ import (
 // as is; a directory with lower parts is copied up whole to its new name
 // (OCI layers cannot express overlay's redirects), so renaming never fails
 // with EXDEV.
+//
+// The caller (rawFS.Rename) holds u.mu for writing, until go-fuse has moved
+// the node in its tree too: no operation computes a path from a tree that
+// disagrees with the upper. Once the rename has happened in the upper no
+// step fails the operation: what follows is cleanup whose failure changes
+// nothing in the merged view.
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) (eno syscall.Errno) {
 	np := toNode(newParent)
 	if np == nil {
@@ -24,9 +31,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if e := validName(newName); e != 0 {
 		return e
 	}
-	tr := n.u.lockOp("rename", joinRel(n.rel(), name))
+	tr := n.u.trace("rename", joinRel(n.rel(), name))
 	tr.arg("to /%s", joinRel(np.rel(), newName))
-	defer func() { n.u.unlockOp(tr, eno) }()
+	defer func() { n.u.endLockedOp(tr, eno) }()
 	src, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno
@@ -65,7 +72,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if eno := n.renameInUpper(src, np, dst); eno != 0 || !moved {
 		return eno
 	}
-	return errno(dropMarkers(n.u.upperPath(joinRel(dst.dirRel, dst.name)), true))
+	n.u.dropMarkersAfterMove(joinRel(dst.dirRel, dst.name))
+	return 0
 }
 
 // target is the destination of a rename.
@@ -120,21 +128,27 @@ func (np *node) resolveTarget(srcObj *found, name string, flags uint32) (*target
 // renameInUpper renames a file (copied up first) or an upper-only directory
 // with rename(2) in the upper. Order keeps every step consistent: the source
 // whiteout goes in while the source entry still wins over it, then the
-// rename, then the destination's stale whiteout goes.
+// rename, then the destination's stale whiteout goes. Every step before the
+// rename leaves the merged view as it was, so a failure reports a rename
+// that did not happen; the steps after it cannot fail the rename.
 func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno {
 	u := n.u
-	srcPath := u.upperPath(joinRel(src.dirRel, src.name))
-	dstRel := joinRel(dst.dirRel, dst.name)
-	if dst.obj != nil && dst.obj.isDir() && u.inUpper(dst.obj.chain) {
-		if err := u.removeUpperDir(dstRel); err != nil {
-			return errno(err)
-		}
+	sdir, sname, err := u.openParent(upperLayer, joinRel(src.dirRel, src.name))
+	if err != nil {
+		return errno(err)
 	}
+	defer unix.Close(sdir)
+	dstRel := joinRel(dst.dirRel, dst.name)
+	ddir, dname, err := u.openParent(upperLayer, dstRel)
+	if err != nil {
+		return errno(err)
+	}
+	defer unix.Close(ddir)
 	// A directory moved into a merged parent is made opaque, so a lower
 	// directory of the same name (now or added later) never merges into
 	// it; overlay does the same.
 	if src.obj.isDir() && dst.merged {
-		if err := u.markOpaque(srcPath); err != nil {
+		if err := u.markOpaque(sdir, sname); err != nil {
 			return errno(err)
 		}
 		u.note("opaque %s", u.opaqueMarkName(u.upperPath(dstRel)))
@@ -144,19 +158,55 @@ func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno 
 			return errno(err)
 		}
 	}
-	dstPath := u.upperPath(dstRel)
+	var replaced *syscall.Stat_t
 	if dst.obj != nil && u.inUpper(dst.obj.chain) && !dst.obj.isDir() {
-		u.retire(dstPath)
+		replaced = lastName(ddir, dname)
 	}
-	if err := u.renameUpper(srcPath, dstPath, src, dst); err != nil {
-		return errno(err)
-	}
-	if dst.whiteout {
-		if err := u.removeWhiteout(dst.dirRel, dst.name); err != nil {
+	var aside string
+	if dst.obj != nil && dst.obj.isDir() && u.inUpper(dst.obj.chain) {
+		// The upper part of the empty destination directory (whiteouts
+		// only) moves into the workdir, and back if the rename fails.
+		if aside, err = u.setAside(ddir, dname); err != nil {
 			return errno(err)
 		}
 	}
+	if err := u.renameUpper(sdir, sname, ddir, dname, src); err != nil {
+		if aside != "" {
+			unix.Renameat2(u.cow.WorkFd(), aside, ddir, dname, unix.RENAME_NOREPLACE)
+		}
+		return errno(err)
+	}
+	u.forget(replaced)
+	if aside != "" {
+		u.removeAside(aside)
+	}
+	if dst.whiteout {
+		// Harmless if it stays: an entry beats a whiteout in its layer.
+		if err := u.removeWhiteout(dst.dirRel, dst.name); err != nil {
+			u.note("left %v", err)
+		}
+	}
 	return 0
+}
+
+// setAside moves the upper directory name in dir, which holds nothing but
+// whiteouts and markers, into the workdir and returns its name there.
+func (u *unionFS) setAside(dir int, name string) (string, error) {
+	tmp := u.cow.TempName()
+	if err := unix.Renameat2(dir, name, u.cow.WorkFd(), tmp, unix.RENAME_NOREPLACE); err != nil {
+		return "", err
+	}
+	return tmp, nil
+}
+
+// removeAside deletes a directory setAside moved out, once it is replaced.
+// A failure leaves it in the workdir, which the next start clears.
+func (u *unionFS) removeAside(tmp string) {
+	work := u.cow.WorkFd()
+	u.retire(work, tmp)
+	if err := cow.RemoveAllAt(work, tmp); err != nil {
+		u.note("left %v", err)
+	}
 }
 
 // renameUpper does the rename(2) of renameInUpper. With overlay-format
@@ -164,32 +214,49 @@ func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno 
 // (RENAME_WHITEOUT), and a directory taking the place of a 0/0 whiteout
 // swaps with it (rename refuses a directory over a non-directory): the
 // device then stands at the source, a whiteout if one is needed there.
-func (u *unionFS) renameUpper(srcPath, dstPath string, src *removal, dst *target) error {
+func (u *unionFS) renameUpper(sdir int, sname string, ddir int, dname string, src *removal) error {
 	if !u.overlayFormat() {
-		return syscall.Rename(srcPath, dstPath)
+		return unix.Renameat(sdir, sname, ddir, dname)
 	}
-	if src.obj.isDir() && isOverlayWhiteoutAt(u.upperPath(dst.dirRel), dst.name) {
-		if err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_EXCHANGE); err != nil {
+	if src.obj.isDir() && isOverlayWhiteoutAt(ddir, dname) {
+		if err := unix.Renameat2(sdir, sname, ddir, dname, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
 		if !src.below {
-			return syscall.Unlink(srcPath)
+			if err := unix.Unlinkat(sdir, sname, 0); err != nil {
+				u.note("left whiteout: %v", err) // hides nothing: no lower name
+			}
 		}
 		return nil
 	}
 	if !src.below {
-		return syscall.Rename(srcPath, dstPath)
+		return unix.Renameat(sdir, sname, ddir, dname)
 	}
-	err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_WHITEOUT)
+	err := unix.Renameat2(sdir, sname, ddir, dname, unix.RENAME_WHITEOUT)
 	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EPERM) {
-		// No RENAME_WHITEOUT here (filesystem or privilege): rename, then
-		// make the device; the lower name shows for the moment in between.
-		if err := syscall.Rename(srcPath, dstPath); err != nil {
-			return err
-		}
-		return unix.Mknod(srcPath, unix.S_IFCHR, 0)
+		return u.renameThenWhiteout(sdir, sname, ddir, dname)
 	}
 	return err
+}
+
+// renameThenWhiteout renames and puts a 0/0 device at the source where
+// RENAME_WHITEOUT is missing (filesystem or privilege). The device is made
+// in the workdir first, so after the rename only a rename within the upper
+// is left to do; the lower name shows for the moment in between.
+func (u *unionFS) renameThenWhiteout(sdir int, sname string, ddir int, dname string) error {
+	work, tmp := u.cow.WorkFd(), u.cow.TempName()
+	if err := unix.Mknodat(work, tmp, unix.S_IFCHR, 0); err != nil {
+		return err
+	}
+	if err := unix.Renameat(sdir, sname, ddir, dname); err != nil {
+		unix.Unlinkat(work, tmp, 0)
+		return err
+	}
+	if err := unix.Renameat2(work, tmp, sdir, sname, unix.RENAME_NOREPLACE); err != nil {
+		unix.Unlinkat(work, tmp, 0)
+		u.note("no whiteout at %s: %v", sname, err)
+	}
+	return nil
 }
 
 // copyUpChild copies up the source of a rename through its node, so the
@@ -216,7 +283,7 @@ func (n *node) copyUpChild(src *removal) error {
 // their hard links. The caller holds u.mu.
 func (u *unionFS) materializeDir(chain []int, rel string, id fs.StableAttr) error {
 	if !u.inUpper(chain) {
-		restore := keepTimes(u.upperPath(parentRel(rel)))
+		restore := u.keepTimes(parentRel(rel))
 		st, err := u.copyUpPath(chain[0], rel, -1)
 		restore()
 		if err != nil {
@@ -228,7 +295,7 @@ func (u *unionFS) materializeDir(chain []int, rel string, id fs.StableAttr) erro
 	if len(chain) == 1 {
 		return nil
 	}
-	restore := keepTimes(u.upperPath(rel))
+	restore := u.keepTimes(rel)
 	defer restore()
 	ents, err := u.readMerged(chain, rel)
 	if err != nil {
@@ -265,30 +332,46 @@ func (u *unionFS) materializeEntry(chain []int, rel, name string) error {
 	return nil
 }
 
-// dropMarkers removes, below the upper directory path, whiteouts (both
-// formats) and the opaque marks of subdirectories: once a materialized tree
-// has moved away from the lower names they hid, they hide nothing.
-func dropMarkers(path string, top bool) error {
+// dropMarkersAfterMove removes, below the upper directory rel, whiteouts
+// (both formats) and the opaque marks of subdirectories: once a
+// materialized tree has moved away from the lower names they hid, they hide
+// nothing. So a failure is no failure of the rename that moved it.
+func (u *unionFS) dropMarkersAfterMove(rel string) {
+	err := u.inDir(upperLayer, rel, func(dir int) error { return dropMarkers(dir, true) })
+	if err != nil {
+		u.note("left markers in %s: %v", u.upperPath(rel), err)
+	}
+}
+
+// dropMarkers does the work of dropMarkersAfterMove in the directory open as
+// dir (for reading, from its start).
+func dropMarkers(dir int, top bool) error {
 	if !top {
 		for _, x := range whiteout.OpaqueXattrs {
-			unix.Lremovexattr(path, x) // absent is fine
+			fdRemovexattr(dir, x) // absent is fine
 		}
 	}
-	ents, err := readDirents(path)
+	ents, err := readDirentsFd(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
 		_, isWhiteout := whiteout.Target(e.name)
-		isWhiteout = isWhiteout || e.dtype == syscall.DT_CHR && isOverlayWhiteoutAt(path, e.name)
+		isWhiteout = isWhiteout || e.dtype == syscall.DT_CHR && isOverlayWhiteoutAt(dir, e.name)
 		if isWhiteout || !top && whiteout.IsOpaqueMarker(e.name) {
-			if err := syscall.Unlink(path + "/" + e.name); err != nil && !errors.Is(err, syscall.ENOENT) {
+			if err := unix.Unlinkat(dir, e.name, 0); err != nil && !errors.Is(err, syscall.ENOENT) {
 				return err
 			}
 			continue
 		}
 		if e.dtype == syscall.DT_DIR && e.name != "." && e.name != ".." {
-			if err := dropMarkers(path+"/"+e.name, false); err != nil {
+			sub, err := unix.Openat(dir, e.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			err = dropMarkers(sub, false)
+			unix.Close(sub)
+			if err != nil {
 				return err
 			}
 		}
@@ -350,72 +433,47 @@ func (n *node) exchange(src *removal, np *node, newName string) syscall.Errno {
 			return errno(err)
 		}
 	}
-	srcPath, dstPath := u.upperPath(joinRel(src.dirRel, src.name)), u.upperPath(joinRel(dstRel, newName))
+	srcRel, dstFull := joinRel(src.dirRel, src.name), joinRel(dstRel, newName)
+	sdir, sname, err := u.openParent(upperLayer, srcRel)
+	if err != nil {
+		return errno(err)
+	}
+	defer unix.Close(sdir)
+	ddir, dname, err := u.openParent(upperLayer, dstFull)
+	if err != nil {
+		return errno(err)
+	}
+	defer unix.Close(ddir)
 	// A directory moving into a merged parent turns opaque, as in a plain rename.
-	if err := u.opaqueIfMerged(srcPath, src.obj, np); err != nil {
+	if err := u.opaqueIfMerged(sdir, sname, src.obj, np); err != nil {
 		return errno(err)
 	}
-	if err := u.opaqueIfMerged(dstPath, dstObj, n); err != nil {
+	if err := u.opaqueIfMerged(ddir, dname, dstObj, n); err != nil {
 		return errno(err)
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_EXCHANGE); err != nil {
+	if err := unix.Renameat2(sdir, sname, ddir, dname, unix.RENAME_EXCHANGE); err != nil {
 		return errno(err)
 	}
 	if srcMoved {
-		if err := dropMarkers(dstPath, true); err != nil {
-			return errno(err)
-		}
+		u.dropMarkersAfterMove(dstFull)
 	}
 	if dstMoved {
-		return errno(dropMarkers(srcPath, true))
+		u.dropMarkersAfterMove(srcRel)
 	}
 	return 0
 }
 
-// opaqueIfMerged marks the upper directory at path opaque when it is about
-// to move into the merged directory parent.
-func (u *unionFS) opaqueIfMerged(path string, obj *found, parent *node) error {
+// opaqueIfMerged marks the upper directory name in dir opaque when it is
+// about to move into the merged directory parent.
+func (u *unionFS) opaqueIfMerged(dir int, name string, obj *found, parent *node) error {
 	if !obj.isDir() || len(lowerPart(u, parent.getChain())) == 0 {
 		return nil
 	}
-	return u.markOpaque(path)
+	return u.markOpaque(dir, name)
 }
 
 // upperOnlyOrFile reports whether obj can take part in a rename(2) in the
 // upper: any non-directory (it can be copied up) or an upper-only directory.
 func upperOnlyOrFile(u *unionFS, obj *found) bool {
 	return !obj.isDir() || u.inUpper(obj.chain) && len(obj.chain) == 1
-}
-
-// removeTree deletes a real directory tree in the upper, forgetting the
-// inode mappings of what it removes.
-func (u *unionFS) removeTree(path string) error {
-	ents, err := readDirents(path)
-	if err != nil {
-		if errors.Is(err, syscall.ENOENT) {
-			return nil
-		}
-		if errors.Is(err, syscall.ENOTDIR) {
-			u.retire(path)
-			return syscall.Unlink(path)
-		}
-		return err
-	}
-	for _, e := range ents {
-		if e.name == "." || e.name == ".." {
-			continue
-		}
-		p := path + "/" + e.name
-		if e.dtype == syscall.DT_DIR {
-			err = u.removeTree(p)
-		} else {
-			u.retire(p)
-			err = syscall.Unlink(p)
-		}
-		if err != nil && !errors.Is(err, syscall.ENOENT) {
-			return err
-		}
-	}
-	u.retire(path)
-	return syscall.Rmdir(path)
 }

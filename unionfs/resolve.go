@@ -3,6 +3,7 @@ package unionfs
 import (
 	"errors"
 	"hash/fnv"
+	"slices"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -11,7 +12,8 @@ import (
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
-// layerPath is the real path of rel (relative to the mount root) in layer li.
+// layerPath names rel in layer li for messages and the trace; it is never
+// opened (layerfs.go).
 func (u *unionFS) layerPath(li int, rel string) string {
 	if rel == "" {
 		return u.layers[li].path
@@ -25,15 +27,9 @@ func (u *unionFS) layerPath(li int, rel string) string {
 // between the kernel's lookup and our open then fails with ELOOP instead of
 // opening a file outside the layer.
 func (u *unionFS) openInLayer(li int, rel string, flags int) (int, error) {
-	if rel == "" {
-		rel = "."
-	}
-	return unix.Openat2(u.layers[li].root, rel, &unix.OpenHow{
-		// openat2 refuses flags it does not know, and the kernel passes
-		// FUSE internal ones along (__FMODE_EXEC on execve).
-		Flags:   uint64(flags & openFlags),
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	// openat2 refuses flags it does not know, and the kernel passes FUSE
+	// internal ones along (__FMODE_EXEC on execve).
+	return openBeneath(u.layers[li].root, rel, flags&openFlags, 0)
 }
 
 // openFlags are the open(2) flags passed on to a layer file.
@@ -102,50 +98,11 @@ var errNotFound = syscall.ENOENT
 func (u *unionFS) resolve(dirChain []int, rel, name string) (*found, error) {
 	var f found
 	for i, li := range dirChain {
-		last := i == len(dirChain)-1
-		p := u.layerPath(li, joinRel(rel, name))
-		var st syscall.Stat_t
-		err := syscall.Lstat(p, &st)
-		if err == nil {
-			if whiteout.IsOverlayWhiteoutMode(st.Mode, st.Rdev) {
-				break
-			}
-			if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-				if len(f.chain) == 0 {
-					f.chain, f.st = u.single[li], st
-					if u.rw && li == upperLayer {
-						f.data = metacopyData(p, &st)
-					}
-				}
-				break
-			}
-			if len(f.chain) == 0 {
-				f.st = st
-			}
-			f.chain = append(f.chain, li)
-			if last {
-				break
-			}
-			opaque, err := whiteout.IsOpaqueDir(p)
-			if err != nil {
-				return nil, err
-			}
-			if opaque {
-				break
-			}
-			continue
-		}
-		if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ENOTDIR) {
-			return nil, err
-		}
-		if last {
-			break
-		}
-		hidden, err := u.hasWhiteout(li, rel, name)
+		hides, err := u.resolveIn(&f, li, rel, name, i == len(dirChain)-1)
 		if err != nil {
 			return nil, err
 		}
-		if hidden {
+		if hides {
 			break
 		}
 	}
@@ -155,17 +112,125 @@ func (u *unionFS) resolve(dirChain []int, rel, name string) (*found, error) {
 	return &f, nil
 }
 
+// resolveIn adds what layer li holds for name in the directory rel to f,
+// and reports whether it hides the layers below.
+func (u *unionFS) resolveIn(f *found, li int, rel, name string, last bool) (bool, error) {
+	dir, err := u.openDir(li, rel)
+	if isMissing(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(dir)
+	var st syscall.Stat_t
+	err = lstatAt(dir, name, &st)
+	if err == nil {
+		if whiteout.IsOverlayWhiteoutMode(st.Mode, st.Rdev) {
+			return true, nil
+		}
+		if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			if len(f.chain) == 0 {
+				f.chain, f.st = u.single[li], st
+				if u.rw && li == upperLayer {
+					f.data = metacopyData(dir, name, &st)
+				}
+			}
+			return true, nil
+		}
+		if len(f.chain) == 0 {
+			f.st = st
+		}
+		f.chain = append(f.chain, li)
+		if last {
+			return true, nil
+		}
+		return isOpaqueAt(dir, name)
+	}
+	if !isMissing(err) {
+		return false, err
+	}
+	if last {
+		return true, nil
+	}
+	return hasWhiteoutAt(dir, name)
+}
+
 // hasWhiteout reports whether layer li holds an OCI whiteout for rel/name.
 func (u *unionFS) hasWhiteout(li int, rel, name string) (bool, error) {
+	dir, err := u.openDir(li, rel)
+	if isMissing(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(dir)
+	return hasWhiteoutAt(dir, name)
+}
+
+// hasWhiteoutAt reports whether the open directory dir holds an OCI
+// whiteout for name.
+func hasWhiteoutAt(dir int, name string) (bool, error) {
 	var st syscall.Stat_t
-	err := syscall.Lstat(u.layerPath(li, joinRel(rel, whiteout.Name(name))), &st)
+	err := lstatAt(dir, whiteout.Name(name), &st)
 	if err == nil {
 		return true, nil
 	}
-	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+	if isMissing(err) {
 		return false, nil
 	}
 	return false, err
+}
+
+// isOpaqueAt reports whether the directory name in the open directory dir
+// is opaque in either format: it holds ".wh..wh..opq" or carries an overlay
+// opaque xattr.
+func isOpaqueAt(dir int, name string) (bool, error) {
+	fd, err := unix.Openat(dir, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fd)
+	return isOpaqueFd(fd)
+}
+
+// isOpaqueFd is isOpaqueAt for a directory open as fd.
+func isOpaqueFd(fd int) (bool, error) {
+	var st syscall.Stat_t
+	err := lstatAt(fd, whiteout.OpaqueName, &st)
+	if err == nil {
+		return true, nil
+	}
+	if !isMissing(err) {
+		return false, err
+	}
+	// One listxattr answers for the common dir with no xattrs at all.
+	var names [256]byte
+	n, err := unix.Listxattr(fdPath(fd), names[:])
+	switch {
+	case err == nil && n == 0, errors.Is(err, unix.ENOTSUP):
+		return false, nil
+	case err != nil && !errors.Is(err, unix.ERANGE):
+		return false, err
+	}
+	for _, x := range whiteout.OpaqueXattrs {
+		if err == nil && !slices.Contains(splitNul(names[:n]), x) {
+			continue
+		}
+		var v [8]byte
+		vn, err := fdGetxattr(fd, x, v[:])
+		switch {
+		case err == nil && vn == 1 && v[0] == 'y':
+			return true, nil
+		case err == nil, errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP),
+			errors.Is(err, unix.ERANGE), errors.Is(err, unix.EPERM):
+			// not set, a longer value, or not readable by us: not opaque
+		default:
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 // existsBelow reports whether name is visible in the layers of dirChain under
@@ -209,47 +274,61 @@ func (u *unionFS) readMerged(chain []int, rel string) ([]dirEntry, error) {
 	var out []dirEntry
 	seen := map[string]bool{}
 	for _, li := range chain {
-		dir := u.layerPath(li, rel)
-		ents, err := readDirents(dir)
+		err := u.inDir(li, rel, func(dir int) error {
+			ents, err := readDirentsFd(dir)
+			if err != nil {
+				return err
+			}
+			out = u.mergeLayer(out, seen, li, dir, ents)
+			return nil
+		})
+		if isMissing(err) {
+			continue // changed under us; the next lookup will notice
+		}
 		if err != nil {
-			if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
-				continue // changed under us; the next lookup will notice
-			}
 			return nil, err
-		}
-		// Whiteouts of this layer hide names of the layers below only.
-		var hides []string
-		for _, e := range ents {
-			if e.name == "." || e.name == ".." {
-				continue
-			}
-			if target, ok := whiteout.Target(e.name); ok {
-				hides = append(hides, target)
-				continue
-			}
-			if whiteout.IsWhiteoutName(e.name) {
-				continue // opaque marker, our workdir, other reserved names
-			}
-			if e.dtype == syscall.DT_CHR && isOverlayWhiteoutAt(dir, e.name) {
-				hides = append(hides, e.name)
-				continue
-			}
-			if seen[e.name] {
-				continue
-			}
-			seen[e.name] = true
-			out = append(out, dirEntry{name: e.name, ino: u.inoOf(li, e.ino), dtype: e.dtype, layer: li})
-		}
-		for _, h := range hides {
-			seen[h] = true
 		}
 	}
 	return out, nil
 }
 
-func isOverlayWhiteoutAt(dir, name string) bool {
+// mergeLayer adds the entries ents of layer li's directory dir to a merged
+// listing.
+func (u *unionFS) mergeLayer(out []dirEntry, seen map[string]bool, li, dir int, ents []rawDirent) []dirEntry {
+	// Whiteouts of this layer hide names of the layers below only.
+	var hides []string
+	for _, e := range ents {
+		if e.name == "." || e.name == ".." {
+			continue
+		}
+		if target, ok := whiteout.Target(e.name); ok {
+			hides = append(hides, target)
+			continue
+		}
+		if whiteout.IsWhiteoutName(e.name) {
+			continue // opaque marker, our workdir, other reserved names
+		}
+		if e.dtype == syscall.DT_CHR && isOverlayWhiteoutAt(dir, e.name) {
+			hides = append(hides, e.name)
+			continue
+		}
+		if seen[e.name] {
+			continue
+		}
+		seen[e.name] = true
+		out = append(out, dirEntry{name: e.name, ino: u.inoOf(li, e.ino), dtype: e.dtype, layer: li})
+	}
+	for _, h := range hides {
+		seen[h] = true
+	}
+	return out
+}
+
+// isOverlayWhiteoutAt reports whether name in the open directory dir is a
+// 0/0 character device.
+func isOverlayWhiteoutAt(dir int, name string) bool {
 	var st syscall.Stat_t
-	if err := syscall.Lstat(dir+"/"+name, &st); err != nil {
+	if err := lstatAt(dir, name, &st); err != nil {
 		return false
 	}
 	return whiteout.IsOverlayWhiteoutMode(st.Mode, st.Rdev)

@@ -140,7 +140,7 @@ func (u *unionFS) rootChain() ([]int, error) {
 		if i == len(u.layers)-1 {
 			break
 		}
-		opaque, err := whiteout.IsOpaqueDir(u.layers[i].path)
+		opaque, err := isOpaqueFd(u.layers[i].root)
 		if err != nil {
 			return nil, fmt.Errorf("layer %s: %w", u.layers[i].path, err)
 		}

@@ -142,8 +142,7 @@ func (n *node) checkStickyRemoval(ctx context.Context, victim *syscall.Stat_t) s
 		return syscall.EPERM
 	}
 	var dir syscall.Stat_t
-	p, _ := n.topPath()
-	if err := syscall.Lstat(p, &dir); err != nil {
+	if err := n.u.lstat(n.getChain()[0], n.rel(), &dir); err != nil {
 		return errno(err)
 	}
 	return n.u.checkSquashedSticky(c, &dir, victim)
@@ -196,8 +195,7 @@ func (n *node) checkSquashedLink(ctx context.Context) syscall.Errno {
 // open handle fh when it has no name left (unlinked while open).
 func (n *node) layerStat(fh fs.FileHandle) (syscall.Stat_t, syscall.Errno) {
 	var st syscall.Stat_t
-	p, _ := n.topPath()
-	err := syscall.Lstat(p, &st)
+	err := n.u.lstat(n.getChain()[0], n.rel(), &st)
 	if err != nil {
 		if h := asHandle(fh); h != nil {
 			err = syscall.Fstat(h.fd, &st)

@@ -23,13 +23,17 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	if err := n.copyUp(-1); err != nil {
 		return nil, nil, 0, errno(err)
 	}
-	dir := n.u.upperPath(n.rel())
+	dir, err := n.u.openDir(upperLayer, n.rel())
+	if err != nil {
+		return nil, nil, 0, errno(err)
+	}
+	defer unix.Close(dir)
 	var parent syscall.Stat_t
-	if err := syscall.Lstat(dir, &parent); err != nil {
+	if err := syscall.Fstat(dir, &parent); err != nil {
 		return nil, nil, 0, errno(err)
 	}
 	perm := modeFor(mode, false, &parent)
-	fd, err := unix.Open(dir, int(flags)&^syscall.O_CREAT|unix.O_TMPFILE|syscall.O_CLOEXEC, perm)
+	fd, err := unix.Openat(dir, ".", int(flags)&^syscall.O_CREAT|unix.O_TMPFILE|syscall.O_CLOEXEC, perm)
 	if err != nil {
 		return nil, nil, 0, errno(err)
 	}

@@ -94,6 +94,13 @@ func (u *unionFS) unlockOp(tr *opTrace, eno syscall.Errno) {
 	tr.done(eno)
 }
 
+// endLockedOp ends an operation whose caller took u.mu (rawFS): it emits
+// the trace event but leaves the lock to the caller.
+func (u *unionFS) endLockedOp(tr *opTrace, eno syscall.Errno) {
+	tr.takeNotes()
+	tr.done(eno)
+}
+
 // openMode names an open's access mode for the trace.
 func openMode(flags uint32) string {
 	mode := map[uint32]string{syscall.O_RDONLY: "ro", syscall.O_WRONLY: "wo", syscall.O_RDWR: "rw"}[flags&syscall.O_ACCMODE]

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/cow"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -21,37 +22,56 @@ func (u *unionFS) overlayFormat() bool { return u.cfg.WhiteoutFormat == Whiteout
 // upperWhiteout reports whether the upper hides dir/name from the layers
 // below, in either format.
 func (u *unionFS) upperWhiteout(dir, name string) (bool, error) {
-	if oci, err := u.hasWhiteout(upperLayer, dir, name); oci || err != nil {
+	fd, err := u.openDir(upperLayer, dir)
+	if isMissing(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fd)
+	if oci, err := hasWhiteoutAt(fd, name); oci || err != nil {
 		return oci, err
 	}
-	return isOverlayWhiteoutAt(u.upperPath(dir), name), nil
+	return isOverlayWhiteoutAt(fd, name), nil
 }
 
 // clearOverlayWhiteout removes a 0/0 device standing at dir/name, so a new
 // entry can take the name. The lower name shows for the moment in between.
 func (u *unionFS) clearOverlayWhiteout(dir, name string) error {
-	if !isOverlayWhiteoutAt(u.upperPath(dir), name) {
+	fd, err := u.openDir(upperLayer, dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if !isOverlayWhiteoutAt(fd, name) {
 		return nil
 	}
 	p := u.upperPath(joinRel(dir, name))
-	if err := syscall.Unlink(p); err != nil && !errors.Is(err, syscall.ENOENT) {
+	if err := unix.Unlinkat(fd, name, 0); err != nil && !errors.Is(err, syscall.ENOENT) {
 		return fmt.Errorf("remove whiteout %s: %w", p, err)
 	}
 	u.note("removed whiteout %s", p)
 	return nil
 }
 
-// markOpaque makes the upper directory at path opaque in the upper's format.
-func (u *unionFS) markOpaque(path string) error {
+// markOpaque makes the directory name in the upper directory dir opaque in
+// the upper's format.
+func (u *unionFS) markOpaque(dir int, name string) error {
+	fd, err := unix.Openat(dir, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opaque %s: %w", name, err)
+	}
+	defer unix.Close(fd)
 	if !u.overlayFormat() {
-		return touch(path + "/" + whiteout.OpaqueName)
+		return touch(fd, whiteout.OpaqueName)
 	}
-	name := whiteout.TrustedOpaqueXattr
+	x := whiteout.TrustedOpaqueXattr
 	if os.Geteuid() != 0 {
-		name = whiteout.UserOpaqueXattr
+		x = whiteout.UserOpaqueXattr
 	}
-	if err := unix.Lsetxattr(path, name, []byte("y"), 0); err != nil {
-		return fmt.Errorf("opaque %s: %w", path, err)
+	if err := fdSetxattr(fd, x, []byte("y"), 0); err != nil {
+		return fmt.Errorf("opaque %s: %w", name, err)
 	}
 	return nil
 }
@@ -69,14 +89,14 @@ func (u *unionFS) opaqueMarkName(path string) string {
 // over the entry (exchanged and removed, for an emptied directory).
 func (u *unionFS) whiteoutInPlace(dir, name string, upperEntry bool) error {
 	p := u.upperPath(joinRel(dir, name))
-	mk := func(tmp string) error { return unix.Mknod(tmp, unix.S_IFCHR, 0) }
-	var err error
-	if upperEntry {
-		u.retire(p)
-		err = u.cow.Stage(p, true, mk)
-	} else {
-		err = mk(p)
-	}
+	mk := func(tmp cow.At) error { return unix.Mknodat(tmp.Dir, tmp.Name, unix.S_IFCHR, 0) }
+	err := u.at(upperLayer, joinRel(dir, name), func(d int, n string) error {
+		if upperEntry {
+			u.retire(d, n)
+			return u.cow.Stage(cow.At{Dir: d, Name: n}, true, mk)
+		}
+		return mk(cow.At{Dir: d, Name: n})
+	})
 	if err != nil {
 		return fmt.Errorf("whiteout %s: %w", p, err)
 	}
