@@ -54,7 +54,7 @@ type At struct {
 // concurrent use.
 type Engine struct {
 	workdir string
-	work    int // O_PATH descriptor of workdir
+	work    int    // O_PATH descriptor of workdir
 	dev     uint64 // st_dev of workdir: rename cannot cross filesystems
 	opts    Options
 	// named makes regular files go through a named staging file, as on a
