@@ -344,9 +344,9 @@ const (
 
 func (s *Stack) kindAt(li int, rel string) (entryKind, error) {
 	var st syscall.Stat_t
-	err := syscall.Lstat(s.u.layerPath(li, rel), &st)
+	err := s.u.lstat(li, rel, &st)
 	switch {
-	case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR):
+	case isMissing(err):
 		return kindAbsent, nil
 	case err != nil:
 		return 0, fmt.Errorf("%s: %w", s.u.layerPath(li, rel), err)
@@ -364,7 +364,12 @@ func (s *Stack) whiteoutAt(li int, rel, name string) bool {
 }
 
 func (s *Stack) isOpaque(li int, rel string) bool {
-	ok, err := whiteout.IsOpaqueDir(s.u.layerPath(li, rel))
+	fd, err := s.u.openDir(li, rel)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	ok, err := isOpaqueFd(fd)
 	return ok && err == nil
 }
 
@@ -373,34 +378,40 @@ func (s *Stack) layerState(li int, rel string) LayerState {
 	p := s.u.layerPath(li, rel)
 	ls := LayerState{Layer: li, Dir: s.u.layers[li].path, Upper: s.u.rw && li == upperLayer, Path: p}
 	var st syscall.Stat_t
-	if err := syscall.Lstat(p, &st); err != nil {
+	fd, err := s.u.openObj(li, rel)
+	if err == nil {
+		defer unix.Close(fd)
+		err = syscall.Fstat(fd, &st)
+	}
+	if err != nil {
 		ls.Entry = "absent"
 		if dir, name := parentRel(rel), path.Base("/"+rel); rel != "" && s.whiteoutAt(li, dir, name) {
 			ls.Entry = "whiteout " + whiteout.Name(name)
 		}
 		return ls
 	}
-	ls.Entry = describeEntry(p, &st)
-	ls.Marks = s.marks(li, rel, p, &st)
+	ls.Entry = describeEntry(fd, &st)
+	ls.Marks = s.marks(li, rel, fd, &st)
 	return ls
 }
 
 // marks lists what else matters about an existing entry.
-func (s *Stack) marks(li int, rel, p string, st *syscall.Stat_t) []string {
+func (s *Stack) marks(li int, rel string, fd int, st *syscall.Stat_t) []string {
 	var out []string
 	if rel != "" && s.whiteoutAt(li, parentRel(rel), path.Base(rel)) {
 		out = append(out, fmt.Sprintf("stray %s beside it (ignored: the entry wins; unionfsd check removes it)",
 			whiteout.Name(path.Base(rel))))
 	}
 	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-		if _, err := os.Lstat(p + "/" + whiteout.OpaqueName); err == nil {
+		var m syscall.Stat_t
+		if lstatAt(fd, whiteout.OpaqueName, &m) == nil {
 			out = append(out, "opaque ("+whiteout.OpaqueName+")")
 		}
-		if ok, _ := whiteout.HasOpaqueXattr(p); ok {
+		if ok, _ := isOpaqueFd(fd); ok && lstatAt(fd, whiteout.OpaqueName, &m) != nil {
 			out = append(out, "opaque (overlay.opaque xattr)")
 		}
 	}
-	if m := s.metacopyMark(li, p); m != "" {
+	if m := s.metacopyMark(li, fd); m != "" {
 		out = append(out, m)
 	}
 	return out
@@ -408,12 +419,19 @@ func (s *Stack) marks(li int, rel, p string, st *syscall.Stat_t) []string {
 
 // metacopyMark describes a metadata-only copy on p: where its data is, and
 // whether that file is still there.
-func (s *Stack) metacopyMark(li int, p string) string {
-	data, ok := ReadMetacopy(p)
-	if !ok {
+func (s *Stack) metacopyMark(li int, fd int) string {
+	buf := make([]byte, 4096)
+	n, err := fdGetxattr(fd, whiteout.MetacopyXattr, buf)
+	if err != nil {
 		return ""
 	}
-	if _, err := os.Lstat(data); err != nil {
+	data := string(buf[:n])
+	var st syscall.Stat_t
+	dl, drel, ok := s.u.dataLayer(data)
+	if !ok {
+		return fmt.Sprintf("metacopy: data %s is outside the lower layers (never read)", data)
+	}
+	if s.u.lstat(dl, drel, &st) != nil {
 		return fmt.Sprintf("metacopy: data %s is gone (lower gone)", data)
 	}
 	for lj := li + 1; lj < len(s.u.layers); lj++ {
@@ -425,7 +443,8 @@ func (s *Stack) metacopyMark(li int, p string) string {
 }
 
 // ReadMetacopy returns the data file recorded in p's metacopy xattr (an
-// absolute path; see whiteout.MetacopyXattr).
+// absolute path; see whiteout.MetacopyXattr). For offline tools and tests:
+// p is taken as given.
 func ReadMetacopy(p string) (string, bool) {
 	buf := make([]byte, 4096)
 	n, err := unix.Lgetxattr(p, whiteout.MetacopyXattr, buf)
@@ -435,14 +454,14 @@ func ReadMetacopy(p string) (string, bool) {
 	return string(buf[:n]), true
 }
 
-// describeEntry names what is at p: "file, 12 B", "symlink -> x", ...
-func describeEntry(p string, st *syscall.Stat_t) string {
+// describeEntry names the object open as fd: "file, 12 B", "symlink -> x", ...
+func describeEntry(fd int, st *syscall.Stat_t) string {
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
 		return "file, " + units.Bytes(st.Size)
 	case syscall.S_IFLNK:
-		target, _ := os.Readlink(p)
-		return "symlink -> " + target
+		target, _ := readlinkFd(fd)
+		return "symlink -> " + string(target)
 	case syscall.S_IFCHR:
 		if whiteout.IsOverlayWhiteoutMode(st.Mode, st.Rdev) {
 			return "whiteout (char 0/0)"
