@@ -83,7 +83,10 @@ func isEmptySetattr(in *fuse.SetAttrIn) bool {
 // the bits) where overlay says EPERM.
 func (n *node) killRequest(in *fuse.SetAttrIn, empty bool) (bool, syscall.Errno) {
 	var st unix.Stat_t
-	if n.u.lstat(n.getChain()[0], n.rel(), (*syscall.Stat_t)(unsafe.Pointer(&st))) != nil {
+	n.u.mu.RLock()
+	err := n.u.lstat(n.getChain()[0], n.rel(), (*syscall.Stat_t)(unsafe.Pointer(&st)))
+	n.u.mu.RUnlock()
+	if err != nil {
 		return true, 0 // let the full path find out
 	}
 	if killBits(&st, &in.Caller) == 0 {

@@ -39,7 +39,10 @@ var (
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	d := &dirHandle{node: n}
 	var st syscall.Stat_t
-	if n.u.lstat(n.getChain()[0], n.rel(), &st) == nil {
+	n.u.mu.RLock()
+	err := n.u.lstat(n.getChain()[0], n.rel(), &st)
+	n.u.mu.RUnlock()
+	if err == nil {
 		d.st = &st
 	}
 	return d, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0

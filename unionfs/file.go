@@ -75,7 +75,10 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		}
 	}
 	// n.mu makes the choice of file and of I/O mode atomic against a
-	// concurrent copy-up switching the node to the upper.
+	// concurrent copy-up switching the node to the upper; u.mu (taken
+	// first, the lock order) keeps renames out while the path is used.
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	upper := n.u.inUpper(n.chain)
@@ -162,6 +165,8 @@ func (h *handle) readFd() int {
 		return h.fd
 	}
 	n := h.node
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.u.inUpper(n.chain) || n.data != "" {

@@ -98,9 +98,16 @@ func (n *node) dataPath() string {
 }
 
 // onTop runs fn on an O_PATH descriptor of the node's object in the layer
-// that answers for it.
+// that answers for it. The object is opened while u.mu keeps renames out.
 func (n *node) onTop(fn func(fd int) error) error {
-	return n.u.onObj(n.getChain()[0], n.rel(), fn)
+	n.u.mu.RLock()
+	fd, err := n.u.openObj(n.getChain()[0], n.rel())
+	n.u.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	return fn(fd)
 }
 
 // errno turns an error from the layers into what FUSE returns.
@@ -179,9 +186,14 @@ func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse
 // Getattr stats the layer that answers for the node. An unlinked file that
 // is still open is stated through its handle.
 func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	chain := n.getChain()
 	var st syscall.Stat_t
-	err := n.u.lstat(chain[0], n.rel(), &st)
+	n.u.mu.RLock()
+	chain, rel := n.getChain(), n.rel()
+	err := n.u.lstat(chain[0], rel, &st)
+	if err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR && len(chain) > 1 {
+		n.u.mergedDirTimes(&st, chain, rel)
+	}
+	n.u.mu.RUnlock()
 	if err != nil {
 		if fh == nil {
 			if h := n.anyUpperHandle(); h != nil {
@@ -194,9 +206,6 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 	}
 	if data := n.dataPath(); data != "" {
 		st.Blocks = n.u.metacopyBlocks(data)
-	}
-	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && len(chain) > 1 {
-		n.u.mergedDirTimes(&st, chain, n.rel())
 	}
 	// inoOf needs u.mu; the node already knows its number.
 	n.u.fillAttr(&out.Attr, &st, chain, n.StableAttr().Ino)
