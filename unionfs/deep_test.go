@@ -1,6 +1,7 @@
 package unionfs
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -72,5 +73,30 @@ func TestDeepTree(t *testing.T) {
 		if got := unix.Fstatat(up, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil; got != want {
 			t.Errorf("upper bottom holds %s: %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestRenameErrorMeansNothingHappened: once the rename has happened in the
+// upper, a failing cleanup step must not turn it into an error (mv would
+// then report a failure for a file that has moved). The stale whiteout of
+// the destination here is a directory, put into the upper directly, so
+// removing it after the rename fails.
+func TestRenameErrorMeansNothingHappened(t *testing.T) {
+	tu := newLayers(t, 1)
+	writeFile(t, tu.lowers[0]+"/x", "lower x")
+	writeFile(t, tu.upper+"/a", "a")
+	mkdirAll(t, tu.upper+"/.wh.x/stray")
+	tu.mount(t, nil)
+	if _, err := os.Stat(tu.m("x")); !os.IsNotExist(err) {
+		t.Fatalf("x shows through its whiteout: %v", err)
+	}
+	if err := os.Rename(tu.m("a"), tu.m("x")); err != nil {
+		t.Errorf("rename: %v", err)
+	}
+	if b, err := os.ReadFile(tu.m("x")); err != nil || string(b) != "a" {
+		t.Errorf("x after the rename: %q, %v", b, err)
+	}
+	if _, err := os.Stat(tu.m("a")); !os.IsNotExist(err) {
+		t.Errorf("a after the rename: %v", err)
 	}
 }
