@@ -165,6 +165,11 @@ func (h *handle) readFd() int {
 		return h.fd
 	}
 	n := h.node
+	if !n.movedUp() {
+		return h.fd
+	}
+	// The upper file is opened by path: u.mu (before n.mu, the lock
+	// order) keeps renames out meanwhile.
 	n.u.mu.RLock()
 	defer n.u.mu.RUnlock()
 	n.mu.Lock()
@@ -180,6 +185,13 @@ func (h *handle) readFd() int {
 	h.fd, h.upper = fd, true
 	n.addUpperHandleLocked(h)
 	return h.fd
+}
+
+// movedUp reports whether the node's data is in a full upper copy.
+func (n *node) movedUp() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.u.inUpper(n.chain) && n.data == ""
 }
 
 // addUpperHandleLocked records h as open on the node's upper file; n.mu is

