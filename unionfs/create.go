@@ -40,33 +40,42 @@ func (n *node) prepareCreate(name string) (*newEntry, syscall.Errno) {
 	}
 	e := &newEntry{dirRel: n.rel(), name: name, dir: -1}
 	e.path = n.u.upperPath(joinRel(e.dirRel, name))
-	wh, err := n.u.upperWhiteout(e.dirRel, name)
-	if err != nil {
-		return nil, errno(err)
-	}
-	e.whiteout = wh
-	if err := n.u.clearOverlayWhiteout(e.dirRel, name); err != nil {
-		return nil, errno(err)
-	}
-	if !wh {
-		// The kernel only creates names it saw missing, but its cache may
-		// be stale after a change made directly in a layer.
-		if _, err := n.u.resolve(n.getChain(), e.dirRel, name); err == nil {
-			return nil, syscall.EEXIST
-		} else if !errors.Is(err, errNotFound) {
-			return nil, errno(err)
-		}
-	}
 	dir, err := n.u.openDir(upperLayer, e.dirRel)
 	if err != nil {
 		return nil, errno(err)
 	}
 	e.dir = dir
-	if err := syscall.Fstat(dir, &e.parentSt); err != nil {
+	if eno := n.checkCreate(e); eno != 0 {
 		e.close()
-		return nil, errno(err)
+		return nil, eno
 	}
 	return e, 0
+}
+
+// checkCreate fills in e from its open upper directory, clearing a 0/0
+// whiteout that stands at the name.
+func (n *node) checkCreate(e *newEntry) syscall.Errno {
+	if err := syscall.Fstat(e.dir, &e.parentSt); err != nil {
+		return errno(err)
+	}
+	wh, err := upperWhiteoutAt(e.dir, e.name)
+	if err != nil {
+		return errno(err)
+	}
+	e.whiteout = wh
+	if err := n.u.clearOverlayWhiteoutAt(e.dir, e.name, e.path); err != nil {
+		return errno(err)
+	}
+	if !wh {
+		// The kernel only creates names it saw missing, but its cache may
+		// be stale after a change made directly in a layer.
+		if _, err := n.u.resolve(n.getChain(), e.dirRel, e.name); err == nil {
+			return syscall.EEXIST
+		} else if !errors.Is(err, errNotFound) {
+			return errno(err)
+		}
+	}
+	return 0
 }
 
 // close releases the entry's directory.

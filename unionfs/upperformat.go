@@ -30,25 +30,25 @@ func (u *unionFS) upperWhiteout(dir, name string) (bool, error) {
 		return false, err
 	}
 	defer unix.Close(fd)
-	if oci, err := hasWhiteoutAt(fd, name); oci || err != nil {
-		return oci, err
-	}
-	return isOverlayWhiteoutAt(fd, name), nil
+	return upperWhiteoutAt(fd, name)
 }
 
-// clearOverlayWhiteout removes a 0/0 device standing at dir/name, so a new
-// entry can take the name. The lower name shows for the moment in between.
-func (u *unionFS) clearOverlayWhiteout(dir, name string) error {
-	fd, err := u.openDir(upperLayer, dir)
-	if err != nil {
-		return nil // nothing stands there
+// upperWhiteoutAt is upperWhiteout for name in the open upper directory dir.
+func upperWhiteoutAt(dir int, name string) (bool, error) {
+	if oci, err := hasWhiteoutAt(dir, name); oci || err != nil {
+		return oci, err
 	}
-	defer unix.Close(fd)
-	if !isOverlayWhiteoutAt(fd, name) {
+	return isOverlayWhiteoutAt(dir, name), nil
+}
+
+// clearOverlayWhiteoutAt removes a 0/0 device standing at name in the open
+// upper directory dir, so a new entry can take the name; p names it in
+// messages. The lower name shows for the moment in between.
+func (u *unionFS) clearOverlayWhiteoutAt(dir int, name, p string) error {
+	if !isOverlayWhiteoutAt(dir, name) {
 		return nil
 	}
-	p := u.upperPath(joinRel(dir, name))
-	if err := unix.Unlinkat(fd, name, 0); err != nil && !errors.Is(err, syscall.ENOENT) {
+	if err := unix.Unlinkat(dir, name, 0); err != nil && !errors.Is(err, syscall.ENOENT) {
 		return fmt.Errorf("remove whiteout %s: %w", p, err)
 	}
 	u.note("removed whiteout %s", p)
