@@ -6,8 +6,8 @@ import (
 
 // rawFS wraps go-fuse's node tree at the protocol level for what its node
 // API cannot express: a WRITE flagged FUSE_WRITE_KILL_SUIDGID makes us clear
-// setuid/setgid (killpriv.go), and a RENAME holds u.mu until go-fuse has
-// moved the node in its tree too.
+// setuid/setgid (killpriv.go), and RENAME, UNLINK and RMDIR hold u.mu
+// until go-fuse has changed its tree too.
 type rawFS struct {
 	fuse.RawFileSystem
 	u *unionFS
@@ -20,6 +20,22 @@ func (k *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newNa
 	k.u.lockWrite()
 	defer k.u.mu.Unlock()
 	return k.RawFileSystem.Rename(cancel, in, oldName, newName)
+}
+
+// Unlink holds u.mu until go-fuse has taken the node out of its tree: an
+// operation on the node meanwhile would build the removed name, which a
+// create may already have given to another file.
+func (k *rawFS) Unlink(cancel <-chan struct{}, in *fuse.InHeader, name string) fuse.Status {
+	k.u.lockWrite()
+	defer k.u.mu.Unlock()
+	return k.RawFileSystem.Unlink(cancel, in, name)
+}
+
+// Rmdir holds u.mu as Unlink does.
+func (k *rawFS) Rmdir(cancel <-chan struct{}, in *fuse.InHeader, name string) fuse.Status {
+	k.u.lockWrite()
+	defer k.u.mu.Unlock()
+	return k.RawFileSystem.Rmdir(cancel, in, name)
 }
 
 var _ fuse.RawFileSystem = (*rawFS)(nil)

@@ -46,10 +46,11 @@ func (n *node) resolveRemoval(name string) (*removal, syscall.Errno) {
 
 // Unlink removes a non-directory. The whiteout is written before the upper
 // entry goes: an entry beats a whiteout in its own layer, so every
-// intermediate state shows either the old file or nothing.
+// intermediate state shows either the old file or nothing. The caller
+// (rawFS.Unlink) holds u.mu for writing.
 func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
-	tr := n.u.lockOp("unlink", joinRel(n.rel(), name))
-	defer func() { n.u.unlockOp(tr, eno) }()
+	tr := n.u.trace("unlink", joinRel(n.rel(), name))
+	defer func() { n.u.endLockedOp(tr, eno) }()
 	r, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno
@@ -83,10 +84,11 @@ func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
 	return 0
 }
 
-// Rmdir removes a directory that is empty in the merged view.
+// Rmdir removes a directory that is empty in the merged view. The caller
+// (rawFS.Rmdir) holds u.mu for writing.
 func (n *node) Rmdir(ctx context.Context, name string) (eno syscall.Errno) {
-	tr := n.u.lockOp("rmdir", joinRel(n.rel(), name))
-	defer func() { n.u.unlockOp(tr, eno) }()
+	tr := n.u.trace("rmdir", joinRel(n.rel(), name))
+	defer func() { n.u.endLockedOp(tr, eno) }()
 	r, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno
