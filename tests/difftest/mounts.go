@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,10 +120,11 @@ func MountUnionfsd(mnt string, cfg unionfs.Config) (func() error, error) {
 		case err = <-done:
 		case <-time.After(unmountTimeout):
 			// A deadlocked server never lets its loops end: cut it loose.
+			stacks := stuckStacks()
 			if conn := fuseConn(mnt); conn >= 0 {
 				AbortFUSE(conn)
 			}
-			err = fmt.Errorf("server did not stop within %v", unmountTimeout)
+			err = fmt.Errorf("server did not stop within %v; its goroutines:\n%s", unmountTimeout, stacks)
 		}
 		if err == nil {
 			return nil
@@ -134,6 +136,20 @@ func MountUnionfsd(mnt string, cfg unionfs.Config) (func() error, error) {
 		}
 		return fmt.Errorf("unmount unionfsd %s: %w (lazily detached)", mnt, err)
 	}, nil
+}
+
+// stuckStacks returns the stacks of the goroutines that are inside unionfs
+// (the ones a deadlock would hold), so a stuck unmount says where it hangs.
+func stuckStacks() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var keep []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "unionfsd/unionfs.") {
+			keep = append(keep, g)
+		}
+	}
+	return strings.Join(keep, "\n\n")
 }
 
 // unmountTimeout bounds how long unmounting unionfsd may take.
