@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,9 +25,19 @@ import (
 // ".wh..wh..opq" entry. Reserved ".wh..wh.*" names other than the opaque
 // marker (our workdir ".wh..wh.unionfsd.work") and the union's internal
 // xattrs are left out. Entries come sorted, so the same tree gives the same tar.
+//
+// The upper may belong to a running container, which can swap any dir in
+// it for a symlink to a host path while we read. So below the root nothing
+// is looked up by path: each entry is stat'ed, opened and listed relative
+// to its parent's descriptor, never following a symlink (see atPath).
 func WriteDiffTar(upper string, w io.Writer) error {
+	root, err := os.OpenFile(upper, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	defer root.Close()
 	dw := &diffWriter{tw: tar.NewWriter(w), root: upper, links: map[[2]uint64]string{}}
-	if err := dw.walk("", true); err != nil {
+	if err := dw.walk(root, "", ""); err != nil {
 		return err
 	}
 	return dw.tw.Close()
@@ -38,25 +49,53 @@ type diffWriter struct {
 	links map[[2]uint64]string // (dev, ino) of multiply-linked files -> first name
 }
 
-// walk writes the entries of the directory rel ("" is the root), sorted.
-func (d *diffWriter) walk(rel string, isRoot bool) error {
-	dir := filepath.Join(d.root, rel)
-	ents, err := os.ReadDir(dir)
+// atPath names the entry name of the open dir parent for the l*xattr
+// calls, which have no descriptor-relative form that works on symlinks and
+// devices: the /proc magic link pins the parent, and the l* calls do not
+// follow name itself, so no symlink is followed anywhere.
+func atPath(parent *os.File, name string) string {
+	return "/proc/self/fd/" + strconv.Itoa(int(parent.Fd())) + "/" + name
+}
+
+// openBeneath opens name in dir without following any symlink, and checks
+// that it is still the entry st describes (same inode and type): a swap
+// between the stat and the open is an error, never a read of something else.
+func openBeneath(dir *os.File, name string, flags uint64, st *unix.Stat_t) (*os.File, error) {
+	fd, err := unix.Openat2(int(dir.Fd()), name, &unix.OpenHow{
+		Flags:   flags | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
 	if err != nil {
-		return fmt.Errorf("commit: read %s: %w", dir, err)
+		return nil, err
 	}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		names = append(names, e.Name())
+	f := os.NewFile(uintptr(fd), name)
+	var now unix.Stat_t
+	if err := unix.Fstat(fd, &now); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if now.Ino != st.Ino || now.Dev != st.Dev || now.Mode&unix.S_IFMT != st.Mode&unix.S_IFMT {
+		f.Close()
+		return nil, fmt.Errorf("replaced while committing")
+	}
+	return f, nil
+}
+
+// walk writes the entries of the open directory dir (rel "" is the root),
+// sorted. xattrPath names dir for the xattr calls ("" for the root).
+func (d *diffWriter) walk(dir *os.File, rel, xattrPath string) error {
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("commit: read %s: %w", filepath.Join(d.root, rel), err)
 	}
 	sort.Strings(names)
-	if !isRoot {
-		opaque, err := whiteout.HasOpaqueXattr(dir)
+	if rel != "" {
+		opaque, err := whiteout.HasOpaqueXattr(xattrPath)
 		if err != nil {
-			return fmt.Errorf("commit: %s: %w", dir, err)
+			return fmt.Errorf("commit: %s: %w", filepath.Join(d.root, rel), err)
 		}
 		if opaque && !contains(names, whiteout.OpaqueName) {
-			if err := d.marker(filepath.Join(rel, whiteout.OpaqueName), dir); err != nil {
+			if err := d.marker(filepath.Join(rel, whiteout.OpaqueName), dir, "."); err != nil {
 				return err
 			}
 		}
@@ -65,59 +104,77 @@ func (d *diffWriter) walk(rel string, isRoot bool) error {
 		if strings.HasPrefix(name, whiteout.MetaPrefix) && name != whiteout.OpaqueName {
 			continue // reserved: our workdir and other union bookkeeping
 		}
-		if err := d.entry(filepath.Join(rel, name)); err != nil {
+		if err := d.entry(dir, name, filepath.Join(rel, name)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// marker writes an empty whiteout file, with the times of the thing it replaces.
-func (d *diffWriter) marker(rel, timesFrom string) error {
+// marker writes an empty whiteout file, with the times of the thing it
+// replaces (name in dir).
+func (d *diffWriter) marker(rel string, dir *os.File, name string) error {
 	var st unix.Stat_t
 	mtime := time.Unix(0, 0)
-	if unix.Lstat(timesFrom, &st) == nil {
+	if unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
 		mtime = time.Unix(st.Mtim.Unix())
 	}
 	return d.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: 0o600, ModTime: mtime, Format: tar.FormatPAX})
 }
 
-func (d *diffWriter) entry(rel string) error {
+// entry writes the entry name of dir, whose path in the layer is rel.
+func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	full := filepath.Join(d.root, rel)
 	var st unix.Stat_t
-	if err := unix.Lstat(full, &st); err != nil {
+	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("commit: %s: %w", full, err)
 	}
 	if whiteout.IsOverlayWhiteout(&st) {
-		return d.marker(filepath.Join(filepath.Dir(rel), whiteout.Name(filepath.Base(rel))), full)
+		return d.marker(filepath.Join(filepath.Dir(rel), whiteout.Name(name)), dir, name)
 	}
-	hdr, err := d.header(rel, full, &st)
+	at := atPath(dir, name)
+	hdr, err := d.header(rel, at, dir, name, &st)
 	if err != nil || hdr == nil {
-		return err
+		if err != nil {
+			return fmt.Errorf("commit: %s: %w", full, err)
+		}
+		return nil
+	}
+	var f *os.File
+	switch {
+	case hdr.Typeflag == tar.TypeReg && hdr.Size > 0:
+		f, err = openBeneath(dir, name, unix.O_RDONLY, &st)
+	case hdr.Typeflag == tar.TypeDir:
+		f, err = openBeneath(dir, name, unix.O_RDONLY|unix.O_DIRECTORY, &st)
+	}
+	if err != nil {
+		return fmt.Errorf("commit: %s: %w", full, err)
+	}
+	if f != nil {
+		defer f.Close()
 	}
 	if err := d.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("commit: %s: %w", full, err)
 	}
 	switch {
 	case hdr.Typeflag == tar.TypeReg && hdr.Size > 0:
-		if err := d.copyContent(full, hdr.Size); err != nil {
-			return err
-		}
+		return d.copyContent(f, at, full, hdr.Size)
 	case hdr.Typeflag == tar.TypeDir:
-		return d.walk(rel, false)
+		return d.walk(f, rel, at)
 	}
 	return nil
 }
 
-// header builds the tar header of one upper entry; nil for sockets.
-func (d *diffWriter) header(rel, full string, st *unix.Stat_t) (*tar.Header, error) {
+// header builds the tar header of one upper entry (name in dir, at for the
+// xattr calls); nil for sockets.
+func (d *diffWriter) header(rel, at string, dir *os.File, name string, st *unix.Stat_t) (*tar.Header, error) {
 	hdr := &tar.Header{
 		Name: rel, Mode: int64(st.Mode & 0o7777), Uid: int(st.Uid), Gid: int(st.Gid),
 		ModTime: time.Unix(st.Mtim.Unix()), Format: tar.FormatPAX,
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		if whiteout.IsWhiteoutName(filepath.Base(rel)) {
+		if whiteout.IsWhiteoutName(name) {
 			// unionfsd links all whiteouts to one file: each is still a
 			// whiteout of its own, never a hard link to another.
 			hdr.Typeflag = tar.TypeReg
@@ -135,9 +192,9 @@ func (d *diffWriter) header(rel, full string, st *unix.Stat_t) (*tar.Header, err
 	case unix.S_IFDIR:
 		hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
 	case unix.S_IFLNK:
-		target, err := os.Readlink(full)
+		target, err := readlinkat(dir, name)
 		if err != nil {
-			return nil, fmt.Errorf("commit: %s: %w", full, err)
+			return nil, err
 		}
 		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
 	case unix.S_IFCHR, unix.S_IFBLK:
@@ -151,9 +208,9 @@ func (d *diffWriter) header(rel, full string, st *unix.Stat_t) (*tar.Header, err
 	default:
 		return nil, nil // sockets have no tar form; docker drops them too
 	}
-	xattrs, err := readXattrs(full)
+	xattrs, err := readXattrs(at)
 	if err != nil {
-		return nil, fmt.Errorf("commit: %s: %w", full, err)
+		return nil, err
 	}
 	for k, v := range xattrs {
 		if hdr.PAXRecords == nil {
@@ -164,19 +221,34 @@ func (d *diffWriter) header(rel, full string, st *unix.Stat_t) (*tar.Header, err
 	return hdr, nil
 }
 
-func (d *diffWriter) copyContent(full string, size int64) error {
+func readlinkat(dir *os.File, name string) (string, error) {
+	for size := 256; ; size *= 4 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(int(dir.Fd()), name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// copyContent copies size bytes of the open upper file f (at names it for
+// the xattr calls, full for messages).
+func (d *diffWriter) copyContent(f *os.File, at, full string, size int64) error {
 	// A metadata-only copy-up keeps its data in the lower file its xattr
 	// names: the layer gets that data, as a full file.
-	src := full
-	if data, err := getXattr(full, whiteout.MetacopyXattr); err == nil && data != "" {
-		src = data
+	var src io.Reader = f
+	if data, err := getXattr(at, whiteout.MetacopyXattr); err == nil && data != "" {
+		lf, err := os.OpenFile(data, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return fmt.Errorf("commit: %s: %w", full, err)
+		}
+		defer lf.Close()
+		src = lf
 	}
-	f, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
-	}
-	defer f.Close()
-	n, err := io.Copy(d.tw, io.LimitReader(f, size))
+	n, err := io.Copy(d.tw, io.LimitReader(src, size))
 	if err == nil && n != size {
 		err = fmt.Errorf("file shrank while committing (%d of %d bytes)", n, size)
 	}
