@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/pflag"
@@ -9,11 +10,15 @@ import (
 
 var (
 	commitUpper, commitFrom, commitMessage, commitAuthor, commitCompression string
+	commitPause                                                             bool
 )
 
 // containerLayers finds the upper dir and image of a container by name. The
 // runner sets it (in its own file); until then commit needs --upper/--from.
 var containerLayers func(g *globals, container string) (upper, image string, err error)
+
+// pauseContainer freezes a running container until thaw; set with containerLayers.
+var pauseContainer func(g *globals, container string) (thaw func() error, err error)
 
 func init() {
 	register(&command{
@@ -26,12 +31,13 @@ func init() {
 			fs.StringVarP(&commitMessage, "message", "m", "", "history comment")
 			fs.StringVarP(&commitAuthor, "author", "a", "", "author")
 			fs.StringVar(&commitCompression, "compression", "gzip", "layer compression: gzip, zstd or none")
+			fs.BoolVarP(&commitPause, "pause", "p", true, "pause a running container while its upper dir is read (cgroup freezer)")
 		},
 		run: runCommit,
 	})
 }
 
-func runCommit(g *globals, args []string) error {
+func runCommit(g *globals, args []string) (err error) {
 	upper, from, name, err := commitTarget(g, args)
 	if err != nil {
 		return err
@@ -43,6 +49,15 @@ func runCommit(g *globals, args []string) error {
 	s, err := g.store()
 	if err != nil {
 		return err
+	}
+	if commitUpper == "" && commitPause {
+		// A running container could change files while they are read,
+		// giving a layer no moment of the container ever had.
+		thaw, err := pauseContainer(g, args[0])
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, thaw()) }()
 	}
 	img, err := s.Commit(upper, from, name, layers.CommitOptions{
 		Compression: c, CompressionSet: true, Comment: commitMessage, Author: commitAuthor,

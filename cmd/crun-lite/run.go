@@ -34,6 +34,13 @@ func init() {
 		}
 		return rt.UpperAndImage(s.Root(), name)
 	}
+	pauseContainer = func(g *globals, name string) (func() error, error) {
+		s, err := g.store()
+		if err != nil {
+			return nil, err
+		}
+		return rt.Pause(s.Root(), name)
+	}
 }
 
 var runOpts struct {

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	rt "github.com/unionfsd/unionfsd/runtime"
+)
+
+// TestCommitPausesContainer checks the freezer: while paused, a container
+// that rewrites a counter file as fast as it can changes nothing in its
+// upper dir; after thaw it runs on, and no freezer cgroup is left. Commit
+// pauses by default and works with --pause=false too.
+func TestCommitPausesContainer(t *testing.T) {
+	e := newEnv(t)
+	_, sc := e.background("run", "--name", "busy", "busybox", "sh", "-c",
+		"echo up; i=0; while :; do i=$((i+1)); echo $i > /n; done")
+	waitLine(t, sc, "up")
+	counter := filepath.Join(e.containerDir("busy"), "upper", "n")
+	read := func() string {
+		data, _ := os.ReadFile(counter)
+		return string(data)
+	}
+	// advances tells whether the counter changes within d.
+	advancesWithin := func(d time.Duration) bool {
+		a := read()
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if read() != a {
+				return true
+			}
+		}
+		return false
+	}
+	advances := func() bool { return advancesWithin(10 * time.Second) }
+	if !advances() {
+		t.Fatalf("the counter does not advance in %s: wrong upper path?", counter)
+	}
+	thaw, err := rt.Pause(e.store, "busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frozen := !advancesWithin(time.Second)
+	if err := thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if !frozen {
+		t.Errorf("the container kept writing while paused")
+	}
+	if !advances() {
+		t.Errorf("the container does not run after thaw")
+	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*/crun-lite/*"); len(left) > 0 {
+		for _, d := range left {
+			if strings.Contains(d, "busy") || dirHasID(e, d) {
+				t.Errorf("freezer cgroup left: %s", d)
+			}
+		}
+	}
+	e.mustRun("commit", "busy", "busy:1")
+	e.mustRun("commit", "--pause=false", "busy", "busy:2")
+	if !advances() {
+		t.Errorf("the container does not run after commit")
+	}
+	for _, img := range []string{"busy:1", "busy:2"} {
+		// (It may be empty: the shell truncates before it writes.)
+		if got := e.mustRun("run", "--rm", img, "ls", "/n"); strings.TrimSpace(got) != "/n" {
+			t.Errorf("%s has no /n", img)
+		}
+	}
+	e.mustRun("rm", "-f", "busy")
+}
+
+// dirHasID tells whether cgroup dir d belongs to a container of e.
+func dirHasID(e *env, d string) bool {
+	ents, _ := os.ReadDir(filepath.Join(e.store, "containers"))
+	for _, c := range ents {
+		if filepath.Base(d) == c.Name() {
+			return true
+		}
+	}
+	return false
+}

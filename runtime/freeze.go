@@ -1,0 +1,289 @@
+package runtime
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Pausing a container (for commit, as podman does) freezes every process
+// in its pid namespace with the cgroup freezer: the v1 freezer controller
+// where the host mounts one, else cgroup v2's cgroup.freeze. Containers get
+// no freezer cgroup at start, so Pause makes crun-lite/<id> in that
+// hierarchy, moves the processes in, freezes it, and Thaw moves them back
+// to where they were and removes it. A process forked while they move
+// either is found by the next scan or inherits the new cgroup.
+
+// Pause freezes the container ref under root until the returned thaw is
+// called. A container that does not run needs no pause; its thaw does
+// nothing.
+func Pause(root, ref string) (thaw func() error, err error) {
+	c, err := Find(root, ref)
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Status()
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != specs.StateRunning && st.Status != specs.StateCreated {
+		return func() error { return nil }, nil
+	}
+	if os.Geteuid() != 0 || inUserNamespace() {
+		return nil, fmt.Errorf("pause container %s: freezing needs root (a cgroup freezer); commit with --pause=false", c.Name)
+	}
+	fz, err := newFreezer(c.ID)
+	if err != nil {
+		return nil, fmt.Errorf("pause container %s: %w", c.Name, err)
+	}
+	if err := fz.freeze(st.Pid); err != nil {
+		fz.thaw()
+		return nil, fmt.Errorf("pause container %s: %w", c.Name, err)
+	}
+	return fz.thaw, nil
+}
+
+// freezer is one freezer cgroup made for a pause.
+type freezer struct {
+	dir     string
+	v2      bool
+	created bool           // by us: thaw removes it (a v2 limits cgroup stays)
+	origin  map[int]string // pid -> the cgroup.procs file it came from
+}
+
+// newFreezer picks the hierarchy and makes crun-lite/<id> in it.
+func newFreezer(id string) (*freezer, error) {
+	v1, v2 := freezerMounts()
+	fz := &freezer{origin: map[int]string{}}
+	switch {
+	case v1 != "":
+		fz.dir = filepath.Join(v1, "crun-lite", id)
+	case v2 != "":
+		fz.dir, fz.v2 = filepath.Join(v2, "crun-lite", id), true
+	default:
+		return nil, errors.New("no cgroup freezer: neither a v1 freezer hierarchy nor cgroup v2 is mounted; commit with --pause=false")
+	}
+	if _, err := os.Stat(fz.dir); err == nil {
+		return fz, nil // the container's own v2 cgroup (it has limits)
+	}
+	if err := os.MkdirAll(fz.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create freezer cgroup: %w", err)
+	}
+	fz.created = true
+	return fz, nil
+}
+
+// freeze moves the processes of init's pid namespace into the cgroup until
+// a scan finds none outside, then freezes it and waits for the kernel to
+// report it frozen.
+func (fz *freezer) freeze(init int) error {
+	ns, err := pidNamespace(init)
+	if err != nil {
+		return err
+	}
+	for round := 0; ; round++ {
+		moved, err := fz.moveIn(ns)
+		if err != nil {
+			return err
+		}
+		if moved == 0 {
+			break
+		}
+		if round == 50 {
+			return errors.New("its processes keep forking faster than they can be moved into the freezer")
+		}
+	}
+	if fz.v2 {
+		return fz.setAndWait("cgroup.freeze", "1", "cgroup.events", "frozen 1")
+	}
+	return fz.setAndWait("freezer.state", "FROZEN", "freezer.state", "FROZEN")
+}
+
+// moveIn moves the processes of pid namespace ns that are not in the
+// cgroup yet; it returns how many it moved.
+func (fz *freezer) moveIn(ns uint64) (int, error) {
+	procs := filepath.Join(fz.dir, "cgroup.procs")
+	in, err := readPids(procs)
+	if err != nil {
+		return 0, err
+	}
+	moved := 0
+	for _, pid := range pidsInNamespace(ns) {
+		if in[pid] {
+			continue
+		}
+		from, err := fz.cgroupOf(pid)
+		if err != nil {
+			continue // gone
+		}
+		err = os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0)
+		if errors.Is(err, syscall.ESRCH) {
+			continue
+		}
+		if err != nil {
+			return moved, fmt.Errorf("move pid %d into %s: %w", pid, fz.dir, err)
+		}
+		fz.origin[pid] = from
+		moved++
+	}
+	return moved, nil
+}
+
+// cgroupOf is the cgroup.procs file of pid's cgroup in the freezer's hierarchy.
+func (fz *freezer) cgroupOf(pid int) (string, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return "", err
+	}
+	base := filepath.Dir(filepath.Dir(fz.dir)) // the hierarchy's mount point
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if fz.v2 && f[0] == "0" || !fz.v2 && hasController(f[1], "freezer") {
+			return filepath.Join(base, f[2], "cgroup.procs"), nil
+		}
+	}
+	return "", fmt.Errorf("pid %d: no freezer cgroup", pid)
+}
+
+// setAndWait writes value to file and polls until state contains want.
+func (fz *freezer) setAndWait(file, value, state, want string) error {
+	if err := os.WriteFile(filepath.Join(fz.dir, file), []byte(value), 0); err != nil {
+		return fmt.Errorf("freeze %s: %w", fz.dir, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, err := os.ReadFile(filepath.Join(fz.dir, state))
+		if err != nil {
+			return fmt.Errorf("freeze %s: %w", fz.dir, err)
+		}
+		if strings.Contains(string(data), want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("freeze %s: not frozen after 10s (%s)", fz.dir, strings.TrimSpace(string(data)))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// thaw unfreezes, moves the processes back where they came from and
+// removes the cgroup.
+func (fz *freezer) thaw() error {
+	var err error
+	if fz.v2 {
+		err = os.WriteFile(filepath.Join(fz.dir, "cgroup.freeze"), []byte("0"), 0)
+	} else {
+		err = os.WriteFile(filepath.Join(fz.dir, "freezer.state"), []byte("THAWED"), 0)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("thaw %s: %w", fz.dir, err)
+	}
+	for pid, to := range fz.origin {
+		os.WriteFile(to, []byte(strconv.Itoa(pid)), 0) // ESRCH: it exited
+	}
+	if !fz.created {
+		return nil
+	}
+	// Forked while frozen (or while moving): to the hierarchy's root.
+	in, _ := readPids(filepath.Join(fz.dir, "cgroup.procs"))
+	for pid := range in {
+		os.WriteFile(filepath.Join(filepath.Dir(filepath.Dir(fz.dir)), "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+	}
+	for i := 0; i < 50; i++ {
+		if err := os.Remove(fz.dir); err == nil || errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	os.Remove(filepath.Dir(fz.dir)) // crun-lite/, when no other container uses it
+	return nil
+}
+
+// freezerMounts finds the root of the v1 freezer hierarchy and the cgroup2
+// mount, "" for what the host lacks. Only a hierarchy mounted at its own
+// root is usable: we address cgroups by their full path in it.
+func freezerMounts() (v1, v2 string) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(pf) < 5 || len(qf) < 3 || pf[3] != "/" {
+			continue
+		}
+		switch {
+		case qf[0] == "cgroup2" && v2 == "":
+			v2 = pf[4]
+		case qf[0] == "cgroup" && v1 == "" && hasController(qf[2], "freezer"):
+			v1 = pf[4]
+		}
+	}
+	return v1, v2
+}
+
+func hasController(list, name string) bool {
+	for _, c := range strings.Split(list, ",") {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+// pidNamespace is the inode of pid's pid namespace.
+func pidNamespace(pid int) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/"+strconv.Itoa(pid)+"/ns/pid", &st); err != nil {
+		return 0, fmt.Errorf("pid namespace of %d: %w", pid, err)
+	}
+	return st.Ino, nil
+}
+
+// pidsInNamespace lists the host pids of the processes in pid namespace ns.
+func pidsInNamespace(ns uint64) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if got, err := pidNamespace(pid); err == nil && got == ns {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// readPids reads a cgroup.procs file.
+func readPids(path string) (map[int]bool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]bool{}
+	for _, f := range strings.Fields(string(data)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			out[pid] = true
+		}
+	}
+	return out, nil
+}
