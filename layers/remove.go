@@ -34,7 +34,12 @@ func (r *RemoveResult) Lines() []string {
 
 // Remove removes a name, or a whole image when ref is an ID or the image's
 // last name, then deletes the layers and blobs no remaining image uses.
-func (s *Store) Remove(ref string) (*RemoveResult, error) {
+func (s *Store) Remove(ref string) (*RemoveResult, error) { return s.RemoveKeeping(ref, nil) }
+
+// RemoveKeeping is Remove that never deletes the layers whose chain IDs
+// (hex) are in keep: containers use them as their lower layers, whatever
+// happens to the image they came from.
+func (s *Store) RemoveKeeping(ref string, keep map[string]bool) (*RemoveResult, error) {
 	gc, err := s.lock("gc.lock", lockEX)
 	if err != nil {
 		return nil, err
@@ -44,7 +49,7 @@ func (s *Store) Remove(ref string) (*RemoveResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.collect(res); err != nil {
+	if err := s.collect(res, keep); err != nil {
 		return res, err
 	}
 	s.clearStaleTmp()
@@ -100,9 +105,10 @@ func matchingName(rec *imageRecord, name string) string {
 	return name
 }
 
-// collect deletes layers and blobs that no image references. Called with
-// gc.lock exclusive, so no import is between staging and publishing.
-func (s *Store) collect(res *RemoveResult) error {
+// collect deletes layers and blobs that no image references, except the
+// layers in keep. Called with gc.lock exclusive, so no import is between
+// staging and publishing.
+func (s *Store) collect(res *RemoveResult, keep map[string]bool) error {
 	idx, err := s.readIndex()
 	if err != nil {
 		return err
@@ -123,7 +129,7 @@ func (s *Store) collect(res *RemoveResult) error {
 		return err
 	}
 	for _, e := range ents {
-		if usedLayers[e.Name()] {
+		if usedLayers[e.Name()] || keep[e.Name()] {
 			continue
 		}
 		// Rename first so the layer disappears at once, then delete at leisure.
@@ -151,4 +157,47 @@ func (s *Store) collect(res *RemoveResult) error {
 		res.DeletedBlobs++
 	}
 	return nil
+}
+
+// Removal is what removing a set of references at once does to one image.
+type Removal struct {
+	ID      digest.Digest
+	Refs    []string // the arguments that name it
+	Deleted bool     // the image goes: a ref is its ID, or all its names go
+}
+
+// PlanRemoval resolves every reference first and tells, per image, whether
+// removing them all deletes it: "rmi a:1 b:1" of an image named only a:1
+// and b:1 deletes it although each name alone would only untag.
+func (s *Store) PlanRemoval(refs []string) ([]*Removal, error) {
+	idx, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	byID := map[digest.Digest]*Removal{}
+	var out []*Removal
+	gone := map[digest.Digest]map[string]bool{} // names each image loses
+	for _, ref := range refs {
+		rec, err := idx.find(ref)
+		if err != nil {
+			return nil, err
+		}
+		r := byID[rec.ID]
+		if r == nil {
+			r = &Removal{ID: rec.ID}
+			byID[rec.ID], gone[rec.ID] = r, map[string]bool{}
+			out = append(out, r)
+		}
+		r.Refs = append(r.Refs, ref)
+		name, nameErr := NormalizeName(ref)
+		if nameErr != nil || idx.byName(name) != rec {
+			r.Deleted = true // by ID
+			continue
+		}
+		gone[rec.ID][matchingName(rec, name)] = true
+		if len(gone[rec.ID]) >= len(rec.Names) {
+			r.Deleted = true
+		}
+	}
+	return out, nil
 }

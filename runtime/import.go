@@ -54,12 +54,16 @@ func runMapped(stage string, a stageArgs) (handled bool, err error) {
 // rmiStage is RemoveImagesMapped's process inside the user namespace.
 func rmiStage(a stageArgs) int {
 	s, err := layers.Open(a.Root)
+	var keep map[string]bool
+	if err == nil {
+		keep, err = LayersInUse(a.Root)
+	}
 	for _, ref := range a.Refs {
 		if err != nil {
 			break
 		}
 		var res *layers.RemoveResult
-		if res, err = s.Remove(ref); err == nil {
+		if res, err = s.RemoveKeeping(ref, keep); err == nil {
 			for _, l := range res.Lines() {
 				fmt.Println(l)
 			}

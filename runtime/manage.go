@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -163,6 +164,26 @@ func ImagesInUse(root string) (map[string][]string, error) {
 	for _, c := range all {
 		if c.Kind == KindImage {
 			out[c.ImageID] = append(out[c.ImageID], c.Name)
+		}
+	}
+	return out, nil
+}
+
+// LayersInUse returns the chain IDs (hex) of the store layers that
+// containers under root have as lower layers: image removal must never
+// delete them, even when their image goes.
+func LayersInUse(root string) (map[string]bool, error) {
+	all, err := loadAll(root)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, c := range all {
+		for _, l := range c.Lowers {
+			// <root>/layers/<chain>/diff
+			if filepath.Base(l) == "diff" {
+				out[filepath.Base(filepath.Dir(l))] = true
+			}
 		}
 	}
 	return out, nil

@@ -2,11 +2,9 @@ package main
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
-	"github.com/unionfsd/unionfsd/layers"
 	rt "github.com/unionfsd/unionfsd/runtime"
 )
 
@@ -27,13 +25,21 @@ func runRmi(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	// All arguments are resolved before anything is removed: the names of
+	// one image given together delete it, as its ID does.
+	plan, err := s.PlanRemoval(args)
+	if err != nil {
+		return err
+	}
 	inUse, err := rt.ImagesInUse(s.Root())
 	if err != nil {
 		return err
 	}
-	for _, ref := range args {
-		if err := refuseInUse(s, ref, inUse); err != nil {
-			return err
+	for _, r := range plan {
+		if users := inUse[r.ID.String()]; r.Deleted && len(users) > 0 {
+			sort.Strings(users)
+			return fmt.Errorf("image %s is used by container(s) %s: remove them first (crun-lite rm)",
+				strings.Join(r.Refs, ", "), strings.Join(users, ", "))
 		}
 	}
 	// Rootless: layers hold files of the image's other users, stored as
@@ -41,8 +47,12 @@ func runRmi(g *globals, args []string) error {
 	if handled, err := rt.RemoveImagesMapped(s.Root(), args); handled {
 		return err
 	}
+	keep, err := rt.LayersInUse(s.Root())
+	if err != nil {
+		return err
+	}
 	for _, ref := range args {
-		res, err := s.Remove(ref)
+		res, err := s.RemoveKeeping(ref, keep)
 		if err != nil {
 			return err
 		}
@@ -51,23 +61,4 @@ func runRmi(g *globals, args []string) error {
 		}
 	}
 	return nil
-}
-
-// idRef matches references by image ID (sha256:HEX or a hex prefix).
-var idRef = regexp.MustCompile(`^(sha256:)?[0-9a-f]{4,64}$`)
-
-// refuseInUse stops rmi from deleting an image whose layers containers still
-// use: their unions would lose their lower layers. Removing one of several
-// names leaves the image, so that is allowed.
-func refuseInUse(s *layers.Store, ref string, inUse map[string][]string) error {
-	img, err := s.Image(ref)
-	if err != nil {
-		return err
-	}
-	users := inUse[img.ID.String()]
-	if len(users) == 0 || len(img.Names) > 1 && !idRef.MatchString(ref) {
-		return nil
-	}
-	sort.Strings(users)
-	return fmt.Errorf("image %s is used by container(s) %s: remove them first (crun-lite rm)", ref, strings.Join(users, ", "))
 }
