@@ -62,14 +62,65 @@ func cleanMemberName(name string) (string, error) {
 // openSource opens a directory layout, or a tar archive (uncompressed, or
 // gzip/zstd-compressed, which is spooled uncompressed into staging first).
 func openSource(p, staging string) (source, error) {
-	st, err := os.Stat(p)
+	f, err := openNonBlocking(p)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", p, err)
 	}
-	if st.IsDir() {
-		return openDirSource(p)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("import %s: %w", p, err)
 	}
-	return openTarSource(p, staging)
+	if st.IsDir() {
+		return &dirSource{dir: p, root: f}, nil
+	}
+	return openTarSource(p, f, staging)
+}
+
+// openNonBlocking opens p for reading without waiting on it, and refuses
+// anything but a regular file or a directory: opening a FIFO would block
+// until someone writes it, a device might never end.
+func openNonBlocking(p string) (*os.File, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	return checkRegularOrDir(fd, p)
+}
+
+// checkRegularOrDir wraps fd, refusing other file types, and makes it
+// blocking again (the reads of a regular file never wait anyway).
+func checkRegularOrDir(fd int, name string) (*os.File, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if t := st.Mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFDIR {
+		unix.Close(fd)
+		return nil, fmt.Errorf("not a regular file (%s)", fileType(t))
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+func fileType(t uint32) string {
+	switch t {
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFLNK:
+		return "a symlink"
+	}
+	return "a special file"
 }
 
 // dirSource reads members of a directory with openat2(RESOLVE_IN_ROOT), so a
@@ -77,14 +128,6 @@ func openSource(p, staging string) (source, error) {
 type dirSource struct {
 	dir  string
 	root *os.File
-}
-
-func openDirSource(dir string) (*dirSource, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", dir, err)
-	}
-	return &dirSource{dir: dir, root: f}, nil
 }
 
 func (d *dirSource) where() string { return d.dir }
@@ -96,7 +139,7 @@ func (d *dirSource) openFile(name string) (*os.File, error) {
 		return nil, fmt.Errorf("%s: %w", d.dir, err)
 	}
 	fd, err := unix.Openat2(int(d.root.Fd()), clean, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {
@@ -105,7 +148,11 @@ func (d *dirSource) openFile(name string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("%s: %s: %w", d.dir, clean, err)
 	}
-	return os.NewFile(uintptr(fd), filepath.Join(d.dir, clean)), nil
+	f, err := checkRegularOrDir(fd, filepath.Join(d.dir, clean))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", d.dir, clean, err)
+	}
+	return f, nil
 }
 
 func (d *dirSource) open(name string) (io.ReadCloser, int64, error) {
@@ -124,10 +171,12 @@ func (d *dirSource) open(name string) (io.ReadCloser, int64, error) {
 	return f, st.Size(), nil
 }
 
+// has is false only for a missing member: one that is there but cannot be
+// read (a FIFO, say) gets its own error from open.
 func (d *dirSource) has(name string) bool {
 	f, err := d.openFile(name)
 	if err != nil {
-		return false
+		return !errors.Is(err, os.ErrNotExist)
 	}
 	f.Close()
 	return true
@@ -148,12 +197,8 @@ type tarMember struct {
 	hardlink  bool
 }
 
-func openTarSource(p, staging string) (*tarSource, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", p, err)
-	}
-	f, err = uncompressArchive(p, f, staging)
+func openTarSource(p string, f *os.File, staging string) (*tarSource, error) {
+	f, err := uncompressArchive(p, f, staging)
 	if err != nil {
 		return nil, err
 	}
