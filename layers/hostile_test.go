@@ -42,6 +42,7 @@ func TestHostileLayers(t *testing.T) {
 	victim := t.TempDir()
 	long := strings.Repeat("x", 256)
 	deep := strings.Repeat("d/", 2100) + "f"
+	climb := strings.Repeat("../", 40) + strings.TrimPrefix(victim, "/") // from any depth: the victim
 	rawFile := func(name string) imagetest.Entry {
 		return imagetest.Raw(tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: 4, Format: tar.FormatPAX}, []byte("evil"))
 	}
@@ -53,7 +54,16 @@ func TestHostileLayers(t *testing.T) {
 		{"dotdot", []imagetest.Entry{rawFile("../escape")}, `entry "\.\./escape": path contains "\.\."`},
 		{"dotdot-inside", []imagetest.Entry{rawFile("a/../../escape")}, `entry "a/\.\./\.\./escape": path contains "\.\."`},
 		{"absolute", []imagetest.Entry{rawFile(victim + "/abs")}, `entry ".*/abs": absolute path`},
-		{"symlink-escape", []imagetest.Entry{imagetest.Symlink("a/link", "../../etc")}, `entry "a/link": symlink target "\.\./\.\./etc" escapes the layer`},
+		// A link that climbs above the layer root is legal (see
+		// TestClimbingSymlinksKept); writing through it never is.
+		{"write-through-climbing-symlink", []imagetest.Entry{imagetest.Symlink("a/link", climb), rawFile("a/link/pwned")},
+			`entry "a/link/pwned": parent "a/link" is or goes through a symlink`},
+		{"dir-through-climbing-symlink", []imagetest.Entry{imagetest.Symlink("a/link", climb), imagetest.Dir("a/link/sub", 0o755)},
+			`entry "a/link/sub/": parent "a/link" is or goes through a symlink`},
+		{"hardlink-through-climbing-symlink", []imagetest.Entry{imagetest.Symlink("a/link", climb), rawFile("f"), imagetest.Hardlink("a/link/hl", "f")},
+			`entry "a/link/hl": parent "a/link" is or goes through a symlink`},
+		{"hardlink-to-climbing-symlink-target", []imagetest.Entry{imagetest.Symlink("a/link", climb), imagetest.Hardlink("hl", "a/link/victim")},
+			`entry "hl": .*(symlink|escapes)`},
 		{"write-through-abs-symlink", []imagetest.Entry{imagetest.Symlink("evil", victim), rawFile("evil/pwned")},
 			`entry "evil/pwned": parent "evil" is or goes through a symlink`},
 		{"write-through-rel-symlink", []imagetest.Entry{imagetest.Dir("sub", 0o755), imagetest.Symlink("sub/up", ".."), rawFile("sub/up/pwned")},
@@ -305,5 +315,37 @@ func tarDir(t *testing.T, dir, dst string) {
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClimbingSymlinksKept: relative links that climb above the layer root
+// are legal in images (they resolve inside the container) and are kept
+// exactly as written.
+func TestClimbingSymlinksKept(t *testing.T) {
+	links := map[string]string{
+		"usr/lib64": "../lib",
+		"a/b/up":    "../../../../etc",
+		"top":       "..",
+		"a/dots":    "./../.././x/../../y",
+		"abs":       "/etc/passwd",
+	}
+	var entries []imagetest.Entry
+	for name, target := range links {
+		entries = append(entries, imagetest.Symlink(name, target))
+	}
+	dir := filepath.Join(t.TempDir(), "layout")
+	if err := imagetest.WriteOCILayout(dir, oneLayer(entries...)); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t)
+	imgs, err := s.Import(dir, layers.ImportOptions{})
+	if err != nil {
+		t.Fatalf("import of an image with climbing symlinks: %v", err)
+	}
+	layer := s.LayerDir(imgs[0].Layers[0].ChainID)
+	for name, target := range links {
+		if got, err := os.Readlink(filepath.Join(layer, name)); err != nil || got != target {
+			t.Errorf("%s -> %q, %v; want -> %q", name, got, err, target)
+		}
 	}
 }
