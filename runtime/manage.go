@@ -188,3 +188,39 @@ func LayersInUse(root string) (map[string]bool, error) {
 	}
 	return out, nil
 }
+
+// LeftoverContainerDirs lists (and with remove, deletes) the dirs under
+// containers/ that have no container record: what an rm killed half-way
+// through leaves. Creation makes the dir and its record under the
+// containers lock, which this holds too, so no dir being created counts.
+func LeftoverContainerDirs(root string, remove bool) ([]string, error) {
+	ents, err := os.ReadDir(containersDir(root))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	unlock, err := lockContainers(root)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []string
+	for _, e := range ents {
+		dir := filepath.Join(containersDir(root), e.Name())
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(dir, recordFile)); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		out = append(out, dir)
+		if remove {
+			if err := os.RemoveAll(dir); err != nil {
+				return out, fmt.Errorf("remove %s: %w", dir, err)
+			}
+		}
+	}
+	return out, nil
+}
