@@ -12,6 +12,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Pausing a container (for commit, as podman does) freezes every process
@@ -254,7 +255,9 @@ func pidNamespace(pid int) (uint64, error) {
 	return st.Ino, nil
 }
 
-// pidsInNamespace lists the host pids of the processes in pid namespace ns.
+// pidsInNamespace lists the host pids of the processes in pid namespace
+// ns or in any namespace nested in it: a container process that makes its
+// own pid namespace (unshare -p) must be frozen too.
 func pidsInNamespace(ns uint64) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -266,11 +269,38 @@ func pidsInNamespace(ns uint64) []int {
 		if err != nil {
 			continue
 		}
-		if got, err := pidNamespace(pid); err == nil && got == ns {
+		if inPidNamespace(pid, ns) {
 			out = append(out, pid)
 		}
 	}
 	return out
+}
+
+// inPidNamespace tells whether pid's pid namespace is ns or below it,
+// climbing with NS_GET_PARENT (which ends with EPERM at our own level).
+func inPidNamespace(pid int, ns uint64) bool {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	for depth := 0; depth < 40; depth++ { // the kernel allows 32 levels
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			break
+		}
+		if st.Ino == ns {
+			unix.Close(fd)
+			return true
+		}
+		parent, err := unix.IoctlRetInt(fd, unix.NS_GET_PARENT)
+		unix.Close(fd)
+		if err != nil {
+			return false
+		}
+		fd = parent
+	}
+	unix.Close(fd)
+	return false
 }
 
 // readPids reads a cgroup.procs file.
