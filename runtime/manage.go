@@ -194,18 +194,18 @@ func LayersInUse(root string) (map[string]bool, error) {
 // through leaves. Creation makes the dir and its record under the
 // containers lock, which this holds too, so no dir being created counts.
 func LeftoverContainerDirs(root string, remove bool) ([]string, error) {
-	ents, err := os.ReadDir(containersDir(root))
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(containersDir(root)); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	unlock, err := lockContainers(root)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	ents, err := os.ReadDir(containersDir(root))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
 	var out []string
 	for _, e := range ents {
 		dir := filepath.Join(containersDir(root), e.Name())

@@ -19,8 +19,9 @@ import (
 // nothing, and the interrupted command, run again, works.
 func TestKillAnywhereThenCheck(t *testing.T) {
 	e := newEnv(t)
-	rnd := rand.New(rand.NewSource(time.Now().UnixNano()))
-	t.Logf("seed %d", rnd.Int63())
+	seed := time.Now().UnixNano()
+	t.Logf("random kill points from seed %d", seed)
+	rnd := rand.New(rand.NewSource(seed))
 	noise := func(n int) []byte {
 		b := make([]byte, n)
 		rnd.Read(b)
@@ -94,6 +95,20 @@ func TestKillAnywhereThenCheck(t *testing.T) {
 	}
 	if r := e.run("check"); r.code != 0 || r.out != "" {
 		t.Errorf("check at the end: %v", r)
+	}
+	// An rm killed after it deleted container.json, fabricated: the rest
+	// of the dir is a leftover nothing lists.
+	left := filepath.Join(e.store, "containers", strings.Repeat("ab", 32))
+	if err := os.MkdirAll(filepath.Join(left, "upper", "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run("check")
+	if r.code != 1 || !strings.Contains(r.out, "containers/"+strings.Repeat("ab", 32)+": container dir without a record") {
+		t.Errorf("check of a leftover container dir: %v", r)
+	}
+	e.checkRepairs(t, "rm (fabricated)", 0)
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("leftover container dir after repair: %v", err)
 	}
 }
 
