@@ -63,23 +63,43 @@ type freezer struct {
 // newFreezer picks the hierarchy and makes crun-lite/<id> in it.
 func newFreezer(id string) (*freezer, error) {
 	v1, v2 := freezerMounts()
-	fz := &freezer{origin: map[int]string{}}
 	switch {
 	case v1 != "":
-		fz.dir = filepath.Join(v1, "crun-lite", id)
+		return newFreezerAt(filepath.Join(v1, "crun-lite", id), false)
 	case v2 != "":
-		fz.dir, fz.v2 = filepath.Join(v2, "crun-lite", id), true
-	default:
-		return nil, errors.New("no cgroup freezer: neither a v1 freezer hierarchy nor cgroup v2 is mounted; commit with --pause=false")
+		return newFreezerAt(filepath.Join(v2, "crun-lite", id), true)
 	}
-	if _, err := os.Stat(fz.dir); err == nil {
+	return nil, errors.New("no cgroup freezer: neither a v1 freezer hierarchy nor cgroup v2 is mounted; commit with --pause=false")
+}
+
+// newFreezerAt uses dir, a cgroup two levels below its hierarchy's mount.
+func newFreezerAt(dir string, v2 bool) (*freezer, error) {
+	fz := &freezer{dir: dir, v2: v2, origin: map[int]string{}}
+	if _, err := os.Stat(dir); err == nil && v2 {
 		return fz, nil // the container's own v2 cgroup (it has limits)
 	}
-	if err := os.MkdirAll(fz.dir, 0o755); err != nil {
+	// A v1 freezer cgroup that exists is one a killed pause left: ours.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create freezer cgroup: %w", err)
 	}
 	fz.created = true
 	return fz, nil
+}
+
+// thawLeftover thaws container id if a pause killed before its thaw left
+// it frozen: a frozen process does not even die of SIGKILL (v1), so rm
+// does this first.
+func thawLeftover(id string) {
+	v1, v2 := freezerMounts()
+	if v1 != "" {
+		if _, err := os.Stat(filepath.Join(v1, "crun-lite", id)); err == nil {
+			fz := &freezer{dir: filepath.Join(v1, "crun-lite", id), created: true}
+			fz.thaw()
+		}
+	}
+	if v2 != "" {
+		os.WriteFile(filepath.Join(v2, "crun-lite", id, "cgroup.freeze"), []byte("0"), 0)
+	}
 }
 
 // freeze moves the processes of init's pid namespace into the cgroup until

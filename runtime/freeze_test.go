@@ -3,6 +3,7 @@ package runtime
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,4 +79,87 @@ func childrenOf(pid int) []int {
 		}
 	}
 	return out
+}
+
+// TestFreezerV1AndV2 freezes a process tree in its own pid namespace with
+// each freezer the host has (v1 controller, v2 cgroup.freeze): it stops
+// writing while frozen, writes again after thaw, is back in its cgroup,
+// and the freezer cgroup is gone.
+func TestFreezerV1AndV2(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	counter := filepath.Join(t.TempDir(), "n")
+	cmd := exec.Command("unshare", "--pid", "--fork", "sh", "-c",
+		"i=0; while :; do i=$((i+1)); echo $i > "+counter+"; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	var init int
+	for end := time.Now().Add(10 * time.Second); init == 0 && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if c := childrenOf(cmd.Process.Pid); len(c) > 0 {
+			init = c[0]
+		}
+	}
+	if init == 0 {
+		t.Fatal("no namespace init")
+	}
+	read := func() string {
+		data, _ := os.ReadFile(counter)
+		return string(data)
+	}
+	advancesWithin := func(d time.Duration) bool {
+		a := read()
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if read() != a {
+				return true
+			}
+		}
+		return false
+	}
+	v1, v2 := freezerMounts()
+	for _, h := range []struct {
+		name  string
+		mount string
+		v2    bool
+	}{{"v1", v1, false}, {"v2", v2, true}} {
+		t.Run(h.name, func(t *testing.T) {
+			if h.mount == "" {
+				t.Skipf("no cgroup %s freezer here", h.name)
+			}
+			before, _ := os.ReadFile("/proc/" + strconv.Itoa(init) + "/cgroup")
+			if !advancesWithin(10 * time.Second) {
+				t.Fatal("the counter does not advance")
+			}
+			dir := filepath.Join(h.mount, "crun-lite", "freeze-test-"+strconv.Itoa(os.Getpid()))
+			fz, err := newFreezerAt(dir, h.v2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = fz.freeze(init)
+			frozen := err == nil && !advancesWithin(time.Second)
+			if terr := fz.thaw(); terr != nil {
+				t.Error(terr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !frozen {
+				t.Error("the process kept writing while frozen")
+			}
+			if !advancesWithin(10 * time.Second) {
+				t.Error("the process does not run after thaw")
+			}
+			if after, _ := os.ReadFile("/proc/" + strconv.Itoa(init) + "/cgroup"); string(after) != string(before) {
+				t.Errorf("cgroups after thaw:\n%s\nbefore:\n%s", after, before)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("freezer cgroup %s left: %v", dir, err)
+			}
+		})
+	}
 }

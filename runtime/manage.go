@@ -76,6 +76,7 @@ func Remove(root, ref string, force bool) error {
 	if st.Status == specs.StateRunning && !force {
 		return fmt.Errorf("container %s is running: stop it first or use rm -f", c.Name)
 	}
+	thawLeftover(c.ID)
 	if err := stopContainer(st); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}

@@ -70,7 +70,23 @@ func TestCommitPausesContainer(t *testing.T) {
 			t.Errorf("%s has no /n", img)
 		}
 	}
+	// A commit killed while the container is paused leaves it frozen; rm -f
+	// must still remove it (a v1-frozen process ignores even SIGKILL).
+	if _, err := rt.Pause(e.store, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	if advancesWithin(time.Second) {
+		t.Errorf("the container kept writing while paused")
+	}
+	id := filepath.Base(e.containerDir("busy"))
+	start := time.Now()
 	e.mustRun("rm", "-f", "busy")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("rm -f of a frozen container took %v", d)
+	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*/crun-lite/" + id); len(left) > 0 {
+		t.Errorf("cgroup left after rm -f: %v", left)
+	}
 }
 
 // dirHasID tells whether cgroup dir d belongs to a container of e.
