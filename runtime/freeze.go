@@ -73,12 +73,14 @@ func newFreezer(id string) (*freezer, error) {
 }
 
 // newFreezerAt uses dir, a cgroup two levels below its hierarchy's mount.
+// A dir that exists is used in place and kept: the container's own cgroup
+// (v2 limits or device filter; a v1 freezer mounted together with the
+// devices controller), or what a killed pause left, the container in it.
 func newFreezerAt(dir string, v2 bool) (*freezer, error) {
 	fz := &freezer{dir: dir, v2: v2, origin: map[int]string{}}
-	if _, err := os.Stat(dir); err == nil && v2 {
-		return fz, nil // the container's own v2 cgroup (it has limits)
+	if _, err := os.Stat(dir); err == nil {
+		return fz, nil
 	}
-	// A v1 freezer cgroup that exists is one a killed pause left: ours.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create freezer cgroup: %w", err)
 	}
@@ -87,18 +89,25 @@ func newFreezerAt(dir string, v2 bool) (*freezer, error) {
 }
 
 // thawLeftover thaws container id if a pause killed before its thaw left
-// it frozen: a frozen process does not even die of SIGKILL (v1), so rm
-// does this first.
+// it frozen: a process frozen by the v1 freezer does not even die of
+// SIGKILL, so rm does this first. The processes stay in their cgroups
+// (moving them out could drop other controllers' limits).
 func thawLeftover(id string) {
 	v1, v2 := freezerMounts()
 	if v1 != "" {
-		if _, err := os.Stat(filepath.Join(v1, "crun-lite", id)); err == nil {
-			fz := &freezer{dir: filepath.Join(v1, "crun-lite", id), created: true}
-			fz.thaw()
-		}
+		os.WriteFile(filepath.Join(v1, "crun-lite", id, "freezer.state"), []byte("THAWED"), 0)
 	}
 	if v2 != "" {
 		os.WriteFile(filepath.Join(v2, "crun-lite", id, "cgroup.freeze"), []byte("0"), 0)
+	}
+}
+
+// removeFreezerDir removes what a killed pause left of the container's v1
+// freezer cgroup, once its processes are gone.
+func removeFreezerDir(id string) {
+	if v1, _ := freezerMounts(); v1 != "" {
+		os.Remove(filepath.Join(v1, "crun-lite", id))
+		os.Remove(filepath.Join(v1, "crun-lite"))
 	}
 }
 

@@ -80,6 +80,7 @@ func Remove(root, ref string, force bool) error {
 	if err := stopContainer(st); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}
+	removeFreezerDir(c.ID)
 	if !c.Rootless {
 		removeCgroupDirs(c.ID)
 	}

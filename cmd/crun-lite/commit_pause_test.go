@@ -52,12 +52,11 @@ func TestCommitPausesContainer(t *testing.T) {
 	if !advances() {
 		t.Errorf("the container does not run after thaw")
 	}
-	if left, _ := filepath.Glob("/sys/fs/cgroup/*/crun-lite/*"); len(left) > 0 {
-		for _, d := range left {
-			if strings.Contains(d, "busy") || dirHasID(e, d) {
-				t.Errorf("freezer cgroup left: %s", d)
-			}
-		}
+	// The freezer cgroup made for the pause is gone (other controllers'
+	// crun-lite/<id>, devices say, stay with the container).
+	id := filepath.Base(e.containerDir("busy"))
+	if left, _ := filepath.Glob("/sys/fs/cgroup/freezer/crun-lite/" + id); len(left) > 0 {
+		t.Errorf("freezer cgroup left: %v", left)
 	}
 	e.mustRun("commit", "busy", "busy:1")
 	e.mustRun("commit", "--pause=false", "busy", "busy:2")
@@ -78,7 +77,6 @@ func TestCommitPausesContainer(t *testing.T) {
 	if advancesWithin(time.Second) {
 		t.Errorf("the container kept writing while paused")
 	}
-	id := filepath.Base(e.containerDir("busy"))
 	start := time.Now()
 	e.mustRun("rm", "-f", "busy")
 	if d := time.Since(start); d > 5*time.Second {
@@ -87,15 +85,4 @@ func TestCommitPausesContainer(t *testing.T) {
 	if left, _ := filepath.Glob("/sys/fs/cgroup/*/crun-lite/" + id); len(left) > 0 {
 		t.Errorf("cgroup left after rm -f: %v", left)
 	}
-}
-
-// dirHasID tells whether cgroup dir d belongs to a container of e.
-func dirHasID(e *env, d string) bool {
-	ents, _ := os.ReadDir(filepath.Join(e.store, "containers"))
-	for _, c := range ents {
-		if filepath.Base(d) == c.Name() {
-			return true
-		}
-	}
-	return false
 }
