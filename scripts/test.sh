@@ -43,3 +43,17 @@ go vet ./...
 # and change /dev/fuse's mode for rootless tests; run side by side they
 # would disturb each other on a 2-core machine.
 go test -race -count=1 -p 1 -timeout 20m "$@" ./...
+
+# Each fuzz target also runs for a short fixed time beyond its seeds. A
+# crasher it finds is written to the package's testdata/fuzz/ and fails the
+# run: commit it there as a regression seed.
+fuzztime=${FUZZTIME:-8s}
+grep -l '^func Fuzz' $(git ls-files '*_test.go') | while read -r file; do
+	for target in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file"); do
+		echo "fuzz $target ($(dirname "$file"), $fuzztime)"
+		if ! out=$(go test -run '^$' -fuzz "^$target\$" -fuzztime "$fuzztime" "./$(dirname "$file")" 2>&1); then
+			echo "$out"
+			exit 1
+		fi
+	done
+done
