@@ -196,7 +196,9 @@ func (c *checker) checkWhiteout(rel, target, full string, besideEntry bool) erro
 // checkCharWhiteout checks a kernel-overlay whiteout.
 func (c *checker) checkCharWhiteout(rel, name, full string) error {
 	useless, err := c.hidesNothing(rel, name, full)
-	if err != nil || useless {
+	if err != nil || useless || !whiteout.NameFits(name) {
+		// A name too long for ".wh." has no OCI whiteout: the device is
+		// how unionfsd writes its deletion in either format.
 		return err
 	}
 	c.overlayMarkers = append(c.overlayMarkers, &Finding{Kind: KindOverlayFormat, Path: full,

@@ -6,7 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/layers"
 )
@@ -55,5 +58,42 @@ func TestDiffTarWhiteoutLinks(t *testing.T) {
 	}
 	if h := got["g"]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "f" {
 		t.Errorf("g: %+v, want a hard link to f", h)
+	}
+}
+
+// TestDiffTarLongNameWhiteout: a name too long for ".wh." is deleted in the
+// upper with a 0/0 device (unionfsd does so even in the OCI format); the
+// layer still says it the OCI way, with a ".wh." name longer than NAME_MAX,
+// which tar holds fine.
+func TestDiffTarLongNameWhiteout(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod needs root here")
+	}
+	upper := t.TempDir()
+	long := strings.Repeat("n", 255)
+	if err := unix.Mknod(filepath.Join(upper, long), unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := layers.WriteDiffTar(upper, &buf); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(&buf)
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, hdr.Name)
+		if hdr.Typeflag != tar.TypeReg || hdr.Size != 0 {
+			t.Errorf("%s: type %c size %d, want an empty file", hdr.Name, hdr.Typeflag, hdr.Size)
+		}
+	}
+	if len(names) != 1 || names[0] != ".wh."+long {
+		t.Errorf("tar names %q, want only .wh. + the 255-byte name", names)
 	}
 }

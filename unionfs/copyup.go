@@ -175,6 +175,9 @@ func (u *unionFS) newSharedWhiteout() error {
 
 // removeWhiteout deletes the upper's whiteout for dir/name if there is one.
 func (u *unionFS) removeWhiteout(dir, name string) error {
+	if !whiteout.NameFits(name) {
+		return nil
+	}
 	p := joinRel(dir, whiteout.Name(name))
 	err := u.at(upperLayer, p, func(d int, n string) error { return unix.Unlinkat(d, n, 0) })
 	if err == nil {

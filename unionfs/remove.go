@@ -64,7 +64,7 @@ func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
 	if err := n.copyUp(-1); err != nil {
 		return errno(err)
 	}
-	if r.below && n.u.overlayFormat() {
+	if r.below && n.u.overlayWhiteoutFor(name) {
 		return errno(n.u.whiteoutInPlace(r.dirRel, name, n.u.inUpper(r.obj.chain)))
 	}
 	if r.below {
@@ -106,7 +106,7 @@ func (n *node) Rmdir(ctx context.Context, name string) (eno syscall.Errno) {
 	if err := n.copyUp(-1); err != nil {
 		return errno(err)
 	}
-	if r.below && n.u.overlayFormat() {
+	if r.below && n.u.overlayWhiteoutFor(name) {
 		if n.u.inUpper(r.obj.chain) {
 			if err := n.u.clearUpperDir(childRel); err != nil {
 				return errno(err)

@@ -153,7 +153,7 @@ func (n *node) renameInUpper(src *removal, np *node, dst *target) syscall.Errno 
 		}
 		u.note("opaque %s", u.opaqueMarkName(u.upperPath(dstRel)))
 	}
-	if src.below && !u.overlayFormat() {
+	if src.below && !u.overlayWhiteoutFor(src.name) {
 		if err := u.createWhiteout(src.dirRel, src.name); err != nil {
 			return errno(err)
 		}
@@ -215,21 +215,20 @@ func (u *unionFS) removeAside(tmp string) {
 // swaps with it (rename refuses a directory over a non-directory): the
 // device then stands at the source, a whiteout if one is needed there.
 func (u *unionFS) renameUpper(sdir int, sname string, ddir int, dname string, src *removal) error {
-	if !u.overlayFormat() {
-		return unix.Renameat(sdir, sname, ddir, dname)
-	}
 	if src.obj.isDir() && isOverlayWhiteoutAt(ddir, dname) {
 		if err := unix.Renameat2(sdir, sname, ddir, dname, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
-		if !src.below {
+		// The device now at the source is its whiteout only if one is
+		// needed there in this format (an OCI one was made already).
+		if !src.below || !u.overlayWhiteoutFor(src.name) {
 			if err := unix.Unlinkat(sdir, sname, 0); err != nil {
-				u.note("left whiteout: %v", err) // hides nothing: no lower name
+				u.note("left whiteout: %v", err)
 			}
 		}
 		return nil
 	}
-	if !src.below {
+	if !src.below || !u.overlayWhiteoutFor(src.name) {
 		return unix.Renameat(sdir, sname, ddir, dname)
 	}
 	err := unix.Renameat2(sdir, sname, ddir, dname, unix.RENAME_WHITEOUT)

@@ -172,6 +172,9 @@ func (u *unionFS) hasWhiteout(li int, rel, name string) (bool, error) {
 // hasWhiteoutAt reports whether the open directory dir holds an OCI
 // whiteout for name.
 func hasWhiteoutAt(dir int, name string) (bool, error) {
+	if !whiteout.NameFits(name) {
+		return false, nil // no .wh. name that long can exist
+	}
 	var st syscall.Stat_t
 	err := lstatAt(dir, whiteout.Name(name), &st)
 	if err == nil {

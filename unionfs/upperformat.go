@@ -19,6 +19,14 @@ import (
 
 func (u *unionFS) overlayFormat() bool { return u.cfg.WhiteoutFormat == WhiteoutOverlay }
 
+// overlayWhiteoutFor reports whether deleting name writes an overlay-format
+// whiteout (a 0/0 device named name): always in the overlay format, and in
+// the OCI format for names too long to take the ".wh." prefix. Both formats
+// are always read, and layer export turns the device into ".wh.NAME".
+func (u *unionFS) overlayWhiteoutFor(name string) bool {
+	return u.overlayFormat() || !whiteout.NameFits(name)
+}
+
 // upperWhiteout reports whether the upper hides dir/name from the layers
 // below, in either format.
 func (u *unionFS) upperWhiteout(dir, name string) (bool, error) {

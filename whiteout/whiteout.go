@@ -41,6 +41,16 @@ const (
 // Name returns the OCI whiteout name that hides name.
 func Name(name string) string { return Prefix + name }
 
+// NameMax is the longest file name Linux filesystems take (NAME_MAX).
+const NameMax = 255
+
+// NameFits reports whether name has an OCI whiteout name a filesystem can
+// hold. Names of more than NameMax-len(Prefix) (251) bytes have none: no
+// ".wh.NAME" can exist for them, so a lookup of it must mean "no whiteout",
+// and deleting such a name needs the overlay format (a 0/0 device under the
+// name itself). Tar carries the longer name fine.
+func NameFits(name string) bool { return len(Prefix)+len(name) <= NameMax }
+
 // IsWhiteoutName reports whether name is a whiteout or marker name, that is,
 // a name that never shows in a merged view and that users may not create.
 func IsWhiteoutName(name string) bool { return strings.HasPrefix(name, Prefix) }

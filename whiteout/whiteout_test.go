@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +26,12 @@ func TestNames(t *testing.T) {
 		target, ok := Target(c.name)
 		if target != c.target || ok != c.ok || IsWhiteoutName(c.name) != c.reserved {
 			t.Errorf("%q: Target = %q %v, reserved %v; want %q %v %v", c.name, target, ok, IsWhiteoutName(c.name), c.target, c.ok, c.reserved)
+		}
+	}
+	for n, fits := range map[int]bool{1: true, 250: true, 251: true, 252: false, 255: false} {
+		name := strings.Repeat("n", n)
+		if NameFits(name) != fits {
+			t.Errorf("NameFits of a %d-byte name = %v, want %v", n, !fits, fits)
 		}
 	}
 	if Name("a b") != ".wh.a b" || !IsOpaqueMarker(OpaqueName) {
