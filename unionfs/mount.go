@@ -81,7 +81,11 @@ func (r *Root) fuseOptions() *fs.Options {
 			EnableLocks:          false,
 			EnableSymlinkCaching: true,
 			// We clear setuid/setgid on writes ourselves (killpriv.go).
-			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
+			// With atomic O_TRUNC an open that truncates arrives as one
+			// OPEN with O_TRUNC, so copy-up copies no data; without it
+			// the kernel opens for write (a full copy-up) and truncates
+			// after, which needs upper space for the whole file.
+			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_ATOMIC_O_TRUNC,
 		},
 	}
 	if !cfg.Passthrough {

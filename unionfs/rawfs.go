@@ -5,9 +5,10 @@ import (
 )
 
 // rawFS wraps go-fuse's node tree at the protocol level for what its node
-// API cannot express: a WRITE flagged FUSE_WRITE_KILL_SUIDGID makes us clear
-// setuid/setgid (killpriv.go), and RENAME, UNLINK and RMDIR hold u.mu
-// until go-fuse has changed its tree too.
+// API cannot express: a WRITE flagged FUSE_WRITE_KILL_SUIDGID, or an OPEN
+// with O_TRUNC flagged FUSE_OPEN_KILL_SUIDGID, makes us clear setuid/setgid
+// (killpriv.go), and RENAME, UNLINK and RMDIR hold u.mu until go-fuse has
+// changed its tree too.
 type rawFS struct {
 	fuse.RawFileSystem
 	u *unionFS
@@ -68,4 +69,26 @@ func (k *rawFS) killBeforeWrite(cancel <-chan struct{}, in *fuse.WriteIn) fuse.S
 	}}
 	var out fuse.AttrOut
 	return k.RawFileSystem.SetAttr(cancel, &kill, &out)
+}
+
+// Open clears setuid/setgid after an O_TRUNC open the kernel flagged (an
+// unprivileged caller's, with atomic O_TRUNC the truncation is ours to do,
+// and so is what the kernel's truncate would clear). If clearing fails, the
+// open fails.
+func (k *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	st := k.RawFileSystem.Open(cancel, in, out)
+	if st != fuse.OK || in.Mode&fuse.OPEN_KILL_SUIDGID == 0 {
+		return st
+	}
+	kill := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{
+		InHeader: in.InHeader,
+		Valid:    fuse.FATTR_KILL_SUIDGID | fuse.FATTR_FH,
+		Fh:       out.Fh,
+	}}
+	var attr fuse.AttrOut
+	if st := k.RawFileSystem.SetAttr(cancel, &kill, &attr); st != fuse.OK {
+		k.RawFileSystem.Release(cancel, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh, Flags: in.Flags})
+		return st
+	}
+	return fuse.OK
 }
