@@ -260,7 +260,8 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	return uint32(sz), errno(err)
 }
 
-// Listxattr lists the answering layer's xattrs minus internal ones.
+// Listxattr lists the answering layer's xattrs minus internal ones, and
+// minus trusted.* ones for callers who may not see them.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	var names []string
 	err := n.onTop(func(fd int) (err error) {
@@ -271,7 +272,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 		return 0, errno(err)
 	}
 	var buf []byte
-	for _, name := range names {
+	for _, name := range hideTrusted(ctx, names) {
 		if !whiteout.IsInternalXattr(name) {
 			buf = append(append(buf, name...), 0)
 		}
