@@ -10,19 +10,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// nameCases is the table of the naming rules; the fuzz targets start
+// from it too.
+var nameCases = []struct {
+	name, target string
+	ok, reserved bool
+}{
+	{".wh.foo", "foo", true, true},
+	{".wh..wh..opq", "", false, true},
+	{".wh..wh.unionfsd.work", "", false, true},
+	{".wh.", "", false, true},
+	{".wh..", "", false, true},
+	{".wh....", "...", true, true},
+	{".wh...", "", false, true},
+	{"foo", "", false, false},
+	{"x.wh.foo", "", false, false},
+	{".wh", "", false, false},
+}
+
 func TestNames(t *testing.T) {
-	for _, c := range []struct {
-		name, target string
-		ok, reserved bool
-	}{
-		{".wh.foo", "foo", true, true},
-		{".wh..wh..opq", "", false, true},
-		{".wh..wh.unionfsd.work", "", false, true},
-		{".wh.", "", false, true},
-		{".wh..", "", false, true},
-		{"foo", "", false, false},
-		{"x.wh.foo", "", false, false},
-	} {
+	for _, c := range nameCases {
 		target, ok := Target(c.name)
 		if target != c.target || ok != c.ok || IsWhiteoutName(c.name) != c.reserved {
 			t.Errorf("%q: Target = %q %v, reserved %v; want %q %v %v", c.name, target, ok, IsWhiteoutName(c.name), c.target, c.ok, c.reserved)
