@@ -86,6 +86,25 @@ func (e *Engine) CopyUpData(dataSrc, dst At, size int64) (unix.Stat_t, error) {
 }
 
 func (e *Engine) copyUpData(dataSrc, dst At, size int64) (unix.Stat_t, error) {
+	in, err := openSource(dataSrc)
+	if err != nil {
+		return unix.Stat_t{}, err
+	}
+	defer in.Close()
+	return e.copyUpDataFrom(in, dst, size)
+}
+
+// CopyUpDataFrom is CopyUpData with the data read from in, a file the
+// caller opened (beneath a layer root, with no symlink followed).
+func (e *Engine) CopyUpDataFrom(in *os.File, dst At, size int64) (unix.Stat_t, error) {
+	st, err := e.copyUpDataFrom(in, dst, size)
+	if err != nil {
+		return unix.Stat_t{}, fmt.Errorf("data copy-up %s: %w", in.Name(), err)
+	}
+	return st, nil
+}
+
+func (e *Engine) copyUpDataFrom(in *os.File, dst At, size int64) (unix.Stat_t, error) {
 	var meta unix.Stat_t
 	if e.closed.Load() {
 		return meta, os.ErrClosed
@@ -98,14 +117,9 @@ func (e *Engine) copyUpData(dataSrc, dst At, size int64) (unix.Stat_t, error) {
 	if err := unix.Fstat(metaFd, &meta); err != nil {
 		return meta, &os.PathError{Op: "lstat", Path: dst.Name, Err: err}
 	}
-	in, err := openSource(dataSrc)
-	if err != nil {
-		return meta, err
-	}
-	defer in.Close()
 	var src unix.Stat_t
 	if err := unix.Fstat(int(in.Fd()), &src); err != nil {
-		return meta, &os.PathError{Op: "fstat", Path: dataSrc.Name, Err: err}
+		return meta, &os.PathError{Op: "fstat", Path: in.Name(), Err: err}
 	}
 	tmp := e.tempName()
 	err = e.buildData(in, &src, metaFd, tmp, &meta, size)

@@ -230,17 +230,22 @@ func (c *checker) hidesSomething(rel, name string) (bool, error) {
 	return c.stack.InLowers("/" + path.Join(rel, name))
 }
 
-// checkMetacopy reports a metacopy entry whose data file is gone.
+// checkMetacopy reports a metacopy entry whose data file is gone, or whose
+// pointer the mount refuses to follow.
 func (c *checker) checkMetacopy(full string) {
-	data, ok := unionfs.ReadMetacopy(full)
-	if !ok {
+	m := c.stack.Metacopy(0, full)
+	switch {
+	case !m.Present || m.Layer >= 0:
 		return
-	}
-	if _, err := os.Lstat(data); err == nil {
+	case m.Rel == "":
+		c.add(&Finding{Kind: KindMetacopyGone, Path: full,
+			Problem: "metacopy entry with a pointer the mount refuses (wrong xattr namespace for this user, " +
+				"from an older version, or forged): reading it fails with EPERM",
+			Fix: "restore the file from its image, or delete it through the mount"})
 		return
 	}
 	c.add(&Finding{Kind: KindMetacopyGone, Path: full,
-		Problem: fmt.Sprintf("metacopy entry: its data, %s, is gone (the layer was changed or removed)", data),
+		Problem: fmt.Sprintf("metacopy entry: its data, /%s in the lower layers, is gone (the layer was changed or removed)", m.Rel),
 		Fix:     "restore the lower layer that held it, or delete the file through the mount (its data is lost)"})
 }
 

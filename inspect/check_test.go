@@ -8,8 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/metacopy"
 	"github.com/unionfsd/unionfsd/unionfs"
-	"github.com/unionfsd/unionfsd/whiteout"
 )
 
 // damagedUnion makes an upper through real unionfsd and kernel-overlay
@@ -39,8 +39,8 @@ func damagedUnion(t *testing.T) *union {
 	writeFile(t, u.work+"/cow-tmp-4242-1", "half a copy") // copy-up cut short
 	writeFile(t, u.upper+"/etc/.wh.hosts", "")            // create over a whiteout cut short
 	writeFile(t, u.upper+"/.wh.ghost", "")                // a tool whiting out what is not there
-	writeFile(t, u.upper+"/mc", "")                       // metacopy whose lower went away
-	must(t, unix.Setxattr(u.upper+"/mc", whiteout.MetacopyXattr, []byte(u.lowers[0]+"/gone/file"), 0))
+	writeFile(t, u.upper+"/mc", "x")                      // metacopy whose lower went away
+	must(t, unix.Setxattr(u.upper+"/mc", metacopy.Xattr(), metacopy.Value("gone/file"), 0))
 	return u
 }
 

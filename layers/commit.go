@@ -25,6 +25,10 @@ type CommitOptions struct {
 	Warn      func(msg string)
 	// Now overrides the creation time (for reproducible tests).
 	Now time.Time
+	// Lowers are layer dirs the union had above the base image's layers
+	// (a container's init dir), topmost first: metadata-only copies in the
+	// upper may keep their data there.
+	Lowers []string
 }
 
 // Commit turns upper (a union's upper dir) into a new layer on top of the
@@ -57,7 +61,8 @@ func (s *Store) Commit(upper, from, newName string, opts CommitOptions) (*Image,
 	if opts.CompressionSet {
 		c = opts.Compression
 	}
-	blob, diffID, err := writeLayerBlob(upper, filepath.Join(staging, "layer.blob"), c)
+	lowers := append(append([]string(nil), opts.Lowers...), s.LayerDirs(base)...)
+	blob, diffID, err := writeLayerBlob(upper, lowers, filepath.Join(staging, "layer.blob"), c)
 	if err != nil {
 		return nil, err
 	}
@@ -78,9 +83,9 @@ func (s *Store) Commit(upper, from, newName string, opts CommitOptions) (*Image,
 	return imgs[0], nil
 }
 
-// writeLayerBlob writes the diff tar of upper, compressed, to path and
+// writeLayerBlob writes the diff tar of upper (over lowers), compressed, to path and
 // returns the blob digest and the diff ID (digest of the uncompressed tar).
-func writeLayerBlob(upper, path string, c Compression) (blob, diffID digest.Digest, err error) {
+func writeLayerBlob(upper string, lowers []string, path string, c Compression) (blob, diffID digest.Digest, err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return "", "", fmt.Errorf("commit: %w", err)
@@ -92,7 +97,7 @@ func writeLayerBlob(upper, path string, c Compression) (blob, diffID digest.Dige
 		return "", "", fmt.Errorf("commit: %w", err)
 	}
 	diffHash := digest.SHA256.Digester()
-	if err := WriteDiffTar(upper, io.MultiWriter(zw, diffHash.Hash())); err != nil {
+	if err := WriteDiffTar(upper, lowers, io.MultiWriter(zw, diffHash.Hash())); err != nil {
 		return "", "", err
 	}
 	if err := zw.Close(); err != nil {

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/unionfsd/unionfsd/whiteout"
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/metacopy"
+	"github.com/unionfsd/unionfsd/whiteout"
 )
 
 // WriteDiffTar writes the upper dir of a union as an OCI layer tar.
@@ -30,13 +32,24 @@ import (
 // it for a symlink to a host path while we read. So below the root nothing
 // is looked up by path: each entry is stat'ed, opened and listed relative
 // to its parent's descriptor, never following a symlink (see atPath).
-func WriteDiffTar(upper string, w io.Writer) error {
+//
+// A metadata-only copy in the upper is written as a full file with the data
+// its pointer names, read from lowers (the union's lower dirs, topmost
+// first) and only from beneath them (internal/metacopy): a pointer that is
+// not trusted, or whose data is not in lowers, is an error, never followed
+// elsewhere and never written as an empty file.
+func WriteDiffTar(upper string, lowers []string, w io.Writer) error {
 	root, err := os.OpenFile(upper, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	defer root.Close()
 	dw := &diffWriter{tw: tar.NewWriter(w), root: upper, links: map[[2]uint64]string{}}
+	defer dw.closeLowers()
+	if err := dw.openLowers(lowers); err != nil {
+		return err
+	}
+	dw.trusted = metacopy.Trusted(upper, true)
 	if err := dw.walk(root, "", ""); err != nil {
 		return err
 	}
@@ -44,9 +57,29 @@ func WriteDiffTar(upper string, w io.Writer) error {
 }
 
 type diffWriter struct {
-	tw    *tar.Writer
-	root  string
-	links map[[2]uint64]string // (dev, ino) of multiply-linked files -> first name
+	tw     *tar.Writer
+	root   string
+	links  map[[2]uint64]string // (dev, ino) of multiply-linked files -> first name
+	lowers []int                // O_PATH descriptors of the lower dirs, for metacopy data
+	// trusted: metacopy pointers in this upper may be followed.
+	trusted bool
+}
+
+func (d *diffWriter) openLowers(lowers []string) error {
+	for _, l := range lowers {
+		fd, err := unix.Open(l, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("commit: lower %s: %w", l, err)
+		}
+		d.lowers = append(d.lowers, fd)
+	}
+	return nil
+}
+
+func (d *diffWriter) closeLowers() {
+	for _, fd := range d.lowers {
+		unix.Close(fd)
+	}
 }
 
 // atPath names the entry name of the open dir parent for the l*xattr
@@ -158,7 +191,7 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	}
 	switch {
 	case hdr.Typeflag == tar.TypeReg && hdr.Size > 0:
-		return d.copyContent(f, at, full, hdr.Size)
+		return d.copyContent(f, full, hdr.Size)
 	case hdr.Typeflag == tar.TypeDir:
 		return d.walk(f, rel, at)
 	}
@@ -234,19 +267,15 @@ func readlinkat(dir *os.File, name string) (string, error) {
 	}
 }
 
-// copyContent copies size bytes of the open upper file f (at names it for
-// the xattr calls, full for messages).
-func (d *diffWriter) copyContent(f *os.File, at, full string, size int64) error {
-	// A metadata-only copy-up keeps its data in the lower file its xattr
-	// names: the layer gets that data, as a full file.
-	var src io.Reader = f
-	if data, err := getXattr(at, whiteout.MetacopyXattr); err == nil && data != "" {
-		lf, err := os.OpenFile(data, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-		if err != nil {
-			return fmt.Errorf("commit: %s: %w", full, err)
-		}
-		defer lf.Close()
-		src = lf
+// copyContent copies size bytes of the data of the open upper file f (full
+// names it in messages).
+func (d *diffWriter) copyContent(f *os.File, full string, size int64) error {
+	src, err := d.openContent(f)
+	if err != nil {
+		return fmt.Errorf("commit: %s: %w", full, err)
+	}
+	if src != f {
+		defer src.Close()
 	}
 	n, err := io.Copy(d.tw, io.LimitReader(src, size))
 	if err == nil && n != size {
@@ -256,6 +285,35 @@ func (d *diffWriter) copyContent(f *os.File, at, full string, size int64) error 
 		return fmt.Errorf("commit: %s: %w", full, err)
 	}
 	return nil
+}
+
+// openContent returns the data of the open upper file f: f itself, or for
+// a metadata-only copy the lower file its pointer names, opened beneath the
+// lowers only.
+func (d *diffWriter) openContent(f *os.File) (*os.File, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	get := func(attr string, dest []byte) (int, error) { return unix.Fgetxattr(int(f.Fd()), attr, dest) }
+	ptr, err := metacopy.ReadWith(get, st.Mode, st.Size)
+	if err != nil {
+		return nil, err
+	}
+	if !ptr.Present {
+		return f, nil
+	}
+	if ptr.Rel == "" || !d.trusted {
+		return nil, fmt.Errorf("metadata-only copy with a pointer that is not trusted here (wrong xattr namespace for this user, malformed, or an upper not ours): %w", metacopy.ErrUntrusted)
+	}
+	if len(d.lowers) == 0 {
+		return nil, fmt.Errorf("metadata-only copy of /%s: its data is in the lower layers, and none were given", ptr.Rel)
+	}
+	fd, _, err := metacopy.Open(d.lowers, ptr.Rel, unix.O_RDONLY)
+	if err != nil {
+		return nil, fmt.Errorf("metadata-only copy: data /%s in the lower layers: %w", ptr.Rel, err)
+	}
+	return os.NewFile(uintptr(fd), ptr.Rel), nil
 }
 
 // readXattrs lists the xattrs of path (not following it), minus the union's own.

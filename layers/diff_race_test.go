@@ -62,7 +62,7 @@ func TestDiffTarSymlinkSwapRace(t *testing.T) {
 	runs, clean := 0, 0
 	for ; time.Now().Before(deadline) || runs < 200; runs++ {
 		var buf bytes.Buffer
-		err := layers.WriteDiffTar(upper, &buf)
+		err := layers.WriteDiffTar(upper, nil, &buf)
 		if err == nil {
 			clean++
 		}

@@ -36,7 +36,7 @@ func TestDiffTarWhiteoutLinks(t *testing.T) {
 	must(os.Link(filepath.Join(upper, "f"), filepath.Join(upper, "g")))
 
 	var buf bytes.Buffer
-	must(layers.WriteDiffTar(upper, &buf))
+	must(layers.WriteDiffTar(upper, nil, &buf))
 	got := map[string]*tar.Header{}
 	tr := tar.NewReader(&buf)
 	for {
@@ -75,7 +75,7 @@ func TestDiffTarLongNameWhiteout(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := layers.WriteDiffTar(upper, &buf); err != nil {
+	if err := layers.WriteDiffTar(upper, nil, &buf); err != nil {
 		t.Fatal(err)
 	}
 	tr := tar.NewReader(&buf)
@@ -95,5 +95,86 @@ func TestDiffTarLongNameWhiteout(t *testing.T) {
 	}
 	if len(names) != 1 || names[0] != ".wh."+long {
 		t.Errorf("tar names %q, want only .wh. + the 255-byte name", names)
+	}
+}
+
+// TestDiffTarForgedMetacopy: a commit or `diff --tar` of an upper whose
+// writer forged metacopy pointers must never put a file from outside the
+// lower layers into the layer. Before, user.unionfsd.metacopy was followed
+// to any absolute path: a user who owns an upper (crun-lite commit --upper
+// DIR) could have root copy /etc/shadow into an image.
+func TestDiffTarForgedMetacopy(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: trusted.* xattrs")
+	}
+	const secret = "TOP-SECRET-HOST-DATA"
+	base := t.TempDir()
+	host := filepath.Join(base, "host-secret")
+	lower := filepath.Join(base, "lower")
+	for _, d := range []string{lower} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(host, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(lower, "data"), []byte("lower data!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(base, filepath.Join(lower, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		xattr, value string
+		want         string // file content in the tar, or "" for an error
+	}{
+		{"user.unionfsd.metacopy", host, ""},
+		{"user.unionfsd.metacopy", "data", ""},
+		{"trusted.unionfsd.metacopy", host, ""},
+		{"trusted.unionfsd.metacopy", "../host-secret", ""},
+		{"trusted.unionfsd.metacopy", "link/host-secret", ""},
+		{"trusted.unionfsd.metacopy", "data", "lower data!"},
+	} {
+		upper := t.TempDir()
+		f := filepath.Join(upper, "f")
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(f, int64(len("lower data!"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Lsetxattr(f, c.xattr, []byte(c.value), 0); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		err := layers.WriteDiffTar(upper, []string{lower}, &buf)
+		if strings.Contains(buf.String(), secret[:8]) {
+			t.Errorf("%s=%s: the host file went into the layer", c.xattr, c.value)
+		}
+		if c.want == "" {
+			if err == nil {
+				t.Errorf("%s=%s: no error; a pointer out of the lowers must fail the commit", c.xattr, c.value)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s=%s: %v", c.xattr, c.value, err)
+		} else if !strings.Contains(buf.String(), c.want) {
+			t.Errorf("%s=%s: the layer lacks the lower data", c.xattr, c.value)
+		}
+	}
+	// Without the lowers, even a good pointer has no data: an error, not
+	// an empty file.
+	upper := t.TempDir()
+	f := filepath.Join(upper, "f")
+	if err := os.WriteFile(f, []byte("xx"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lsetxattr(f, "trusted.unionfsd.metacopy", []byte("data"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := layers.WriteDiffTar(upper, nil, io.Discard); err == nil {
+		t.Error("a metacopy entry with no lowers given: no error")
 	}
 }

@@ -290,6 +290,17 @@ func (c *Container) loadConfig() (*specs.Spec, error) {
 	return &spec, nil
 }
 
+// InitLowers returns the layer dirs a container's union has above its
+// image's layers (the init dir with its /etc files), topmost first: a
+// commit of its upper may find metadata-only copies' data there.
+func InitLowers(root, ref string) ([]string, error) {
+	c, err := Find(root, ref)
+	if err != nil {
+		return nil, err
+	}
+	return []string{c.Path(initDir)}, nil
+}
+
 // UpperAndImage returns the upper dir and image ID of an image container,
 // what commit needs.
 func UpperAndImage(root, ref string) (upper, image string, err error) {

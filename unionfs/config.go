@@ -60,9 +60,10 @@ type Config struct {
 	// with kernel-overlay tools. Both formats are always read.
 	WhiteoutFormat string
 	// Metacopy makes chown, chmod, utimes and xattr changes copy metadata
-	// only: the upper gets an empty file carrying the new metadata and the
-	// xattr user.unionfsd.metacopy naming the lower data, which is copied on
-	// the first open for write or truncate.
+	// only: the upper gets an empty file carrying the new metadata and a
+	// pointer xattr naming the lower data (internal/metacopy: name, value
+	// and when it is trusted), which is copied on the first open for write
+	// or truncate. Off, pointers found in the upper are refused (EPERM).
 	Metacopy bool
 }
 

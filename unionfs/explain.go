@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/metacopy"
 	"github.com/unionfsd/unionfsd/internal/units"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -46,6 +47,11 @@ func NewStack(cfg Config) (*Stack, error) {
 	}
 	if err := u.openLayers(paths); err != nil {
 		return nil, err
+	}
+	if u.rw {
+		// Described whatever the mount's metacopy option: a pointer the
+		// writer of the upper could forge still shows as refused.
+		u.metacopyTrusted = metacopy.Trusted(paths[0], true)
 	}
 	root, err := u.rootChain()
 	if err != nil {
@@ -417,41 +423,67 @@ func (s *Stack) marks(li int, rel string, fd int, st *syscall.Stat_t) []string {
 	return out
 }
 
-// metacopyMark describes a metadata-only copy on p: where its data is, and
-// whether that file is still there.
+// metacopyMark describes a metadata-only copy on the file open as fd in
+// layer li: where its data is, and whether that file is still there.
 func (s *Stack) metacopyMark(li int, fd int) string {
-	buf := make([]byte, 4096)
-	n, err := fdGetxattr(fd, whiteout.MetacopyXattr, buf)
-	if err != nil {
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) != nil {
 		return ""
 	}
-	data := string(buf[:n])
-	var st syscall.Stat_t
-	dl, drel, ok := s.u.dataLayer(data)
-	if !ok {
-		return fmt.Sprintf("metacopy: data %s is outside the lower layers (never read)", data)
+	get := func(attr string, dest []byte) (int, error) { return fdGetxattr(fd, attr, dest) }
+	m := s.metacopyWith(li, get, &st)
+	switch {
+	case !m.Present:
+		return ""
+	case m.Rel == "":
+		return "metacopy: pointer refused (not in " + metacopy.Xattr() + ", or malformed): reads fail with EPERM"
+	case m.Layer < 0:
+		return fmt.Sprintf("metacopy: data /%s is gone (lower gone)", m.Rel)
 	}
-	if s.u.lstat(dl, drel, &st) != nil {
-		return fmt.Sprintf("metacopy: data %s is gone (lower gone)", data)
-	}
-	for lj := li + 1; lj < len(s.u.layers); lj++ {
-		if strings.HasPrefix(data, s.u.layers[lj].path+"/") {
-			return fmt.Sprintf("metacopy: data in layer %d (%s)", lj, data)
-		}
-	}
-	return fmt.Sprintf("metacopy: data in %s", data)
+	return fmt.Sprintf("metacopy: data in layer %d (/%s)", m.Layer, m.Rel)
 }
 
-// ReadMetacopy returns the data file recorded in p's metacopy xattr (an
-// absolute path; see whiteout.MetacopyXattr). For offline tools and tests:
-// p is taken as given.
-func ReadMetacopy(p string) (string, bool) {
-	buf := make([]byte, 4096)
-	n, err := unix.Lgetxattr(p, whiteout.MetacopyXattr, buf)
-	if err != nil {
-		return "", false
+// MetacopyInfo is what Stack.Metacopy found on an upper file.
+type MetacopyInfo struct {
+	Present bool   // the file carries a metacopy pointer
+	Rel     string // its data's path in the lower layers; "" for a refused pointer
+	Layer   int    // the layer holding the data, -1 when none does
+}
+
+// Metacopy reads the metacopy pointer of the file p of layer li and looks
+// for its data in the layers below li, as the mount would (beneath the
+// layer roots, no symlinks). Trust aside: the mount also needs metacopy on.
+// For offline tools: p is taken as given.
+func (s *Stack) Metacopy(li int, p string) MetacopyInfo {
+	var st syscall.Stat_t
+	if syscall.Lstat(p, &st) != nil {
+		return MetacopyInfo{Layer: -1}
 	}
-	return string(buf[:n]), true
+	get := func(attr string, dest []byte) (int, error) { return unix.Lgetxattr(p, attr, dest) }
+	return s.metacopyWith(li, get, &st)
+}
+
+// metacopyWith is Metacopy for a file whose xattrs get reads.
+func (s *Stack) metacopyWith(li int, get metacopy.Getter, st *syscall.Stat_t) MetacopyInfo {
+	info := MetacopyInfo{Layer: -1}
+	ptr, err := metacopy.ReadWith(get, st.Mode, st.Size)
+	if err != nil || !ptr.Present {
+		return info
+	}
+	info.Present, info.Rel = true, ptr.Rel
+	if ptr.Rel == "" {
+		return info
+	}
+	var roots []int
+	for lj := li + 1; lj < len(s.u.layers); lj++ {
+		roots = append(roots, s.u.layers[lj].root)
+	}
+	fd, i, err := metacopy.Open(roots, ptr.Rel, unix.O_PATH)
+	if err == nil {
+		unix.Close(fd)
+		info.Layer = li + 1 + i
+	}
+	return info
 }
 
 // describeEntry names the object open as fd: "file, 12 B", "symlink -> x", ...

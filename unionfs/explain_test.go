@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/unionfsd/unionfsd/whiteout"
+	"github.com/unionfsd/unionfsd/internal/metacopy"
 )
 
 // explainCase is one path of the explain fixture and what explain must say.
@@ -57,11 +57,14 @@ func explainFixture(t *testing.T) *testUnion {
 	writeFile(t, l1+"/st", "st from 1")
 	writeFile(t, up+"/.wh.wd", "")
 	writeFile(t, l1+"/wd/inner", "inner")
+	// Metacopy entries: the size of their data, an empty (sparse) body.
 	writeFile(t, up+"/mc", "")
+	must(t, os.Truncate(up+"/mc", 4))
 	writeFile(t, l2+"/data/orig", "orig")
-	must(t, unix.Setxattr(up+"/mc", whiteout.MetacopyXattr, []byte(l2+"/data/orig"), 0))
+	must(t, unix.Setxattr(up+"/mc", metacopy.Xattr(), metacopy.Value("data/orig"), 0))
 	writeFile(t, up+"/mg", "")
-	must(t, unix.Setxattr(up+"/mg", whiteout.MetacopyXattr, []byte(l2+"/gone/file"), 0))
+	must(t, os.Truncate(up+"/mg", 4))
+	must(t, unix.Setxattr(up+"/mg", metacopy.Xattr(), metacopy.Value("gone/file"), 0))
 	return tu
 }
 
@@ -162,7 +165,7 @@ func checkAgreesWithResolve(t *testing.T, e *Explanation) {
 // a dir lists the marker files of exactly the layers of its chain.
 func TestExplainAgreesWithMount(t *testing.T) {
 	tu := explainFixture(t)
-	tu.mount(t, nil)
+	tu.mount(t, func(c *Config) { c.Metacopy = true })
 	s, err := NewStack(Config{Upper: tu.upper, Lowers: tu.lowers})
 	must(t, err)
 	for _, c := range explainCases {
@@ -183,7 +186,18 @@ func TestExplainAgreesWithMount(t *testing.T) {
 		if typeName(st.Mode) != e.Type {
 			t.Errorf("%s: explain type %s, mount shows %s", c.path, e.Type, typeName(st.Mode))
 		}
-		checkWinnerContent(t, tu, c.path, e)
+		switch c.path {
+		case "/mc": // a metacopy entry reads its lower data
+			if got, err := os.ReadFile(tu.m(c.path)); err != nil || string(got) != "orig" {
+				t.Errorf("%s: mount reads %q (%v), want the data of layer 2", c.path, got, err)
+			}
+		case "/mg": // whose data is gone: EIO, as on overlay
+			if _, err := os.ReadFile(tu.m(c.path)); !errors.Is(err, syscall.EIO) {
+				t.Errorf("%s: read gives %v, want EIO", c.path, err)
+			}
+		default:
+			checkWinnerContent(t, tu, c.path, e)
+		}
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/metacopy"
 )
 
 // handle is an open file: a descriptor on the real file in the layer that
@@ -88,7 +90,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if n.data != "" {
 		// A metadata-only copy (never opened for write: that completes it).
 		upper = false
-		fd, err = n.u.openData(n.data, oflags)
+		fd, _, err = metacopy.Open(n.u.lowerRoots(), n.data, oflags&openFlags)
 	} else {
 		fd, err = n.u.openInLayer(n.chain[0], n.rel(), oflags)
 	}

@@ -92,7 +92,10 @@ func (n *node) resolveListed(rel, name string) *found {
 	}
 	f.chain = n.u.single[li]
 	if n.u.rw && li == upperLayer {
-		f.data = metacopyData(dir, name, &f.st)
+		var err error
+		if f.data, err = n.u.metacopyData(dir, name, &f.st); err != nil {
+			return nil // the full resolve reports it
+		}
 	}
 	return &f
 }

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/unionfsd/unionfsd/whiteout"
+	"github.com/unionfsd/unionfsd/internal/metacopy"
 )
 
 // TestMetacopy checks metadata-only copy-up: chown/chmod/utimes/xattr put
@@ -32,7 +32,7 @@ func TestMetacopy(t *testing.T) {
 	if up.Blocks != 0 || up.Size != int64(len(data)) {
 		t.Errorf("upper big: %d blocks, size %d: want a hole of %d bytes", up.Blocks, up.Size, len(data))
 	}
-	if v, ok := ReadMetacopy(tu.upper + "/big"); !ok || v != tu.lowers[0]+"/big" {
+	if v, ok := readPointer(t, tu.upper+"/big"); !ok || v != "big" {
 		t.Errorf("metacopy xattr = %q %v", v, ok)
 	}
 	must(t, syscall.Lstat(tu.m("big"), &st))
@@ -42,7 +42,7 @@ func TestMetacopy(t *testing.T) {
 	if got, _ := os.ReadFile(tu.m("big")); !bytes.Equal(got, data) {
 		t.Errorf("merged big reads %d bytes, not the lower data", len(got))
 	}
-	if _, err := unix.Lgetxattr(tu.m("big"), whiteout.MetacopyXattr, nil); err == nil {
+	if _, err := unix.Lgetxattr(tu.m("big"), metacopy.Xattr(), nil); err == nil {
 		t.Errorf("the metacopy xattr shows through the mount")
 	}
 	if got, _ := os.ReadFile(tu.m("d/small")); string(got) != "small" {
@@ -59,7 +59,7 @@ func TestMetacopy(t *testing.T) {
 	if up.Blocks == 0 || up.Uid != 1000 {
 		t.Errorf("after write, upper big has %d blocks, uid %d", up.Blocks, up.Uid)
 	}
-	if _, ok := ReadMetacopy(tu.upper + "/big"); ok {
+	if _, ok := readPointer(t, tu.upper+"/big"); ok {
 		t.Errorf("completed copy still carries the metacopy xattr")
 	}
 	got, _ := os.ReadFile(tu.m("big"))
@@ -96,10 +96,20 @@ func TestMetacopyWithXattrs(t *testing.T) {
 	must(t, unix.Lsetxattr(tu.lowers[0]+"/a", "user.t", bytes.Repeat([]byte("x"), 3000), 0))
 	tu.mount(t, func(c *Config) { c.Metacopy = true })
 	must(t, os.Rename(tu.m("a"), tu.m("b")))
-	if _, ok := ReadMetacopy(tu.upper + "/b"); !ok {
+	if _, ok := readPointer(t, tu.upper+"/b"); !ok {
 		t.Fatalf("rename did not make a metadata-only copy")
 	}
 	if got, _ := os.ReadFile(tu.m("b")); string(got) != "adata!" {
 		t.Errorf("b reads %q, want the lower data", got)
 	}
+}
+
+// readPointer returns the metacopy pointer on the upper file p.
+func readPointer(t *testing.T, p string) (string, bool) {
+	t.Helper()
+	var st unix.Stat_t
+	must(t, unix.Lstat(p, &st))
+	ptr, err := metacopy.Read(p, st.Mode, st.Size)
+	must(t, err)
+	return ptr.Rel, ptr.Present
 }

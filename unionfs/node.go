@@ -90,7 +90,8 @@ func (n *node) setState(f *found) {
 	n.mu.Unlock()
 }
 
-// dataPath is the lower file holding a metadata-only copy's data, or "".
+// dataPath is the path, in the lower layers, of a metadata-only copy's
+// data, or "".
 func (n *node) dataPath() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -81,7 +81,7 @@ func (u *unionFS) identity(li int, st *syscall.Stat_t, rel string) fs.StableAttr
 type found struct {
 	chain []int // layers holding it: one for a non-dir, the merge chain for a dir
 	st    syscall.Stat_t
-	data  string // for a metadata-only copy in the upper: the lower file with the data
+	data  string // for a metadata-only copy in the upper: its data's path in the lower layers
 }
 
 // isDir reports whether the resolved object is a directory.
@@ -133,7 +133,9 @@ func (u *unionFS) resolveIn(f *found, li int, rel, name string, last bool) (bool
 			if len(f.chain) == 0 {
 				f.chain, f.st = u.single[li], st
 				if u.rw && li == upperLayer {
-					f.data = metacopyData(dir, name, &st)
+					if f.data, err = u.metacopyData(dir, name, &st); err != nil {
+						return false, err
+					}
 				}
 			}
 			return true, nil

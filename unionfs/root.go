@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/cow"
+	"github.com/unionfsd/unionfsd/internal/metacopy"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -52,6 +53,9 @@ type unionFS struct {
 	// reusedIno counts, per upper inode number, the objects that had it and
 	// are gone: the generation of the next one.
 	reusedIno map[uint64]uint64
+	// metacopyTrusted: metadata-only copies of this upper may be
+	// followed to their lower data (internal/metacopy has the rules).
+	metacopyTrusted bool
 	// notes are the upper-dir effects of the operation holding mu, for the
 	// trace; only used when cfg.Trace is set.
 	notes []string
@@ -87,6 +91,7 @@ func NewRoot(cfg Config) (*Root, error) {
 			return nil, err
 		}
 		u.cow = engine
+		u.metacopyTrusted = metacopy.Trusted(cfg.Upper, cfg.Metacopy)
 	}
 	chain, err := u.rootChain()
 	if err != nil {
@@ -123,6 +128,18 @@ func (u *unionFS) openLayers(paths []string) error {
 		}
 	}
 	return nil
+}
+
+// lowerRoots are the root descriptors of the lower layers, topmost first:
+// where metacopy pointers are resolved.
+func (u *unionFS) lowerRoots() []int {
+	var roots []int
+	for li := range u.layers {
+		if !u.rw || li != upperLayer {
+			roots = append(roots, u.layers[li].root)
+		}
+	}
+	return roots
 }
 
 // lockWrite takes mu for a change of the layers and moves the generation.

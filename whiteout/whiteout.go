@@ -163,11 +163,6 @@ func IsOpaqueDir(path string) (bool, error) {
 	return HasOpaqueXattr(path)
 }
 
-// MetacopyXattr marks a metadata-only copy-up in an upper layer: the file
-// there carries the metadata, and the xattr's value is the absolute path of
-// the lower file that still holds the data. Internal: never exported.
-const MetacopyXattr = "user.unionfsd.metacopy"
-
 // IsInternalXattr reports whether an xattr belongs to the union machinery
 // (kernel overlay's or ours) and must be hidden from the merged view and
 // never copied up or exported as image content.
@@ -175,5 +170,6 @@ func IsInternalXattr(name string) bool {
 	return strings.HasPrefix(name, "trusted.overlay.") ||
 		strings.HasPrefix(name, "user.overlay.") ||
 		strings.HasPrefix(name, "user.fuseoverlayfs.") ||
-		strings.HasPrefix(name, "user.unionfsd.")
+		strings.HasPrefix(name, "user.unionfsd.") ||
+		strings.HasPrefix(name, "trusted.unionfsd.")
 }

@@ -98,7 +98,7 @@ func TestOverlayFormat(t *testing.T) {
 			t.Errorf("IsOpaqueDir = %v %v, want %v", got, err, c.want)
 		}
 	}
-	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.redirect", "user.unionfsd.metacopy", "user.fuseoverlayfs.opaque"} {
+	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.redirect", "user.unionfsd.metacopy", "trusted.unionfsd.metacopy", "user.fuseoverlayfs.opaque"} {
 		if !IsInternalXattr(x) {
 			t.Errorf("%s should be internal", x)
 		}

@@ -20,6 +20,10 @@ var containerLayers func(g *globals, container string) (upper, image string, err
 // pauseContainer freezes a running container until thaw; set with containerLayers.
 var pauseContainer func(g *globals, container string) (thaw func() error, err error)
 
+// containerLowers finds the layer dirs a container's union has above its
+// image (set by the runner, with containerLayers).
+var containerLowers func(g *globals, container string) ([]string, error)
+
 func init() {
 	register(&command{
 		name:    "commit",
@@ -42,6 +46,12 @@ func runCommit(g *globals, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	var lowers []string
+	if commitUpper == "" && containerLowers != nil {
+		if lowers, err = containerLowers(g, args[0]); err != nil {
+			return err
+		}
+	}
 	c, err := layers.ParseCompression(commitCompression)
 	if err != nil {
 		return usagef("%v", err)
@@ -61,7 +71,7 @@ func runCommit(g *globals, args []string) (err error) {
 	}
 	img, err := s.Commit(upper, from, name, layers.CommitOptions{
 		Compression: c, CompressionSet: true, Comment: commitMessage, Author: commitAuthor,
-		Progress: g.progress(), Warn: g.warn,
+		Progress: g.progress(), Warn: g.warn, Lowers: lowers,
 	})
 	if err != nil {
 		return err

@@ -41,6 +41,13 @@ func init() {
 		}
 		return rt.Pause(s.Root(), name)
 	}
+	containerLowers = func(g *globals, name string) ([]string, error) {
+		s, err := g.store()
+		if err != nil {
+			return nil, err
+		}
+		return rt.InitLowers(s.Root(), name)
+	}
 }
 
 var runOpts struct {

@@ -61,7 +61,7 @@ func diffCommand(args []string) int {
 		return printError(err)
 	}
 	if tarOut != "" {
-		if err := writeDiffTar(cfg.Upper, tarOut); err != nil {
+		if err := writeDiffTar(cfg.Upper, cfg.Lowers, tarOut); err != nil {
 			return printError(err)
 		}
 		if tarOut == "-" {
@@ -113,10 +113,10 @@ func diffTarget(arg, lowers string) (unionfs.Config, error) {
 
 // writeDiffTar writes the upper as an OCI layer tar to out ("-" is
 // stdout). A file appears whole or not at all: it is written under a temp
-// name and renamed.
-func writeDiffTar(upper, out string) error {
+// name and renamed. Metadata-only copies take their data from lowers.
+func writeDiffTar(upper string, lowers []string, out string) error {
 	if out == "-" {
-		return layers.WriteDiffTar(upper, os.Stdout)
+		return layers.WriteDiffTar(upper, lowers, os.Stdout)
 	}
 	abs, err := filepath.Abs(out)
 	if err != nil {
@@ -126,7 +126,7 @@ func writeDiffTar(upper, out string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", out, unwrapPath(err))
 	}
-	err = layers.WriteDiffTar(upper, tmp)
+	err = layers.WriteDiffTar(upper, lowers, tmp)
 	err = errors.Join(err, tmp.Close())
 	if err == nil {
 		err = os.Chmod(tmp.Name(), 0o644)
