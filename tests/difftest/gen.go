@@ -13,6 +13,10 @@ import (
 // whiteout of a directory re-created above it, an opaque directory, a
 // symlink to a directory, a fifo, a hard-link pair, xattrs, non-root owners,
 // a setuid file and a file larger than one FUSE write.
+// longName is a lower file name of NAME_MAX bytes: no ".wh." name exists
+// for it, so deleting it needs an overlay-format whiteout.
+var longName = strings.Repeat("L", 255)
+
 func DefaultLayers() []Layer {
 	return []Layer{
 		{ // top
@@ -53,6 +57,7 @@ func DefaultLayers() []Layer {
 			{Path: "c", Type: ESymlink, Target: "a"},
 			{Path: "g", Type: EFile, Mode: 0o4755, Uid: 1000, Gid: 1000, Data: "setuid\n"},
 			{Path: "big", Type: EFile, Mode: 0o644, Data: string(Data(7, 200<<10))},
+			{Path: longName, Type: EFile, Mode: 0o644, Data: "long\n"},
 		},
 	}
 }

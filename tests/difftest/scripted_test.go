@@ -1,6 +1,10 @@
 package difftest
 
-import "golang.org/x/sys/unix"
+import (
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
 
 // scripted are hand-written sequences over DefaultLayers, one per rule or
 // tricky corner; each runs on a fresh pair of mounts.
@@ -195,6 +199,26 @@ var scripted = []struct {
 		Open(0, "d1", unix.O_TMPFILE|unix.O_RDWR), FdWrite(0, 0, 10, 1), FdRead(0), FdStat(0), Readdir("d1"), Close(0),
 		Open(1, "n", unix.O_TMPFILE|unix.O_WRONLY), Close(1),
 	}},
+	{"long-names", longNameOps()},
+}
+
+// longNameOps exercises names of 250 to 255 bytes, which have no room for
+// the ".wh." prefix past 251: every operation on fresh names, and the
+// deletion of the lower name of that length (DefaultLayers' longName).
+func longNameOps() []Op {
+	ops := []Op{Read(longName), Unlink(longName), Stat(longName, true), Readdir(""),
+		Create(longName, 0o600, true), Read(longName), Unlink(longName), Readdir("")}
+	for n := 250; n <= 255; n++ {
+		f, d := strings.Repeat("f", n), "d1/"+strings.Repeat("d", n)
+		ops = append(ops,
+			Create(f, 0o644, true), Write(f, 0, 5, uint32(n)), Chmod(f, 0o600), Chown(f, 1000, 1000, true),
+			Truncate(f, 2), OpenTrunc(f), Link(f, "d1/"+f), Rename(f, "d2/"+f, 0), Stat("d2/"+f, true),
+			Setxattr("d2/"+f, "user.k", "v", 0, true), Listxattr("d2/"+f, true),
+			Mkdir(d, 0o755), Mkfifo(d+"/"+f, 0o644), Rename(d, "e/"+strings.Repeat("e", n), 0),
+			Readdir("e"), Unlink("e/"+strings.Repeat("e", n)+"/"+f), Rmdir("e/"+strings.Repeat("e", n)),
+			Unlink("d2/"+f), Unlink("d1/"+f), Readdir(""), Readdir("d1"), Readdir("d2"))
+	}
+	return ops
 }
 
 // capNetBindService is a security.capability value (VFS_CAP_REVISION_2,
