@@ -155,3 +155,50 @@ func TestLongPaths(t *testing.T) {
 	must(t, os.Chmod(f, 0o600))
 	must(t, os.Remove(f))
 }
+
+// When the upper cannot hold a 0/0 device (here: an upper on kernel
+// overlay, which refuses to make one), a lower name too long for ".wh." is
+// deleted by copying its directory up whole and making it opaque; the
+// merged view is exactly what a whiteout would give.
+func TestLongNamesDeleteWithoutDevices(t *testing.T) {
+	requireFUSE(t)
+	tu := newLayers(t, 1)
+	base := filepath.Dir(tu.upper)
+	ovl := filepath.Join(base, "ovl")
+	mkdirAll(t, ovl, base+"/ol", base+"/ou", base+"/ow")
+	if err := unix.Mount("overlay", ovl, "overlay", 0, "lowerdir="+base+"/ol,upperdir="+base+"/ou,workdir="+base+"/ow"); err != nil {
+		t.Skipf("kernel overlay: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(ovl, unix.MNT_DETACH) })
+	tu.upper, tu.work = filepath.Join(ovl, "upper"), filepath.Join(ovl, "work")
+	mkdirAll(t, tu.upper, tu.work)
+	if unix.Mknod(filepath.Join(tu.upper, "probe"), unix.S_IFCHR, 0) == nil {
+		t.Skip("this kernel's overlay makes 0/0 devices")
+	}
+	long, longDir := nameOf('f', 255), nameOf('d', 253)
+	writeFile(t, filepath.Join(tu.lowers[0], long), "long")
+	writeFile(t, filepath.Join(tu.lowers[0], "sub", long), "long in sub")
+	writeFile(t, filepath.Join(tu.lowers[0], "sub", "keep"), "keep")
+	mkdirAll(t, filepath.Join(tu.lowers[0], "sub", longDir))
+	writeFile(t, filepath.Join(tu.lowers[0], "keep"), "keep")
+	writeFile(t, filepath.Join(tu.lowers[0], "kd", "inner"), "inner")
+	before := fingerprint(t, tu.lowers[0])
+	tu.mount(t, nil)
+
+	// In sub first: once the root is opaque, sub lives in the upper alone.
+	must(t, syscall.Rmdir(tu.m("sub/"+longDir)))
+	must(t, syscall.Rename(tu.m("sub/"+long), tu.m("moved")))
+	must(t, syscall.Unlink(tu.m(long)))
+	assertTree(t, "merged", tu.mnt, []string{"keep = keep", "kd/", "kd/inner = inner", "moved = long in sub", "sub/", "sub/keep = keep"})
+	for _, d := range []string{"", "sub"} {
+		if _, err := os.Lstat(filepath.Join(tu.upper, d, whiteout.OpaqueName)); err != nil {
+			t.Errorf("upper dir /%s is not opaque: %v", d, err)
+		}
+	}
+	// The names can be used again.
+	must(t, os.WriteFile(tu.m(long), []byte("again"), 0o644))
+	must(t, syscall.Unlink(tu.m(long)))
+	if fingerprint(t, tu.lowers[0]) != before {
+		t.Error("lower was modified")
+	}
+}

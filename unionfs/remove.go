@@ -64,6 +64,9 @@ func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
 	if err := n.copyUp(-1); err != nil {
 		return errno(err)
 	}
+	if eno := n.hideLowersFor(r); eno != 0 {
+		return eno
+	}
 	if r.below && n.u.overlayWhiteoutFor(name) {
 		return errno(n.u.whiteoutInPlace(r.dirRel, name, n.u.inUpper(r.obj.chain)))
 	}
@@ -106,6 +109,9 @@ func (n *node) Rmdir(ctx context.Context, name string) (eno syscall.Errno) {
 	if err := n.copyUp(-1); err != nil {
 		return errno(err)
 	}
+	if eno := n.hideLowersFor(r); eno != 0 {
+		return eno
+	}
 	if r.below && n.u.overlayWhiteoutFor(name) {
 		if n.u.inUpper(r.obj.chain) {
 			if err := n.u.clearUpperDir(childRel); err != nil {
@@ -127,6 +133,21 @@ func (n *node) Rmdir(ctx context.Context, name string) (eno syscall.Errno) {
 			return errno(err)
 		}
 	}
+	return 0
+}
+
+// hideLowersFor takes the last resort of needsOpaqueParent when removing
+// r's lower name: n hides its lowers itself, r's object is then an upper
+// one that needs no whiteout.
+func (n *node) hideLowersFor(r *removal) syscall.Errno {
+	if !r.below || !n.u.needsOpaqueParent(r.name) {
+		return 0
+	}
+	if err := n.hideLowers(); err != nil {
+		return errno(err)
+	}
+	r.below = false
+	r.obj.chain = []int{upperLayer}
 	return 0
 }
 

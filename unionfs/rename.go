@@ -69,6 +69,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if err := n.materialize(src); err != nil {
 		return errno(err)
 	}
+	if eno := n.hideLowersFor(src); eno != 0 {
+		return eno
+	}
 	if eno := n.renameInUpper(src, np, dst); eno != 0 || !moved {
 		return eno
 	}

@@ -56,6 +56,8 @@ type unionFS struct {
 	// metacopyTrusted: metadata-only copies of this upper may be
 	// followed to their lower data (internal/metacopy has the rules).
 	metacopyTrusted bool
+	// deviceWhiteouts: the upper can hold 0/0 devices (upperformat.go).
+	deviceWhiteouts bool
 	// notes are the upper-dir effects of the operation holding mu, for the
 	// trace; only used when cfg.Trace is set.
 	notes []string
@@ -92,6 +94,7 @@ func NewRoot(cfg Config) (*Root, error) {
 		}
 		u.cow = engine
 		u.metacopyTrusted = metacopy.Trusted(cfg.Upper, cfg.Metacopy)
+		u.deviceWhiteouts = u.probeDeviceWhiteouts()
 	}
 	chain, err := u.rootChain()
 	if err != nil {

@@ -21,10 +21,50 @@ func (u *unionFS) overlayFormat() bool { return u.cfg.WhiteoutFormat == Whiteout
 
 // overlayWhiteoutFor reports whether deleting name writes an overlay-format
 // whiteout (a 0/0 device named name): always in the overlay format, and in
-// the OCI format for names too long to take the ".wh." prefix. Both formats
-// are always read, and layer export turns the device into ".wh.NAME".
+// the OCI format for names too long to take the ".wh." prefix, when the
+// upper can hold such a device. Both formats are always read, and layer
+// export turns the device into ".wh.NAME".
 func (u *unionFS) overlayWhiteoutFor(name string) bool {
-	return u.overlayFormat() || !whiteout.NameFits(name)
+	return u.overlayFormat() || !whiteout.NameFits(name) && u.deviceWhiteouts
+}
+
+// needsOpaqueParent reports whether deleting name from the layers below
+// takes the last resort: an OCI upper that can hold no 0/0 device (an
+// upper on kernel overlay, which refuses to make one; kernels before 5.8
+// without CAP_MKNOD) and a name with no ".wh." form. The parent is then
+// copied up whole and made opaque (hideLowers).
+func (u *unionFS) needsOpaqueParent(name string) bool {
+	return !u.overlayFormat() && !whiteout.NameFits(name) && !u.deviceWhiteouts
+}
+
+// probeDeviceWhiteouts reports whether the upper's filesystem lets us make
+// a 0/0 device, trying once in the workdir.
+func (u *unionFS) probeDeviceWhiteouts() bool {
+	work, tmp := u.cow.WorkFd(), u.cow.TempName()
+	if unix.Mknodat(work, tmp, unix.S_IFCHR, 0) != nil {
+		return false
+	}
+	unix.Unlinkat(work, tmp, 0)
+	return true
+}
+
+// hideLowers makes the upper directory n hide everything below it by
+// itself: every entry of the merged directory is copied up, whole, and the
+// directory is made opaque. Nothing in the merged view changes. The caller
+// holds u.mu for writing and has copied n up.
+func (n *node) hideLowers() error {
+	rel := n.rel()
+	if chain := n.getChain(); len(chain) > 1 {
+		if err := n.u.materializeDir(chain, rel, n.StableAttr()); err != nil {
+			return err
+		}
+	}
+	if err := n.u.at(upperLayer, rel, n.u.markOpaque); err != nil {
+		return err
+	}
+	n.u.note("opaque %s (a name too long for a whiteout file)", n.u.opaqueMarkName(n.u.upperPath(rel)))
+	markUpperOnly(n.EmbeddedInode())
+	return nil
 }
 
 // upperWhiteout reports whether the upper hides dir/name from the layers
