@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -14,6 +16,17 @@ import (
 // merged view equals what the mount showed before the commit.
 // Run it under flock /tmp/unionfsd-fusetest.lock like every FUSE test.
 func TestCommitUnionfsMount(t *testing.T) {
+	for _, metacopy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "copy-up", true: "metacopy"}[metacopy], func(t *testing.T) {
+			commitUnionfsMount(t, metacopy)
+		})
+	}
+}
+
+// commitUnionfsMount is TestCommitUnionfsMount, with metadata-only
+// copy-up on or off: with it on, a chmod of a lower file leaves a metacopy
+// entry, and the commit must put the lower data in the layer.
+func commitUnionfsMount(t *testing.T, metacopy bool) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("no /dev/fuse: FUSE mounts need it (modprobe fuse)")
 	}
@@ -29,6 +42,7 @@ func TestCommitUnionfsMount(t *testing.T) {
 	cfg := unionfs.DefaultConfig()
 	cfg.Lowers = s.LayerDirs(base)
 	cfg.Upper = upper // workdir defaults to upper/.wh..wh.unionfsd.work
+	cfg.Metacopy = metacopy
 	server, err := unionfs.Mount(mnt, cfg)
 	if err != nil {
 		t.Fatalf("unionfs.Mount: %v", err)
@@ -49,8 +63,18 @@ func TestCommitUnionfsMount(t *testing.T) {
 		t.Fatalf("the union does not show the image: %v", before)
 	}
 	changeTree(t, mnt)
+	if err := os.Chmod(filepath.Join(mnt, "etc/added-in-2"), 0o604); err != nil {
+		t.Fatal(err)
+	}
 	want := snapshot(t, mnt, false)
 	unmount()
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(upper, "etc/added-in-2"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if metacopy && st.Blocks != 0 {
+		t.Fatalf("chmod with metacopy on copied data (%d blocks): no metacopy entry to commit", st.Blocks)
+	}
 
 	got, _ := commitAndReimport(t, s, upper)
 	diffTrees(t, want, got)
