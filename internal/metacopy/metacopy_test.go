@@ -2,8 +2,11 @@ package metacopy
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -78,5 +81,55 @@ func TestOpen(t *testing.T) {
 		if got != want {
 			t.Errorf("Open(%q) = %q, want %q", rel, got, want)
 		}
+	}
+}
+
+// TestRootlessTrust runs the trust rules as an unprivileged user (a copy
+// of this test binary as nobody): the pointer name is user.*, and an upper
+// is trusted only when it is the user's own.
+func TestRootlessTrust(t *testing.T) {
+	if os.Getenv("METACOPY_CHILD") != "" {
+		mine, theirs := os.Getenv("METACOPY_MINE"), os.Getenv("METACOPY_THEIRS")
+		if Xattr() != UserXattr || !Trusted(mine, true) || Trusted(mine, false) || Trusted(theirs, true) {
+			fmt.Printf("Xattr %s, own upper %v (off: %v), root's upper %v\n", Xattr(), Trusted(mine, true), Trusted(mine, false), Trusted(theirs, true))
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the child as nobody")
+	}
+	if Xattr() != TrustedXattr || !Trusted(t.TempDir(), true) || Trusted(t.TempDir(), false) {
+		t.Errorf("as root: Xattr %s, trusted %v", Xattr(), Trusted(t.TempDir(), true))
+	}
+	dir, err := os.MkdirTemp("", "metacopy-rootless")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, mine, theirs := filepath.Join(dir, "test.bin"), filepath.Join(dir, "mine"), filepath.Join(dir, "theirs")
+	for _, d := range []string{mine, theirs} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(mine, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run", "^TestRootlessTrust$")
+	cmd.Env = append(os.Environ(), "METACOPY_CHILD=1", "METACOPY_MINE="+mine, "METACOPY_THEIRS="+theirs)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("as nobody: %v %s", err, out)
 	}
 }
