@@ -178,3 +178,38 @@ func TestDiffTarForgedMetacopy(t *testing.T) {
 		t.Error("a metacopy entry with no lowers given: no error")
 	}
 }
+
+// TestLongWhiteoutRoundTrip: the layer a commit writes for a deleted
+// 255-byte name (".wh." + the name, longer than NAME_MAX) extracts again,
+// as a 0/0 device under the name, and writes out the same entry.
+func TestLongWhiteoutRoundTrip(t *testing.T) {
+	long := strings.Repeat("n", 255)
+	var in bytes.Buffer
+	tw := tar.NewWriter(&in)
+	for _, h := range []*tar.Header{
+		{Typeflag: tar.TypeDir, Name: "d/", Mode: 0o755},
+		{Typeflag: tar.TypeReg, Name: "d/.wh." + long, Mode: 0o600, Format: tar.FormatPAX},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := layers.Extract(bytes.NewReader(in.Bytes()), dir, layers.ExtractOptions{AsRoot: os.Geteuid() == 0}); err != nil {
+		t.Fatalf("extract: %v", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "d", long), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+		t.Fatalf("extracted whiteout: %v, mode %o rdev %d; want a 0/0 device", err, st.Mode, st.Rdev)
+	}
+	var out bytes.Buffer
+	if err := layers.WriteDiffTar(dir, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "d/.wh."+long) {
+		t.Errorf("the written layer lacks d/.wh.%s...", long[:8])
+	}
+}

@@ -131,13 +131,14 @@ func splitEntryName(name string) ([]string, error) {
 		return nil, entryError(name[:64]+"...", "path longer than %d bytes", maxPathLen)
 	}
 	var comps []string
-	for _, c := range strings.Split(name, "/") {
+	parts := strings.Split(strings.TrimRight(name, "/"), "/")
+	for i, c := range parts {
 		switch {
 		case c == "" || c == ".":
 			continue
 		case c == "..":
 			return nil, entryError(name, `path contains ".."`)
-		case len(c) > maxNameLen:
+		case len(c) > maxNameLen && !(i == len(parts)-1 && isLongWhiteout(c)):
 			return nil, entryError(name, "path component longer than %d bytes", maxNameLen)
 		}
 		comps = append(comps, c)
@@ -254,6 +255,9 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		return err
 	}
 	base := comps[len(comps)-1]
+	if target, ok := whiteout.Target(base); ok && !whiteout.NameFits(target) {
+		return x.longWhiteout(hdr, comps, pfd, target)
+	}
 	create := func(op string, mk func() error) error { return x.create(hdr, comps, pfd, base, op, mk) }
 	switch hdr.Typeflag {
 	case tar.TypeDir:
@@ -285,6 +289,24 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		return entryError(hdr.Name, "unsupported tar entry type %q", string(hdr.Typeflag))
 	}
 	return x.setMeta(hdr, pfd, base)
+}
+
+// isLongWhiteout reports a whiteout name longer than NAME_MAX whose target
+// is not: what a deleted name of 252-255 bytes looks like in a layer.
+func isLongWhiteout(c string) bool {
+	target, ok := whiteout.Target(c)
+	return ok && !whiteout.NameFits(target) && len(target) <= maxNameLen
+}
+
+// longWhiteout extracts the whiteout of a name of more than 251 bytes,
+// whose ".wh." name no filesystem can hold (unionfsd's commit writes such
+// entries for deleted long names). It is kept in the overlay format that
+// unionfsd reads as well: a 0/0 character device under the name itself.
+func (x *extractor) longWhiteout(hdr *tar.Header, comps []string, pfd int, target string) error {
+	tcomps := append(append([]string(nil), comps[:len(comps)-1]...), target)
+	return x.create(hdr, tcomps, pfd, target, "whiteout (char 0/0)", func() error {
+		return unix.Mknodat(pfd, target, unix.S_IFCHR, 0)
+	})
 }
 
 // creator makes one non-directory entry; see (*extractor).create.
