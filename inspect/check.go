@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/cow"
+	"github.com/unionfsd/unionfsd/internal/beneath"
 	"github.com/unionfsd/unionfsd/unionfs"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -70,10 +71,15 @@ func Check(cfg unionfs.Config) (*CheckResult, error) {
 		return nil, err
 	}
 	c := &checker{stack: s, upper: s.Dirs()[0], lowers: s.Dirs()[1:], res: &CheckResult{}}
-	if err := c.checkWork(cfg.Work); err != nil {
+	root, err := openUpper(c.upper)
+	if err != nil {
 		return nil, err
 	}
-	if err := c.walk(""); err != nil {
+	defer root.Close()
+	if err := c.checkWork(cfg.Work, root); err != nil {
+		return nil, err
+	}
+	if err := c.walk(root, ""); err != nil {
 		return nil, err
 	}
 	c.mixedFormats()
@@ -98,17 +104,22 @@ type checker struct {
 func (c *checker) add(f *Finding) { c.res.Findings = append(c.res.Findings, f) }
 
 // checkWork reports copy-up leftovers in the workdir and a workdir that
-// cannot serve the upper.
-func (c *checker) checkWork(work string) error {
-	names, err := sortedNames(work)
+// cannot serve the upper (open as upper).
+func (c *checker) checkWork(work string, upper *os.File) error {
+	dir, err := beneath.OpenRoot(work)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // made at the next mount
 	}
 	if err != nil {
+		return fmt.Errorf("read %s: %w", work, err)
+	}
+	defer dir.Close()
+	names, _, err := listDir(dir, work, "")
+	if err != nil {
 		return err
 	}
 	var ws, us unix.Stat_t
-	if unix.Stat(work, &ws) == nil && unix.Stat(c.upper, &us) == nil && ws.Dev != us.Dev {
+	if unix.Fstat(int(dir.Fd()), &ws) == nil && unix.Fstat(int(upper.Fd()), &us) == nil && ws.Dev != us.Dev {
 		c.add(&Finding{Kind: KindWorkdirFS, Path: work,
 			Problem: "workdir is on another filesystem than the upper dir: copy-up cannot rename into the upper",
 			Fix:     "use a workdir on the upper's filesystem (the default is UPPER/" + unionfs.DefaultWorkName + ")"})
@@ -117,107 +128,115 @@ func (c *checker) checkWork(work string) error {
 		if !strings.HasPrefix(n, cow.TempPrefix) {
 			continue
 		}
-		p := filepath.Join(work, n)
-		c.add(&Finding{Kind: KindTempFile, Path: p,
+		at := entryAt{root: work, name: n}
+		c.add(&Finding{Kind: KindTempFile, Path: filepath.Join(work, n),
 			Problem: "copy-up temp entry left by an interrupted copy-up (the upper never saw it)",
-			Fix:     "remove it", repair: func() error { return os.RemoveAll(p) }})
+			Fix:     "remove it", repair: at.removeAll})
 	}
 	return nil
 }
 
-// walk checks the upper dir rel ("" is the root) and everything below.
-func (c *checker) walk(rel string) error {
-	names, have, err := listDir(filepath.Join(c.upper, rel))
+// walk checks the open upper dir rel ("" is the root) and everything below.
+func (c *checker) walk(dir *os.File, rel string) error {
+	names, have, err := listDir(dir, c.upper, rel)
 	if err != nil {
 		return err
 	}
 	if rel != "" {
-		c.checkOpaque(rel, have[whiteout.OpaqueName])
+		c.checkOpaque(dir, rel, have[whiteout.OpaqueName])
 	}
 	for _, name := range names {
-		if err := c.entry(rel, name, have); err != nil {
+		if err := c.entry(dir, rel, name, have); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkOpaque counts a dir's opaque marker and notes an overlay-format one.
-func (c *checker) checkOpaque(rel string, ociMarker bool) {
-	dir := filepath.Join(c.upper, rel)
+// checkOpaque counts the open dir rel's opaque marker and notes an
+// overlay-format one.
+func (c *checker) checkOpaque(dir *os.File, rel string, ociMarker bool) {
 	if ociMarker {
 		c.ociMarkers++
 	}
-	if ok, _ := whiteout.HasOpaqueXattr(dir); ok {
-		c.overlayMarkers = append(c.overlayMarkers, &Finding{Kind: KindOverlayFormat, Path: dir,
+	if ok, _ := whiteout.HasOpaqueXattr(beneath.ProcPath(dir, ".")); ok {
+		at := entryAt{root: c.upper, dir: rel}
+		c.overlayMarkers = append(c.overlayMarkers, &Finding{Kind: KindOverlayFormat, Path: filepath.Join(c.upper, rel),
 			Problem: "opaque in kernel-overlay format (overlay.opaque xattr) in an upper that also has OCI markers",
 			Fix:     "convert: add " + whiteout.OpaqueName + " and remove the xattr",
-			repair:  func() error { return convertOpaque(dir) }})
+			repair:  at.convertOpaque})
 	}
 }
 
-func (c *checker) entry(rel, name string, siblings map[string]bool) error {
+// entry checks the entry name of the open dir rel, and what is below it.
+func (c *checker) entry(dir *os.File, rel, name string, siblings map[string]bool) error {
 	full := filepath.Join(c.upper, rel, name)
+	at := entryAt{root: c.upper, dir: rel, name: name}
 	if target, ok := whiteout.Target(name); ok {
 		c.ociMarkers++
-		return c.checkWhiteout(rel, target, full, siblings[target])
+		return c.checkWhiteout(at, target, full, siblings[target])
 	}
 	if whiteout.IsWhiteoutName(name) {
 		return nil // opaque marker (counted with its dir), workdir, reserved names
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(full, &st); err != nil {
+	if err := beneath.Lstat(dir, name, &st); err != nil {
 		return fmt.Errorf("check %s: %w", full, err)
 	}
 	switch {
 	case whiteout.IsOverlayWhiteout(&st):
-		return c.checkCharWhiteout(rel, name, full)
+		return c.checkCharWhiteout(at, full)
 	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
-		return c.walk(path.Join(rel, name))
+		sub, err := openSubdir(dir, name, &st, "check", full)
+		if err != nil {
+			return err
+		}
+		defer sub.Close()
+		return c.walk(sub, path.Join(rel, name))
 	case st.Mode&unix.S_IFMT == unix.S_IFREG:
-		c.checkMetacopy(full)
+		c.checkMetacopy(dir, name, full)
 	}
 	return nil
 }
 
-// checkWhiteout checks the OCI whiteout full that hides rel/target.
-func (c *checker) checkWhiteout(rel, target, full string, besideEntry bool) error {
+// checkWhiteout checks the OCI whiteout at (full) that hides target.
+func (c *checker) checkWhiteout(at entryAt, target, full string, besideEntry bool) error {
 	if besideEntry {
 		c.add(&Finding{Kind: KindBesideEntry, Path: full,
 			Problem: fmt.Sprintf("whiteout beside %s, the entry it names: the entry wins, so the whiteout does nothing "+
 				"(a create over a deleted name was interrupted)", target),
-			Fix: "remove the whiteout", repair: func() error { return os.Remove(full) }})
+			Fix: "remove the whiteout", repair: at.remove})
 		return nil
 	}
-	_, err := c.hidesNothing(rel, target, full)
+	_, err := c.hidesNothing(at, target, full)
 	return err
 }
 
 // checkCharWhiteout checks a kernel-overlay whiteout.
-func (c *checker) checkCharWhiteout(rel, name, full string) error {
-	useless, err := c.hidesNothing(rel, name, full)
-	if err != nil || useless || !whiteout.NameFits(name) {
+func (c *checker) checkCharWhiteout(at entryAt, full string) error {
+	useless, err := c.hidesNothing(at, at.name, full)
+	if err != nil || useless || !whiteout.NameFits(at.name) {
 		// A name too long for ".wh." has no OCI whiteout: the device is
 		// how unionfsd writes its deletion in either format.
 		return err
 	}
 	c.overlayMarkers = append(c.overlayMarkers, &Finding{Kind: KindOverlayFormat, Path: full,
 		Problem: "whiteout in kernel-overlay format (char 0/0) in an upper that also has OCI whiteouts",
-		Fix:     "convert: replace it with " + whiteout.Name(name),
-		repair:  func() error { return convertCharWhiteout(full) }})
+		Fix:     "convert: replace it with " + whiteout.Name(at.name),
+		repair:  at.convertCharWhiteout})
 	return nil
 }
 
-// hidesNothing reports (as a finding, and returns true) a whiteout full of
-// rel/name that hides nothing in the lowers.
-func (c *checker) hidesNothing(rel, name, full string) (bool, error) {
-	hides, err := c.hidesSomething(rel, name)
+// hidesNothing reports (as a finding, and returns true) a whiteout at (full)
+// of name in its dir that hides nothing in the lowers.
+func (c *checker) hidesNothing(at entryAt, name, full string) (bool, error) {
+	hides, err := c.hidesSomething(at.dir, name)
 	if err != nil || hides {
 		return false, err
 	}
 	c.add(&Finding{Kind: KindHidesNothing, Path: full,
-		Problem: fmt.Sprintf("whiteout for /%s, which no lower layer shows: it hides nothing", path.Join(rel, name)),
-		Fix:     "remove the whiteout", repair: func() error { return os.Remove(full) }})
+		Problem: fmt.Sprintf("whiteout for /%s, which no lower layer shows: it hides nothing", path.Join(at.dir, name)),
+		Fix:     "remove the whiteout", repair: at.remove})
 	return true, nil
 }
 
@@ -230,10 +249,12 @@ func (c *checker) hidesSomething(rel, name string) (bool, error) {
 	return c.stack.InLowers("/" + path.Join(rel, name))
 }
 
-// checkMetacopy reports a metacopy entry whose data file is gone, or whose
-// pointer the mount refuses to follow.
-func (c *checker) checkMetacopy(full string) {
-	m := c.stack.Metacopy(0, full)
+// checkMetacopy reports a metacopy entry (name in dir) whose data file is
+// gone, or whose pointer the mount refuses to follow. The entry is read
+// through its dir's descriptor, and the pointer resolved only beneath the
+// lower layers.
+func (c *checker) checkMetacopy(dir *os.File, name, full string) {
+	m := c.stack.Metacopy(0, beneath.ProcPath(dir, name))
 	switch {
 	case !m.Present || m.Layer >= 0:
 		return
@@ -262,37 +283,85 @@ func (c *checker) mixedFormats() {
 	}
 }
 
-// convertCharWhiteout replaces a char 0/0 whiteout with an OCI one. The OCI
-// whiteout comes first, so the name is hidden at every moment.
-func convertCharWhiteout(full string) error {
-	wh := filepath.Join(filepath.Dir(full), whiteout.Name(filepath.Base(full)))
-	if err := createEmpty(wh); err != nil {
-		return err
-	}
-	return os.Remove(full)
+// entryAt locates an entry for a repair: name in the dir rel from root (the
+// upper or work dir). A repair runs after the walk, so it resolves the
+// entry's dir again beneath root, never through a symlink, and changes only
+// that dir's entries: a dir swapped for a symlink to a host path since the
+// walk makes the repair fail instead of changing the host.
+type entryAt struct {
+	root, dir, name string
 }
 
-// convertOpaque replaces a dir's overlay opaque xattr with the OCI marker.
-func convertOpaque(dir string) error {
-	if err := createEmpty(filepath.Join(dir, whiteout.OpaqueName)); err != nil {
+// openDir opens the entry's dir.
+func (e entryAt) openDir() (*os.File, error) {
+	root, err := beneath.OpenRoot(e.root)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return beneath.Open(root, e.dir, unix.O_RDONLY|unix.O_DIRECTORY)
+}
+
+func (e entryAt) remove() error {
+	dir, err := e.openDir()
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return beneath.Remove(dir, e.name)
+}
+
+func (e entryAt) removeAll() error {
+	dir, err := e.openDir()
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return beneath.RemoveAll(dir, e.name)
+}
+
+// convertCharWhiteout replaces a char 0/0 whiteout with an OCI one. The OCI
+// whiteout comes first, so the name is hidden at every moment.
+func (e entryAt) convertCharWhiteout() error {
+	dir, err := e.openDir()
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := createEmpty(dir, whiteout.Name(e.name)); err != nil {
+		return err
+	}
+	return beneath.Remove(dir, e.name)
+}
+
+// convertOpaque replaces the overlay opaque xattr of the dir e.dir (e.name
+// is empty) with the OCI marker.
+func (e entryAt) convertOpaque() error {
+	dir, err := e.openDir()
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := createEmpty(dir, whiteout.OpaqueName); err != nil {
 		return err
 	}
 	for _, x := range whiteout.OpaqueXattrs {
-		if err := unix.Lremovexattr(dir, x); err != nil && !errors.Is(err, unix.ENODATA) {
-			return fmt.Errorf("removexattr %s %s: %w", dir, x, err)
+		if err := unix.Fremovexattr(int(dir.Fd()), x); err != nil && !errors.Is(err, unix.ENODATA) {
+			return fmt.Errorf("removexattr %s %s: %w", filepath.Join(e.root, e.dir), x, err)
 		}
 	}
 	return nil
 }
 
-// createEmpty makes an empty file (mode 0) unless one is there.
-func createEmpty(p string) error {
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0)
-	if errors.Is(err, os.ErrExist) {
+// createEmpty makes an empty file (mode 0) name in dir unless an entry of
+// that name is there; a symlink there is an entry, never followed.
+func createEmpty(dir *os.File, name string) error {
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err == unix.EEXIST {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	return f.Close()
+	return unix.Close(fd)
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/beneath"
 	"github.com/unionfsd/unionfsd/unionfs"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -36,6 +37,10 @@ func (c Change) String() string { return fmt.Sprintf("%c %s", c.Kind, c.Path) }
 // path. Whether an entry is added or changed follows the union's rules (an
 // entry under an opaque dir is added). Without lowers every entry is
 // added. The workdir and reserved ".wh..wh." names are not changes.
+//
+// The upper may belong to a running container, which can swap any dir in
+// it for a symlink to a host path while we read: below the upper's root
+// nothing is looked up by path (see listDir).
 func Changes(cfg unionfs.Config) ([]Change, error) {
 	if cfg.Upper == "" {
 		return nil, errors.New("read-only union: no upper dir, so no changes")
@@ -45,7 +50,12 @@ func Changes(cfg unionfs.Config) ([]Change, error) {
 		return nil, err
 	}
 	d := &differ{stack: s, upper: s.Dirs()[0], work: cfg.Work}
-	if err := d.walk(""); err != nil {
+	root, err := openUpper(d.upper)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	if err := d.walk(root, ""); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(d.out, func(i, j int) bool { return d.out[i].Path < d.out[j].Path })
@@ -59,22 +69,23 @@ type differ struct {
 	out   []Change
 }
 
-// walk adds the changes in the upper dir rel ("" is the root).
-func (d *differ) walk(rel string) error {
-	names, have, err := listDir(filepath.Join(d.upper, rel))
+// walk adds the changes in the open upper dir rel ("" is the root).
+func (d *differ) walk(dir *os.File, rel string) error {
+	names, have, err := listDir(dir, d.upper, rel)
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		if err := d.entry(rel, name, have); err != nil {
+		if err := d.entry(dir, rel, name, have); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// entry adds the change of one upper entry, and recurses into dirs.
-func (d *differ) entry(rel, name string, siblings map[string]bool) error {
+// entry adds the change of the entry name of dir (rel from the upper's
+// root), and recurses into dirs.
+func (d *differ) entry(dir *os.File, rel, name string, siblings map[string]bool) error {
 	full := filepath.Join(d.upper, rel, name)
 	p := "/" + path.Join(rel, name)
 	if target, ok := whiteout.Target(name); ok {
@@ -87,18 +98,31 @@ func (d *differ) entry(rel, name string, siblings map[string]bool) error {
 		return nil // opaque marker (seen with its dir), workdir, reserved names
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(full, &st); err != nil {
+	if err := beneath.Lstat(dir, name, &st); err != nil {
 		return fmt.Errorf("diff %s: %w", full, err)
 	}
 	if whiteout.IsOverlayWhiteout(&st) {
 		d.add(Deleted, p)
 		return nil
 	}
-	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-	if opaque, _ := whiteout.IsOpaqueDir(full); isDir && opaque {
-		d.add(Replaced, p)
-		return d.walk(path.Join(rel, name))
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return d.addLower(p)
 	}
+	sub, err := openSubdir(dir, name, &st, "diff", full)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	if opaque, _ := isOpaqueDir(sub); opaque {
+		d.add(Replaced, p)
+	} else if err := d.addLower(p); err != nil {
+		return err
+	}
+	return d.walk(sub, path.Join(rel, name))
+}
+
+// addLower adds p as changed if the lowers show it, else as added.
+func (d *differ) addLower(p string) error {
 	below, err := d.stack.InLowers(p)
 	if err != nil {
 		return fmt.Errorf("diff %s: %w", p, err)
@@ -108,37 +132,58 @@ func (d *differ) entry(rel, name string, siblings map[string]bool) error {
 	} else {
 		d.add(Added, p)
 	}
-	if isDir {
-		return d.walk(path.Join(rel, name))
-	}
 	return nil
 }
 
 func (d *differ) add(k Kind, p string) { d.out = append(d.out, Change{Kind: k, Path: p}) }
 
-// sortedNames lists a dir's entry names in byte order.
-// listDir returns a directory's names, sorted, and the same as a set.
-func listDir(dir string) ([]string, map[string]bool, error) {
-	names, err := sortedNames(dir)
+// openUpper opens an upper (or work) dir as the root of a walk.
+func openUpper(dir string) (*os.File, error) {
+	f, err := beneath.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// listDir returns the open dir's names, sorted, and the same as a set.
+// root and rel name the dir in messages only: below the root nothing is
+// looked up by path, so a dir swapped for a symlink while we walk is never
+// followed out of the upper.
+func listDir(dir *os.File, root, rel string) ([]string, map[string]bool, error) {
+	names, err := beneath.Names(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", filepath.Join(root, rel), unwrap(err))
+	}
 	have := make(map[string]bool, len(names))
 	for _, n := range names {
 		have[n] = true
 	}
-	return names, have, err
+	return names, have, nil
 }
 
-func sortedNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
+// openSubdir opens the dir name of dir (rel from the upper's root) that st
+// describes, to walk it.
+func openSubdir(dir *os.File, name string, st *unix.Stat_t, op, full string) (*os.File, error) {
+	sub, err := beneath.OpenDir(dir, name, st)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", dir, unwrap(err))
+		return nil, fmt.Errorf("%s %s: %w", op, full, err)
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", dir, unwrap(err))
+	return sub, nil
+}
+
+// isOpaqueDir reports whether the open dir is opaque: it holds the OCI
+// marker or carries an overlay opaque xattr.
+func isOpaqueDir(dir *os.File) (bool, error) {
+	var st unix.Stat_t
+	err := beneath.Lstat(dir, whiteout.OpaqueName, &st)
+	if err == nil {
+		return true, nil
 	}
-	sort.Strings(names)
-	return names, nil
+	if !errors.Is(err, unix.ENOENT) {
+		return false, err
+	}
+	return whiteout.HasOpaqueXattr(beneath.ProcPath(dir, "."))
 }
 
 // unwrap drops an *os.PathError's op and path when the message names the

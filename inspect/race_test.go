@@ -1,0 +1,149 @@
+package inspect
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/whiteout"
+)
+
+// The attack on diff and check of a live container's upper: the container
+// keeps exchanging a dir of its upper with a symlink to a host dir while
+// the walk runs again and again. Nothing of the host dir may show in the
+// listing, and no repair may change it.
+
+const hostSecretName = "HOST-SECRET-NAME-0xfeedface"
+
+// swapUnion makes a union whose upper holds the dir d and the symlink s to
+// host, a root-only host dir that holds what check would repair in an
+// upper: a whiteout that hides nothing, one beside its entry, a kernel
+// whiteout that hides nothing, a dir with an overlay opaque xattr, and a
+// uniquely named file.
+func swapUnion(t *testing.T) (u *union, host string) {
+	u = newUnion(t, 1)
+	host = filepath.Join(u.base, "host")
+	for _, dir := range []string{host, filepath.Join(u.upper, "d")} {
+		must(t, os.MkdirAll(dir, 0o700))
+		writeFile(t, filepath.Join(dir, whiteout.Name("ghost")), "")
+		writeFile(t, filepath.Join(dir, "x"), "x\n")
+		writeFile(t, filepath.Join(dir, whiteout.Name("x")), "")
+		must(t, unix.Mknod(filepath.Join(dir, "cw"), unix.S_IFCHR|0o600, 0))
+		must(t, os.Mkdir(filepath.Join(dir, "opq"), 0o755))
+		must(t, unix.Setxattr(filepath.Join(dir, "opq"), whiteout.OpaqueXattrs[0], []byte("y"), 0))
+	}
+	writeFile(t, filepath.Join(host, hostSecretName), "secret\n")
+	must(t, os.Symlink(host, filepath.Join(u.upper, "s")))
+	return u, host
+}
+
+// keepSwapping exchanges upper/d and upper/s (the symlink) until the test
+// ends.
+func keepSwapping(t *testing.T, upper string) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d, s := filepath.Join(upper, "d"), filepath.Join(upper, "s")
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := unix.Renameat2(unix.AT_FDCWD, d, unix.AT_FDCWD, s, unix.RENAME_EXCHANGE); err != nil {
+				t.Errorf("exchange: %v", err)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); wg.Wait() })
+}
+
+// fingerprint lists everything under dir with its type, mode, size and
+// xattrs: what must not change.
+func fingerprint(t *testing.T, dir string) string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 4096)
+		n, _ := unix.Llistxattr(p, buf)
+		out = append(out, fmt.Sprintf("%s %v %d %q", p, fi.Mode(), fi.Size(), buf[:n]))
+		return nil
+	})
+	must(t, err)
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}
+
+// TestCheckRepairSymlinkSwapRace runs check --repair against the swap: the
+// host dir must be exactly as it was, and no finding may name its entries.
+func TestCheckRepairSymlinkSwapRace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mknod of a whiteout, trusted xattrs)")
+	}
+	u, host := swapUnion(t)
+	before := fingerprint(t, host)
+	keepSwapping(t, u.upper)
+
+	deadline := time.Now().Add(3 * time.Second)
+	runs, clean, repaired := 0, 0, 0
+	for ; time.Now().Before(deadline) || runs < 100; runs++ {
+		res, err := Check(u.cfg())
+		if err != nil {
+			continue
+		}
+		clean++
+		for _, f := range res.Findings {
+			if strings.Contains(f.Path, hostSecretName) {
+				t.Fatalf("run %d: finding names the host dir's file: %s %s", runs, f.Kind, f.Path)
+			}
+			if f.Repairable() && f.Repair() == nil {
+				repaired++
+			}
+		}
+		if fp := fingerprint(t, host); fp != before {
+			t.Fatalf("run %d: check --repair changed the host dir:\nbefore:\n%s\nafter:\n%s", runs, before, fp)
+		}
+	}
+	t.Logf("%d checks, %d without error, %d repairs", runs, clean, repaired)
+	if clean == 0 {
+		t.Errorf("no check finished: the swap should make some fail, not all")
+	}
+}
+
+// TestChangesSymlinkSwapRace lists the changes against the swap: the host
+// dir's uniquely named file must never be in a listing.
+func TestChangesSymlinkSwapRace(t *testing.T) {
+	u, _ := swapUnion(t)
+	keepSwapping(t, u.upper)
+
+	deadline := time.Now().Add(3 * time.Second)
+	runs, clean := 0, 0
+	for ; time.Now().Before(deadline) || runs < 100; runs++ {
+		cs, err := Changes(u.cfg())
+		if err == nil {
+			clean++
+		}
+		for _, c := range cs {
+			if strings.Contains(c.Path, hostSecretName) {
+				t.Fatalf("run %d: the host dir's file is in the listing: %s", runs, c)
+			}
+		}
+	}
+	t.Logf("%d listings, %d without error", runs, clean)
+	if clean == 0 {
+		t.Errorf("no listing finished: the swap should make some fail, not all")
+	}
+}
