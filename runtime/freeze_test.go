@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ func TestPidsInNestedNamespace(t *testing.T) {
 		t.Skip("needs root for pid namespaces")
 	}
 	// outer ns: sh (pid 1) -> unshare -> nested ns: sleep
-	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "sh", "-c",
+	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
 		"unshare --pid --fork sleep 60 & exec sleep 60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -90,16 +91,26 @@ func TestFreezerV1AndV2(t *testing.T) {
 		t.Skip("needs root")
 	}
 	counter := filepath.Join(t.TempDir(), "n")
-	cmd := exec.Command("unshare", "--pid", "--fork", "sh", "-c",
+	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "sh", "-c",
 		"i=0; while :; do i=$((i+1)); echo $i > "+counter+"; done")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var init int
 	t.Cleanup(func() {
+		// The writer must be dead, not only unshare, before the temp dir
+		// is removed: it recreates the counter file all the time.
+		if init != 0 {
+			syscall.Kill(init, syscall.SIGKILL)
+		}
 		cmd.Process.Kill()
 		cmd.Wait()
+		for end := time.Now().Add(10 * time.Second); init != 0 && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if stat, err := os.ReadFile("/proc/" + strconv.Itoa(init) + "/stat"); err != nil || strings.Contains(string(stat), ") Z ") {
+				break
+			}
+		}
 	})
-	var init int
 	for end := time.Now().Add(10 * time.Second); init == 0 && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if c := childrenOf(cmd.Process.Pid); len(c) > 0 {
 			init = c[0]
