@@ -70,6 +70,7 @@ func Check(cfg unionfs.Config) (*CheckResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close()
 	c := &checker{stack: s, upper: s.Dirs()[0], lowers: s.Dirs()[1:], res: &CheckResult{}}
 	root, err := openUpper(c.upper)
 	if err != nil {

@@ -49,6 +49,7 @@ func Changes(cfg unionfs.Config) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close()
 	d := &differ{stack: s, upper: s.Dirs()[0], work: cfg.Work}
 	root, err := openUpper(d.upper)
 	if err != nil {

@@ -22,8 +22,7 @@ import (
 
 const hostSecretName = "HOST-SECRET-NAME-0xfeedface"
 
-// maxRuns bounds the runs of a race test: each Check and Changes leaks the
-// layer fds of its unionfs.Stack (which has no Close yet), and a failing
+// maxRuns bounds the runs of a race test beside its time limit: a failing
 // walk is fast. The old path-based walks failed within ~30 runs.
 const maxRuns = 1000
 

@@ -60,6 +60,9 @@ func NewStack(cfg Config) (*Stack, error) {
 	return &Stack{u: u, root: root}, nil
 }
 
+// Close releases the layer descriptors NewStack opened.
+func (s *Stack) Close() error { return s.u.close() }
+
 // realDir returns the absolute, symlink-free path of the dir p.
 func realDir(p string) (string, error) {
 	if p == "" {
