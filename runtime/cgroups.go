@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -96,14 +97,16 @@ type hierarchies struct {
 }
 
 // setupCgroups creates the container's cgroups and writes its limits (all
-// but the late ones). No limits, no cgroups. Unavailable controllers only
-// warn; a limit the kernel refuses is an error.
-func setupCgroups(c *Container, spec *specs.Spec, warn func(string)) (*cgroups, error) {
-	return setupCgroupsIn(detectHierarchies(), c, spec, warn)
+// but the late ones). No limits, no cgroups. A limit that cannot be
+// enforced (no controller for it, or a rootless container) is an error, as
+// is one the kernel refuses: a container never runs without a limit it was
+// given.
+func setupCgroups(c *Container, spec *specs.Spec) (*cgroups, error) {
+	return setupCgroupsIn(detectHierarchies(), c, spec)
 }
 
 // setupCgroupsIn is setupCgroups on the hierarchies h.
-func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec, warn func(string)) (*cgroups, error) {
+func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec) (*cgroups, error) {
 	cg := &cgroups{}
 	var res *specs.LinuxResources
 	if spec.Linux != nil {
@@ -113,7 +116,7 @@ func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec, warn func(st
 	if inUserNamespace() {
 		// Bundles cannot get here with limits: validation refuses them.
 		if len(names) > 0 {
-			warn(fmt.Sprintf("cgroup limits are not enforced for rootless containers (%s ignored): they need root, or a cgroup v2 tree delegated by systemd", joinNames(names)))
+			return nil, fmt.Errorf("%s: cannot be enforced for a rootless container (it needs root, or a cgroup v2 tree delegated by systemd)", joinNames(names))
 		}
 		return cg, nil
 	}
@@ -132,8 +135,8 @@ func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec, warn func(st
 			continue
 		}
 		if !ok {
-			warn(fmt.Sprintf("cgroup controller %q is available neither in cgroup v2 nor v1: the %s is not enforced", ctrl, names[ctrl]))
-			continue
+			cg.destroy()
+			return nil, fmt.Errorf("%s: cannot be enforced: cgroup controller %q is available neither in cgroup v2 nor v1", names[ctrl], ctrl)
 		}
 		if err := cg.create(dir, settings); err != nil {
 			cg.destroy()
@@ -148,6 +151,7 @@ func joinNames(m map[string]string) string {
 	for _, v := range m {
 		out = append(out, v)
 	}
+	sort.Strings(out)
 	return strings.Join(out, ", ")
 }
 

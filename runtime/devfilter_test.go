@@ -105,7 +105,7 @@ func TestSetupCgroupsDeviceFilterWithoutV1(t *testing.T) {
 	h := &hierarchies{v2: real.v2, v2Ctrl: real.v2Ctrl, v1: map[string]string{}} // no v1 at all
 	c := &Container{ID: fmt.Sprintf("devfilter-test-%d", os.Getpid()), Kind: KindBundle}
 	spec := DefaultSpec(false, 0, 0)
-	cg, err := setupCgroupsIn(h, c, spec, func(w string) { t.Log(w) })
+	cg, err := setupCgroupsIn(h, c, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,7 @@ func (s *supervisor) setup() error {
 		}
 	}
 	var err error
-	s.cg, err = setupCgroups(s.c, s.spec, s.rep.warn)
+	s.cg, err = setupCgroups(s.c, s.spec)
 	return err
 }
 

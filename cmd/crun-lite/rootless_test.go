@@ -116,9 +116,15 @@ func TestRunRootlessUser(t *testing.T) {
 echo hi > /root/f; mkdir /tmp/d; touch /tmp/d/g; chown -R 1000:1000 /tmp/d; chmod 700 /tmp/d
 cat /secret/file 2>/dev/null || echo read-denied
 touch /secret/new 2>/dev/null || echo write-denied`
-	r := e.run("run", "--rootless", "--name", "rl", "--memory", "64m", "-v", secret+":/secret", "busybox", "sh", "-c", script)
-	if r.code != 0 || !strings.Contains(r.err, "cgroup limits are not enforced for rootless containers") {
-		t.Fatalf("rootless run with --memory should warn and run: %v", r)
+	// A limit that cannot be enforced is refused, never dropped.
+	r := e.run("run", "--rootless", "--rm", "--memory", "64m", "busybox", "true")
+	if r.code != 125 || !strings.Contains(r.err, "memory limit: cannot be enforced for a rootless container") ||
+		strings.Count(strings.TrimSpace(r.err), "\n") != 0 {
+		t.Fatalf("rootless run with --memory should fail with one line and exit 125: %v", r)
+	}
+	r = e.run("run", "--rootless", "--name", "rl", "-v", secret+":/secret", "busybox", "sh", "-c", script)
+	if r.code != 0 {
+		t.Fatalf("rootless run: %v", r)
 	}
 	out := r.out
 	got := lines(out)
