@@ -39,12 +39,8 @@ modprobe dm_mod 2>/dev/null || true
 export PATH=$PATH:/usr/local/go/bin
 
 go vet ./...
-# One package at a time: several packages mount filesystems, start daemons
-# and change /dev/fuse's mode for rootless tests; run side by side they
-# would disturb each other on a 2-core machine.
-go test -race -count=1 -p 1 -timeout 20m "$@" ./...
-
-# Each fuzz target also runs for a short fixed time beyond its seeds. A
+# Each fuzz target runs for a short fixed time beyond its seeds (the tests
+# below run the seeds); first, so that go test's summary ends the output. A
 # crasher it finds is written to the package's testdata/fuzz/ and fails the
 # run: commit it there as a regression seed.
 fuzztime=${FUZZTIME:-8s}
@@ -57,3 +53,8 @@ grep -l '^func Fuzz' $(git ls-files '*_test.go') | while read -r file; do
 		fi
 	done
 done
+
+# One package at a time: several packages mount filesystems, start daemons
+# and change /dev/fuse's mode for rootless tests; run side by side they
+# would disturb each other on a 2-core machine.
+go test -race -count=1 -p 1 -timeout 20m "$@" ./...
