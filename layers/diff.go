@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/beneath"
 	"github.com/unionfsd/unionfsd/internal/metacopy"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -31,7 +31,7 @@ import (
 // The upper may belong to a running container, which can swap any dir in
 // it for a symlink to a host path while we read. So below the root nothing
 // is looked up by path: each entry is stat'ed, opened and listed relative
-// to its parent's descriptor, never following a symlink (see atPath).
+// to its parent's descriptor, never following a symlink (internal/beneath).
 //
 // A metadata-only copy in the upper is written as a full file with the data
 // its pointer names, read from lowers (the union's lower dirs, topmost
@@ -80,38 +80,6 @@ func (d *diffWriter) closeLowers() {
 	for _, fd := range d.lowers {
 		unix.Close(fd)
 	}
-}
-
-// atPath names the entry name of the open dir parent for the l*xattr
-// calls, which have no descriptor-relative form that works on symlinks and
-// devices: the /proc magic link pins the parent, and the l* calls do not
-// follow name itself, so no symlink is followed anywhere.
-func atPath(parent *os.File, name string) string {
-	return "/proc/self/fd/" + strconv.Itoa(int(parent.Fd())) + "/" + name
-}
-
-// openBeneath opens name in dir without following any symlink, and checks
-// that it is still the entry st describes (same inode and type): a swap
-// between the stat and the open is an error, never a read of something else.
-func openBeneath(dir *os.File, name string, flags uint64, st *unix.Stat_t) (*os.File, error) {
-	fd, err := unix.Openat2(int(dir.Fd()), name, &unix.OpenHow{
-		Flags:   flags | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if err != nil {
-		return nil, err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	var now unix.Stat_t
-	if err := unix.Fstat(fd, &now); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if now.Ino != st.Ino || now.Dev != st.Dev || now.Mode&unix.S_IFMT != st.Mode&unix.S_IFMT {
-		f.Close()
-		return nil, fmt.Errorf("replaced while committing")
-	}
-	return f, nil
 }
 
 // walk writes the entries of the open directory dir (rel "" is the root),
@@ -165,7 +133,7 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	if whiteout.IsOverlayWhiteout(&st) {
 		return d.marker(filepath.Join(filepath.Dir(rel), whiteout.Name(name)), dir, name)
 	}
-	at := atPath(dir, name)
+	at := beneath.ProcPath(dir, name)
 	hdr, err := d.header(rel, at, dir, name, &st)
 	if err != nil || hdr == nil {
 		if err != nil {
@@ -176,9 +144,10 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	var f *os.File
 	switch {
 	case hdr.Typeflag == tar.TypeReg && hdr.Size > 0:
-		f, err = openBeneath(dir, name, unix.O_RDONLY, &st)
+		// O_NONBLOCK: a FIFO swapped in must not block the open before the check.
+		f, err = beneath.OpenSame(dir, name, unix.O_RDONLY|unix.O_NONBLOCK, &st)
 	case hdr.Typeflag == tar.TypeDir:
-		f, err = openBeneath(dir, name, unix.O_RDONLY|unix.O_DIRECTORY, &st)
+		f, err = beneath.OpenDir(dir, name, &st)
 	}
 	if err != nil {
 		return fmt.Errorf("commit: %s: %w", full, err)

@@ -53,10 +53,17 @@ func Open(dir *os.File, rel string, flags int) (*os.File, error) {
 }
 
 // OpenDir opens the dir name of dir for reading, and checks that it is still
-// the entry st describes: a swap between the stat and the open is
-// ErrReplaced, never a read of something else.
+// the entry st describes (see OpenSame).
 func OpenDir(dir *os.File, name string, st *unix.Stat_t) (*os.File, error) {
-	f, err := Open(dir, name, unix.O_RDONLY|unix.O_DIRECTORY)
+	return OpenSame(dir, name, unix.O_RDONLY|unix.O_DIRECTORY, st)
+}
+
+// OpenSame opens the entry name of dir beneath it with flags, and checks that
+// it is still the entry st describes (same device, inode and type): a swap
+// between the stat and the open is ErrReplaced, never a read of something
+// else.
+func OpenSame(dir *os.File, name string, flags int, st *unix.Stat_t) (*os.File, error) {
+	f, err := Open(dir, name, flags)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +72,7 @@ func OpenDir(dir *os.File, name string, st *unix.Stat_t) (*os.File, error) {
 		f.Close()
 		return nil, err
 	}
-	if now.Ino != st.Ino || now.Dev != st.Dev {
+	if now.Ino != st.Ino || now.Dev != st.Dev || now.Mode&unix.S_IFMT != st.Mode&unix.S_IFMT {
 		f.Close()
 		return nil, ErrReplaced
 	}
