@@ -46,7 +46,7 @@ func (u *unionFS) showSquashedMode(out *fuse.Attr, st *syscall.Stat_t) {
 	if !u.squashing() {
 		return
 	}
-	ru, rg := toContainer(u.cfg.UIDMap, st.Uid), toContainer(u.cfg.GIDMap, st.Gid)
+	ru, rg := u.realOwner(st)
 	out.Mode = squashedMode(out.Mode, ru, rg, out.Uid, out.Gid)
 }
 
