@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/beneath"
 )
 
 // Every access to an entry of a layer goes through descriptors, never
@@ -24,9 +26,6 @@ import (
 //
 // Each operation resolves its path afresh: one openat2 more than a
 // path-based call. Caching directory descriptors would save it.
-
-// beneath is how every layer path is resolved.
-const beneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
 
 // maxResolve bounds the path given to one openat2 (the kernel refuses
 // PATH_MAX and more); longer paths are resolved in chunks, so entries at
@@ -47,14 +46,14 @@ func openBeneath(dirfd int, rel string, flags int, mode uint32) (int, error) {
 			closeOwned(cur, dirfd)
 			return -1, syscall.ENAMETOOLONG
 		}
-		next, err := openat2(cur, rel[:i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		next, err := beneath.Openat(cur, rel[:i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		closeOwned(cur, dirfd)
 		if err != nil {
 			return -1, err
 		}
 		cur, rel = next, rel[i+1:]
 	}
-	fd, err := openat2(cur, rel, flags, mode)
+	fd, err := beneath.Openat(cur, rel, flags, mode)
 	closeOwned(cur, dirfd)
 	return fd, err
 }
@@ -62,19 +61,6 @@ func openBeneath(dirfd int, rel string, flags int, mode uint32) (int, error) {
 func closeOwned(fd, caller int) {
 	if fd != caller {
 		unix.Close(fd)
-	}
-}
-
-// openat2 resolves path beneath dirfd with no symlink followed. EAGAIN
-// (the kernel saw a rename it could not rule out) is retried.
-func openat2(dirfd int, path string, flags int, mode uint32) (int, error) {
-	how := unix.OpenHow{Flags: uint64(flags), Mode: uint64(mode), Resolve: beneath}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(dirfd, path, &how)
-		if (err == unix.EAGAIN || err == unix.EINTR) && i < 16 {
-			continue
-		}
-		return fd, err
 	}
 }
 

@@ -29,27 +29,35 @@ func OpenRoot(path string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
+// Resolve is how every path beneath a root is resolved: never out of it,
+// never through a symlink or a magic link.
+const Resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+
+// Openat opens path beneath the directory descriptor dirfd with openat2 and
+// Resolve. EAGAIN (the kernel saw a rename it could not rule out) and EINTR
+// are retried a few times.
+func Openat(dirfd int, path string, flags int, mode uint32) (int, error) {
+	how := unix.OpenHow{Flags: uint64(flags), Mode: uint64(mode), Resolve: Resolve}
+	for i := 0; ; i++ {
+		fd, err := unix.Openat2(dirfd, path, &how)
+		if (err == unix.EAGAIN || err == unix.EINTR) && i < 16 {
+			continue
+		}
+		return fd, err
+	}
+}
+
 // Open opens rel ("" is dir itself) beneath dir: no component may be a
-// symlink, a magic link or lead out of dir. EAGAIN (the kernel saw a rename
-// it could not rule out) is retried a few times.
+// symlink, a magic link or lead out of dir (see Openat).
 func Open(dir *os.File, rel string, flags int) (*os.File, error) {
 	if rel == "" {
 		rel = "."
 	}
-	how := unix.OpenHow{
-		Flags:   uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC),
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	fd, err := Openat(int(dir.Fd()), rel, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
 	}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(int(dir.Fd()), rel, &how)
-		if (err == unix.EAGAIN || err == unix.EINTR) && i < 16 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return os.NewFile(uintptr(fd), filepath.Join(dir.Name(), rel)), nil
-	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir.Name(), rel)), nil
 }
 
 // OpenDir opens the dir name of dir for reading, and checks that it is still

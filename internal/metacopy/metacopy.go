@@ -34,6 +34,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/beneath"
 )
 
 // The two names of the pointer xattr.
@@ -181,10 +183,6 @@ func Valid(rel string) bool {
 // Value is the xattr value recording rel, the data's path in its layer.
 func Value(rel string) []byte { return []byte(rel) }
 
-// beneath is how a pointer is resolved inside a layer: never out of it,
-// never through a symlink.
-const beneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
-
 // Open opens the data rel names beneath the first of roots (O_PATH
 // descriptors of the lower layer dirs, topmost first) that has an entry
 // there, with flags (O_RDONLY, or O_PATH to stat it). The entry must be a
@@ -193,9 +191,9 @@ func Open(roots []int, rel string, flags int) (int, int, error) {
 	if !Valid(rel) {
 		return -1, -1, ErrUntrusted
 	}
-	how := &unix.OpenHow{Flags: uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC), Resolve: beneath}
+	// Resolved inside a layer only: never out of it, never through a symlink.
 	for i, root := range roots {
-		fd, err := unix.Openat2(root, rel, how)
+		fd, err := beneath.Openat(root, rel, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		}
