@@ -83,18 +83,18 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	defer n.u.mu.RUnlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	upper := n.u.inUpper(n.chain)
+	upper := n.u.inUpper(n.at.chain)
 	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CLOEXEC
 	var fd int
 	var err error
-	if n.data != "" {
+	if n.at.data != "" {
 		// A metadata-only copy (never opened for write: that completes it).
 		upper = false
-		fd, _, err = metacopy.Open(n.u.lowerRoots(), n.data, oflags&openFlags)
+		fd, _, err = metacopy.Open(n.u.lowerRoots(), n.at.data, oflags&openFlags)
 	} else {
-		fd, err = n.u.openInLayer(n.chain[0], n.rel(), oflags)
+		fd, err = n.u.openInLayer(n.at.chain[0], n.rel(), oflags)
 	}
-	tr.layer(n.chain[0])
+	tr.layer(n.at.chain[0])
 	tr.done(errno(err))
 	if err != nil {
 		return nil, 0, errno(err)
@@ -176,7 +176,7 @@ func (h *handle) readFd() int {
 	defer n.u.mu.RUnlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !n.u.inUpper(n.chain) || n.data != "" {
+	if !n.u.inUpper(n.at.chain) || n.at.data != "" {
 		return h.fd
 	}
 	fd, err := n.u.openInLayer(upperLayer, n.rel(), syscall.O_RDONLY|syscall.O_CLOEXEC)
@@ -193,7 +193,7 @@ func (h *handle) readFd() int {
 func (n *node) movedUp() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.u.inUpper(n.chain) && n.data == ""
+	return n.u.inUpper(n.at.chain) && n.at.data == ""
 }
 
 // addUpperHandleLocked records h as open on the node's upper file; n.mu is

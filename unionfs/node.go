@@ -20,20 +20,39 @@ type node struct {
 	fs.Inode
 	u *unionFS
 
-	// mu guards chain and the open counters.
+	// mu guards at and the open counters.
 	mu sync.Mutex
-	// chain lists the layers holding this object, topmost first: one layer
+	// at is where the node lives in the layers (never nil).
+	at *place
+	// Open handles by I/O mode: passthrough (the kernel does the I/O on the
+	// upper file itself) or cached (through us). See newHandleLocked.
+	// int32 keeps node in a smaller size class: the kernel can hold one
+	// node per entry of a large tree.
+	passthroughOpen, cachedOpen int32
+	// upperOpen are the open handles on the upper file: after an unlink they
+	// are the only way to it (fchmod of an unlinked file sends no handle).
+	upperOpen map[*handle]struct{}
+}
+
+// place is where a node lives in the layers. A place is never modified:
+// a node that moves gets another one, so nodes can share one. Most nodes are
+// non-directories or unmerged directories of a single layer, which share
+// u.singlePlace; a node of its own place would cost 40 bytes more.
+type place struct {
+	// chain lists the layers holding the object, topmost first: one layer
 	// for a non-directory, the merge chain for a directory.
 	chain []int
 	// data is set while the node is a metadata-only copy in the upper: the
 	// lower file that still holds its data.
 	data string
-	// Open handles by I/O mode: passthrough (the kernel does the I/O on the
-	// upper file itself) or cached (through us). See newHandleLocked.
-	passthroughOpen, cachedOpen int
-	// upperOpen are the open handles on the upper file: after an unlink they
-	// are the only way to it (fchmod of an unlinked file sends no handle).
-	upperOpen map[*handle]struct{}
+}
+
+// placeOf is the place for chain and data, shared when it can be.
+func (u *unionFS) placeOf(chain []int, data string) *place {
+	if len(chain) == 1 && data == "" {
+		return &u.singlePlace[chain[0]]
+	}
+	return &place{chain: chain, data: data}
 }
 
 var (
@@ -74,19 +93,19 @@ func (n *node) rel() string { return n.Path(n.Root()) }
 func (n *node) getChain() []int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.chain
+	return n.at.chain
 }
 
 func (n *node) setChain(chain []int) {
 	n.mu.Lock()
-	n.chain = chain
+	n.at = n.u.placeOf(chain, n.at.data)
 	n.mu.Unlock()
 }
 
 // setState records where the node lives after a lookup.
 func (n *node) setState(f *found) {
 	n.mu.Lock()
-	n.chain, n.data = f.chain, f.data
+	n.at = n.u.placeOf(f.chain, f.data)
 	n.mu.Unlock()
 }
 
@@ -95,7 +114,7 @@ func (n *node) setState(f *found) {
 func (n *node) dataPath() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.data
+	return n.at.data
 }
 
 // onTop runs fn on an O_PATH descriptor of the node's object in the layer
@@ -181,7 +200,7 @@ func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse
 			return old
 		}
 	}
-	return n.NewInode(ctx, &node{u: n.u, chain: f.chain, data: f.data}, stable)
+	return n.NewInode(ctx, &node{u: n.u, at: n.u.placeOf(f.chain, f.data)}, stable)
 }
 
 // Getattr stats the layer that answers for the node. An unlinked file that

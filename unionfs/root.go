@@ -46,6 +46,8 @@ type unionFS struct {
 	// single[i] is the chain of a non-directory in layer i, shared by all
 	// such nodes (chains are never modified in place).
 	single [][]int
+	// singlePlace[i] is the place of such a node (node.go).
+	singlePlace []place
 	// copiedIno maps the inode number of a copied-up file in the upper to the
 	// identity the file had before copy-up, so st_ino is stable for the life
 	// of the mount.
@@ -101,7 +103,7 @@ func NewRoot(cfg Config) (*Root, error) {
 		u.close()
 		return nil, err
 	}
-	r := &Root{node{u: u, chain: chain}}
+	r := &Root{node{u: u, at: u.placeOf(chain, "")}}
 	return r, nil
 }
 
@@ -124,6 +126,7 @@ func (u *unionFS) openLayers(paths []string) error {
 	}
 	for i := range u.layers {
 		u.single = append(u.single, []int{i}[:1:1])
+		u.singlePlace = append(u.singlePlace, place{chain: u.single[i]})
 	}
 	if len(devIndex) > 1 {
 		for i := range u.layers {

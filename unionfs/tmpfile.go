@@ -49,7 +49,7 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	delete(n.u.copiedIno, st.Ino)
 	id := n.u.identity(upperLayer, &st, "")
 	n.u.fillAttr(&out.Attr, &st, []int{upperLayer}, id.Ino)
-	child := &node{u: n.u, chain: []int{upperLayer}}
+	child := &node{u: n.u, at: &n.u.singlePlace[upperLayer]}
 	ino = n.NewInode(ctx, child, id)
 	child.mu.Lock()
 	fh, fuseFlags = child.newHandleLocked(fd, true)
