@@ -66,36 +66,35 @@ func (l *listedDirs) get(n *node) *dirSnapshot {
 	return l.dirs[n]
 }
 
-// resolveListed answers a lookup of name in directory n from the snapshot
-// of n's current listing, or returns nil when the full resolve is needed.
-// u.mu is held for reading.
-func (n *node) resolveListed(rel, name string) *found {
+// resolveListed answers a lookup of name in directory n into f from the
+// snapshot of n's current listing, or returns false when the full resolve
+// is needed. u.mu is held for reading.
+func (n *node) resolveListed(rel, name string, f *found) bool {
 	s := n.u.listed.get(n)
 	if s == nil || s.gen != n.u.gen.Load() {
-		return nil
+		return false
 	}
 	li, ok := s.layers[name]
 	if !ok {
-		return nil
+		return false
 	}
 	dir, err := n.u.openDir(li, rel)
 	if err != nil {
-		return nil
+		return false
 	}
 	defer unix.Close(dir)
-	var f found
 	if lstatAt(dir, name, &f.st) != nil {
-		return nil
+		return false
 	}
 	if f.isDir() || whiteout.IsOverlayWhiteoutMode(f.st.Mode, f.st.Rdev) {
-		return nil // changed behind our back: let resolve sort it out
+		return false // changed behind our back: let resolve sort it out
 	}
 	f.chain = n.u.single[li]
 	if n.u.rw && li == upperLayer {
 		var err error
 		if f.data, err = n.u.metacopyData(dir, name, &f.st); err != nil {
-			return nil // the full resolve reports it
+			return false // the full resolve reports it
 		}
 	}
-	return &f
+	return true
 }

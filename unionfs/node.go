@@ -172,8 +172,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	n.u.mu.RLock()
 	defer n.u.mu.RUnlock()
 	rel := n.rel()
-	f := n.resolveListed(rel, name)
-	if f == nil {
+	var listed found // on the stack: most lookups of a listing end here
+	f := &listed
+	if !n.resolveListed(rel, name, f) {
 		var err error
 		if f, err = n.u.resolve(n.getChain(), rel, name); err != nil {
 			tr.done(errno(err))
