@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -46,9 +45,6 @@ func serveUnion(args []string) int {
 		return 2
 	}
 	signal.Ignore(syscall.SIGINT) // the harness unmounts us
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(50) // unionfsd's default (cmd/unionfsd/gc.go)
-	}
 	if *cpu != "" {
 		f, err := os.Create(*cpu)
 		if err != nil {

@@ -188,7 +188,6 @@ func awaitReport(r io.Reader, cmd *exec.Cmd, stderr <-chan string) int {
 // serve mounts the union, reports readiness and serves until a stop signal
 // or an unmount from outside. It is the foreground mode and the daemon.
 func serve(o *options, rep reporter) int {
-	setGCPercent()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, stopSignals...)
 	defer signal.Stop(sigs)
