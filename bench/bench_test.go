@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/inspect"
 )
@@ -44,7 +48,9 @@ func TestSmoke(t *testing.T) {
 		"import-big unionfsd", "chown-R overlay", "chown-R overlay-metacopy", "chown-R unionfsd", "chown-R unionfsd-metacopy",
 		"chown-R-upper unionfsd-metacopy", "chown-R-upper-apparent overlay",
 		// issue 8: the trace's cost (its file checked in every sample)
-		"untar unionfsd-trace", "find-warm unionfsd-trace", "untar unionfsd-trace-filtered"}
+		"untar unionfsd-trace", "find-warm unionfsd-trace", "untar unionfsd-trace-filtered",
+		// issue 13: expired caches, daemon CPU per file
+		"find-again-100ms overlay", "find-again-100ms unionfsd", "untar-cpu-per-file unionfsd", "untar native"}
 	if _, err := exec.LookPath("umoci"); err == nil {
 		want = append(want, "import-small umoci", "import-big umoci")
 	}
@@ -71,6 +77,17 @@ func TestSmoke(t *testing.T) {
 	}
 	if !strings.Contains(string(report), "ratio to unionfsd with default options") {
 		t.Errorf("report has no table of unionfsd options against unionfsd")
+	}
+	if !strings.Contains(string(report), "## Wall time and daemon CPU") {
+		t.Errorf("report has no table of daemon CPU next to wall time")
+	}
+	for _, s := range sum.samples {
+		if s.workload == "untar" && s.method == "unionfsd" && !s.hasCPU {
+			t.Errorf("untar on unionfsd: no daemon CPU time measured")
+		}
+		if s.workload == "untar" && s.method == "overlay" && s.hasCPU {
+			t.Errorf("untar on overlay has a daemon CPU time")
+		}
 	}
 	assertNoMountsUnder(t, o.cache)
 }
@@ -201,5 +218,97 @@ func assertNoMountsUnder(t *testing.T, root string) {
 		if strings.HasPrefix(m.Point, root+"/") {
 			t.Errorf("mount left behind: %s (%s)", m.Point, m.FSType)
 		}
+	}
+}
+
+// TestProbeOption: a method whose option the unionfsd binary rejects is
+// skipped with the binary's answer; one it takes is kept. The fake binaries
+// answer as unionfsd does: exit 2 naming an unknown option, or fail later on
+// the mountpoint that does not exist.
+func TestProbeOption(t *testing.T) {
+	dir := t.TempDir()
+	rejects := filepath.Join(dir, "old-unionfsd")
+	takes := filepath.Join(dir, "new-unionfsd")
+	script := "#!/bin/sh\ncase \"$*\" in *%s*) echo \"unionfsd: -o $2: unknown mount option\" >&2; exit 2;; esac\necho \"unionfsd: $5: mountpoint: no such file or directory\" >&2; exit 1\n"
+	if err := os.WriteFile(rejects, []byte(fmt.Sprintf(script, "=")), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(takes, []byte(fmt.Sprintf(script, "no-such-option")), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"unionfsd", "unionfsd-nowatch", "unionfsd-nolowerpt", "unionfsd-nouring"}
+	e := &env{unionfsd: rejects, logf: func(string, ...any) {}}
+	sum := &summary{}
+	ms, err := e.selectMethods(names, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(methodNames(ms), ","); got != "unionfsd" {
+		t.Errorf("with a binary rejecting the options, methods %s ran, want unionfsd", got)
+	}
+	if len(sum.notes) != 3 || !strings.Contains(sum.notes[0], "unionfsd-nowatch skipped: old-unionfsd does not take -o watch=off (it says: unionfsd: -o watch=off: unknown mount option)") {
+		t.Errorf("notes %q do not list the skipped methods with the binary's answer", sum.notes)
+	}
+	e = &env{unionfsd: takes, logf: func(string, ...any) {}}
+	sum = &summary{}
+	if ms, err = e.selectMethods(names, sum); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(methodNames(ms), ","); got != strings.Join(names, ",") || len(sum.notes) != 0 {
+		t.Errorf("with a binary taking the options, methods %s ran (notes %q), want all of %v", got, sum.notes, names)
+	}
+}
+
+// TestFreshFS: the untar and rm-rf samples get a filesystem of their own,
+// ext4 like the cache's, that no deletion ever touched; it goes away with
+// its image after the sample.
+func TestFreshFS(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("no mkfs.ext4 (e2fsprogs)")
+	}
+	s, _ := scaleByName("tiny")
+	e := &env{scratch: t.TempDir(), ds: &Dataset{Scale: s}}
+	f, err := e.newFreshFS("fresh-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.close() })
+	var st, parent unix.Statfs_t
+	if err := unix.Statfs(f.dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	unix.Statfs(e.scratch, &parent)
+	if st.Type != unix.EXT4_SUPER_MAGIC || st.Fsid == parent.Fsid {
+		t.Errorf("fresh fs: type %#x fsid %v, want a new ext4 (the scratch dir: %v)", st.Type, st.Fsid, parent.Fsid)
+	}
+	if want, _ := freshFSSize(s); int64(st.Blocks)*st.Bsize < want/2 {
+		t.Errorf("fresh fs has %d bytes, want about %d", int64(st.Blocks)*st.Bsize, want)
+	}
+	if err := f.close(); err != nil {
+		t.Fatal(err)
+	}
+	if mountedType(f.dir) == "ext4" {
+		t.Errorf("%s still mounted after close", f.dir)
+	}
+	if _, err := os.Stat(f.img); !os.IsNotExist(err) {
+		t.Errorf("image %s still there after close (%v)", f.img, err)
+	}
+}
+
+// TestProcCPU: the daemon CPU reader sees this process's CPU time grow.
+func TestProcCPU(t *testing.T) {
+	before, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+	}
+	after, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after - before; d < 0.1 || d > 5 {
+		t.Errorf("300 ms of spinning counted as %.2f s of CPU", d)
 	}
 }

@@ -38,6 +38,12 @@ type method struct {
 	// noServe, when set, is why -profile cannot serve the method from the
 	// bench binary (see serveUnion); -profile skips it with that reason.
 	noServe string
+	// probe: args holds an option that older unionfsd binaries reject;
+	// the binary is asked once (probeOption) and the method skipped, with
+	// the binary's answer, when it does not take it. needs is a file the
+	// kernel must have for the option (e.g. the io_uring switch).
+	probe   bool
+	needs   string
 	missing string // why it cannot run here; "" when it can
 }
 
@@ -49,7 +55,13 @@ func allMethods() []*method {
 		"copyup-4k", "copyup-1m", "copyup-100m", "copyup-1g", "append", "untar"}
 	copyOnly := []string{"copyup-4k", "copyup-4k-sync", "copyup-1m", "copyup-1m-sync", "copyup-100m", "copyup-100m-sync",
 		"copyup-1g", "copyup-1g-sync", "append", "fio-randrw-lower"}
-	metaOnly := []string{"find-cold", "find-warm", "readdir", "readdir-stat", "untar", "rm-rf", "rss-find", "rss-after-forget"}
+	metaOnly := []string{"find-cold", "find-warm", "find-again-*", "readdir", "readdir-stat", "untar", "rm-rf", "rss-find", "rss-after-forget"}
+	// Lower files read or written through the union (lower passthrough).
+	lowerIO := []string{"seq-read-cold", "seq-read-warm", "fio-randread-lower", "fio-randrw-lower", "copyup-4k", "copyup-4k-sync", "copyup-1m", "append"}
+	// Many small requests (the /dev/fuse transport against io_uring).
+	requests := []string{"find-cold", "find-warm", "find-again-*", "readdir-stat", "seq-read-warm", "fio-randread-lower", "fio-randrw-upper",
+		"copyup-4k", "append", "untar", "rm-rf"}
+	newOpt := "has only the options of its own unionfs.Config flags; compare against unionfsd without -profile, or profile the daemon with perf record -g -p PID"
 	// The trace costs per operation: the workloads with the most operations
 	// per second show it (issue 8).
 	traceOnly := []string{"find-cold", "find-warm", "untar", "append", "rm-rf"}
@@ -65,6 +77,12 @@ func allMethods() []*method {
 		{name: "unionfsd-nofsync", kind: "unionfsd", desc: "unionfsd -o fsync=0 (copy-up without fsync, like overlay's volatile)", args: []string{"-o", "fsync=0"}, workloads: copyOnly},
 		{name: "unionfsd-trace", kind: "unionfsd", desc: "unionfsd --trace=FILE: one line per operation to a file beside the upper (deleted after each sample)", trace: true, noServe: traceNoServe, workloads: traceOnly},
 		{name: "unionfsd-trace-filtered", kind: "unionfsd", desc: "unionfsd --trace=FILE --trace-path with a prefix that matches nothing: every event is built, then dropped by the filter", args: []string{"--trace-path", traceNoMatch}, trace: true, traceEmpty: true, noServe: traceNoServe, workloads: traceOnly},
+		// A/B of issue 13's levers, each the default unionfsd with one option
+		// changed; skipped (and listed) when the binary does not take it.
+		{name: "unionfsd-nowatch", kind: "unionfsd", desc: "unionfsd -o watch=off (no invalidation of kernel caches from watching the layers: the short cache timeouts)", args: []string{"-o", "watch=off"}, probe: true, noServe: newOpt, workloads: metaOnly},
+		{name: "unionfsd-nolowerpt", kind: "unionfsd", desc: "unionfsd -o lower_passthrough=off (lower files not passed through in a writable union: strict)", args: []string{"-o", "lower_passthrough=off"}, probe: true, noServe: newOpt, workloads: lowerIO},
+		{name: "unionfsd-uring", kind: "unionfsd", desc: "unionfsd -o io_uring=on (FUSE over io_uring)", args: []string{"-o", "io_uring=on"}, probe: true, needs: uringParam, noServe: newOpt, workloads: requests},
+		{name: "unionfsd-nouring", kind: "unionfsd", desc: "unionfsd -o io_uring=off (requests through read/writev on /dev/fuse)", args: []string{"-o", "io_uring=off"}, probe: true, noServe: newOpt, workloads: requests},
 		// Used by one workload each (issues 4-6).
 		{name: "overlay-metacopy", kind: "overlay", desc: "kernel overlayfs -o metacopy=on (the kernel adds redirect_dir=on)", overlayOpts: "metacopy=on", workloads: []string{"chown-R"}},
 		{name: "unionfsd-metacopy", kind: "unionfsd", desc: "unionfsd -o metacopy=on (chown, chmod, utimes copy metadata only)", args: []string{"-o", "metacopy=on"}, workloads: []string{"chown-R"}},
@@ -79,7 +97,15 @@ func (m *method) runs(w *workload) bool {
 	if len(w.methods) > 0 && !contains(w.methods, m.kind) {
 		return false
 	}
-	return len(m.workloads) == 0 || contains(m.workloads, w.name)
+	if len(m.workloads) == 0 {
+		return true
+	}
+	for _, p := range m.workloads {
+		if p == w.name || strings.HasSuffix(p, "*") && strings.HasPrefix(w.name, strings.TrimSuffix(p, "*")) {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {
@@ -115,23 +141,43 @@ type instance struct {
 	// slowExit is how long the daemon took to exit after umount, when
 	// that was unusually long (reported as a note).
 	slowExit time.Duration
+	// fresh is the sample's own filesystem (workload.freshFS): the upper
+	// and work dirs are on it (native: the workload's target dir).
+	fresh *freshFS
+	// cpuSec is the daemon's user+sys CPU time over the timed part
+	// (hasCPU: measured; FUSE methods only).
+	cpuSec float64
+	hasCPU bool
 }
 
 // mountInstance gives a fresh union (empty upper) of the data set under
 // scratch/<method>, ready for one workload.
-func (e *env) mountInstance(m *method, profile string) (*instance, error) {
-	if m.kind == "native" {
-		if err := e.resetNativeFiles(); err != nil {
+func (e *env) mountInstance(m *method, w *workload, profile string) (*instance, error) {
+	var fresh *freshFS
+	if w.freshFS {
+		e.freshCount++
+		var err error
+		if fresh, err = e.newFreshFS(fmt.Sprintf("fresh-%d", e.freshCount)); err != nil {
 			return nil, err
 		}
-		return &instance{m: m, root: e.ds.Native, cmdline: "(plain dir " + e.ds.Native + ")"}, nil
+	}
+	if m.kind == "native" {
+		if err := e.resetNativeFiles(); err != nil {
+			fresh.close()
+			return nil, err
+		}
+		return &instance{m: m, root: e.ds.Native, cmdline: "(plain dir " + e.ds.Native + ")", fresh: fresh}, nil
 	}
 	base := filepath.Join(e.scratch, m.name)
-	in := &instance{m: m, root: filepath.Join(base, "mnt"), upper: filepath.Join(base, "upper"), work: filepath.Join(base, "work"), trash: e.toTrash}
+	in := &instance{m: m, root: filepath.Join(base, "mnt"), upper: filepath.Join(base, "upper"), work: filepath.Join(base, "work"), trash: e.toTrash, fresh: fresh}
+	if fresh != nil {
+		in.upper, in.work = filepath.Join(fresh.dir, "upper"), filepath.Join(fresh.dir, "work")
+	}
 	if m.trace {
 		in.traceFile = filepath.Join(base, "trace.log")
 	}
 	if err := os.RemoveAll(base); err != nil {
+		fresh.close()
 		return nil, fmt.Errorf("clean %s: %w", base, err)
 	}
 	for _, d := range []string{in.root, in.upper, in.work} {
@@ -256,10 +302,62 @@ func (in *instance) close() error {
 	if err == nil && in.traceFile != "" {
 		err = in.removeTrace()
 	}
-	if err == nil && in.upper != "" {
+	switch {
+	case in.fresh != nil:
+		// Nothing on it is deleted: the whole filesystem goes.
+		if ferr := in.fresh.close(); err == nil {
+			err = ferr
+		}
+	case err == nil && in.upper != "":
 		err = in.trash(filepath.Dir(in.upper))
 	}
 	return err
+}
+
+// timed times f and, for a FUSE method, the daemon's CPU time over it.
+func (in *instance) timed(f func() error) (float64, error) {
+	c0, cerr := in.daemonCPU()
+	sec, err := timed(f)
+	if cerr == nil {
+		if c1, cerr := in.daemonCPU(); cerr == nil {
+			in.cpuSec, in.hasCPU = c1-c0, true
+		}
+	}
+	return sec, err
+}
+
+// daemonCPU is the daemon's user+sys CPU time so far, in seconds, from
+// /proc/PID/stat (all its threads, also those that ended; clock ticks of
+// 10 ms).
+func (in *instance) daemonCPU() (float64, error) {
+	if in.pid == 0 {
+		return 0, fmt.Errorf("%s has no daemon", in.m.name)
+	}
+	return procCPU(in.pid)
+}
+
+// userHZ is the unit of the times in /proc/PID/stat (USER_HZ, 100 on every
+// Linux architecture Go supports).
+const userHZ = 100
+
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which may hold spaces: state is
+	// field 3, utime 14, stime 15.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime %q %q", pid, f[11], f[12])
+	}
+	return float64(ut+st) / userHZ, nil
 }
 
 // removeTrace notes the size of the trace file and deletes it at once

@@ -23,12 +23,16 @@ func newTSV(p string) (*tsvWriter, error) {
 		return nil, err
 	}
 	t := &tsvWriter{f: f, w: bufio.NewWriter(f)}
-	fmt.Fprintln(t.w, "round\tworkload\tmethod\tvalue\tunit\tok\tdaemon_peak_rss_kib\tnote")
+	fmt.Fprintln(t.w, "round\tworkload\tmethod\tvalue\tunit\tok\tdaemon_peak_rss_kib\tdaemon_cpu_s\tnote")
 	return t, nil
 }
 
 func (t *tsvWriter) write(s sample) {
-	fmt.Fprintf(t.w, "%d\t%s\t%s\t%.6f\t%s\t%v\t%d\t%s\n", s.round, s.workload, s.method, s.value, s.unit, s.ok, s.rssKiB, s.note)
+	cpu := ""
+	if s.hasCPU {
+		cpu = fmt.Sprintf("%.2f", s.cpuSec)
+	}
+	fmt.Fprintf(t.w, "%d\t%s\t%s\t%.6f\t%s\t%v\t%d\t%s\t%s\n", s.round, s.workload, s.method, s.value, s.unit, s.ok, s.rssKiB, cpu, s.note)
 	t.w.Flush()
 }
 
@@ -148,6 +152,13 @@ func renderMarkdown(sum *summary, t table, svgName string) string {
 
 	b.WriteString("## unionfsd targets\n\n")
 	b.WriteString(targetTable(sum, t))
+
+	if cpu := cpuTable(sum, t, names); cpu != "" {
+		b.WriteString("\n## Wall time and daemon CPU (medians)\n\n")
+		b.WriteString("`wall / cpu` in seconds: cpu is the FUSE daemon's user+sys time over the timed part (from /proc/PID/stat, 10 ms ticks); ")
+		b.WriteString("kernel methods have no daemon. On a shared machine the CPU time moves less with the load than the wall time.\n\n")
+		b.WriteString(cpu)
+	}
 
 	b.WriteString("\n## Medians (min..max)\n\n")
 	b.WriteString(mediansTable(sum, t, names))
@@ -287,6 +298,49 @@ func mediansTable(sum *summary, t table, names []string) string {
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(row, " | "))
 	}
 	return b.String()
+}
+
+// cpuTable gives, for the workloads marked showCPU, each method's median
+// wall time next to its daemon's median CPU time.
+func cpuTable(sum *summary, t table, names []string) string {
+	cpu := tabulate(cpuSamples(sum.samples))
+	var b strings.Builder
+	for _, w := range sum.workloads {
+		if !w.showCPU || t[w.name] == nil {
+			continue
+		}
+		if b.Len() == 0 {
+			fmt.Fprintf(&b, "| workload | %s |\n|---|%s\n", strings.Join(names, " | "), strings.Repeat("---:|", len(names)))
+		}
+		row := []string{w.name}
+		for _, n := range names {
+			c := t[w.name][n]
+			switch {
+			case c == nil:
+				row = append(row, "")
+			case !c.ok:
+				row = append(row, "FAIL")
+			case cpu[w.name][n] != nil:
+				row = append(row, num(c.median())+" / "+num(cpu[w.name][n].median()))
+			default:
+				row = append(row, num(c.median()))
+			}
+		}
+		fmt.Fprintf(&b, "| %s |\n", strings.Join(row, " | "))
+	}
+	return b.String()
+}
+
+// cpuSamples turns the samples with a daemon CPU time into samples of it.
+func cpuSamples(samples []sample) []sample {
+	var out []sample
+	for _, s := range samples {
+		if s.hasCPU {
+			s.value, s.unit = s.cpuSec, "s"
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func num(v float64) string {

@@ -30,6 +30,8 @@ type env struct {
 	containers *containerEnv
 	baseline   map[string]map[string]string // touched subtree -> layer fingerprints
 	trashed    int
+	freshCount int               // fresh filesystems made (see freshFS)
+	probed     map[string]string // unionfsd options asked about -> why not taken ("" = taken)
 	logf       func(string, ...any)
 }
 
@@ -43,6 +45,8 @@ type sample struct {
 	ok       bool
 	extra    map[string]float64 // derived workloads' values (see workload.partOf)
 	rssKiB   int64              // the daemon's VmHWM after the workload (0: no daemon)
+	cpuSec   float64            // the daemon's user+sys CPU over the timed part
+	hasCPU   bool               // cpuSec measured (FUSE methods)
 	note     string
 }
 
@@ -295,6 +299,7 @@ func (e *env) selectMethods(names []string, sum *summary) ([]*method, error) {
 			m.missing = "-profile serves unionfsd from the bench binary, which " + m.noServe
 		case m.kind == "unionfsd":
 			m.bin = e.unionfsd
+			m.missing = e.optionMissing(m)
 		case m.bin != "":
 			if p, err := exec.LookPath(m.bin); err != nil {
 				m.missing = fmt.Sprintf("%s not installed (apt-get install %s)", m.bin, m.pkg)
@@ -419,6 +424,9 @@ func (e *env) runRound(r int, sum *summary, tsv *tsvWriter) {
 				return // an interrupted sample is neither a result nor a failure
 			}
 			for _, d := range derivedOf(sum.workloads, w) {
+				if len(d.methods) > 0 && !contains(d.methods, m.kind) {
+					continue
+				}
 				if v, ok := s.extra[d.name]; ok || !s.ok {
 					ds := s
 					ds.workload, ds.value, ds.unit = d.name, v, d.unit
@@ -466,7 +474,7 @@ func (e *env) runOne(w *workload, m *method, r int, sum *summary) sample {
 		os.MkdirAll(dir, 0o755)
 		profile = filepath.Join(dir, fmt.Sprintf("%s-r%d.cpu.pprof", w.name, r))
 	}
-	in, err := e.mountInstance(m, profile)
+	in, err := e.mountInstance(m, w, profile)
 	if err != nil {
 		return fail(err)
 	}
@@ -476,6 +484,7 @@ func (e *env) runOne(w *workload, m *method, r int, sum *summary) sample {
 	unix.Sync()
 	v, err := w.run(e, in)
 	s.value, s.extra = v, in.extra
+	s.cpuSec, s.hasCPU = in.cpuSec, in.hasCPU
 	if err != nil {
 		fail(err)
 	}
@@ -539,4 +548,55 @@ func methodOrder(order []*method, w *workload) []*method {
 		out = append(out, native)
 	}
 	return out
+}
+
+// uringParam is the kernel's switch for FUSE over io_uring (Linux 6.14+,
+// CONFIG_FUSE_IO_URING); without it the kernel cannot do io_uring=on.
+const uringParam = "/sys/module/fuse/parameters/enable_uring"
+
+// optionMissing says why m (the default unionfsd with one option changed)
+// cannot run here: the kernel lacks what the option needs, or the unionfsd
+// binary does not take the option. "" when it can run.
+func (e *env) optionMissing(m *method) string {
+	if m.needs != "" {
+		if _, err := os.Stat(m.needs); err != nil {
+			return fmt.Sprintf("the kernel has no %s (needed by %s)", m.needs, strings.Join(m.args, " "))
+		}
+	}
+	if !m.probe {
+		return ""
+	}
+	key := strings.Join(m.args, " ")
+	if e.probed == nil {
+		e.probed = map[string]string{}
+	}
+	if why, ok := e.probed[key]; ok {
+		return why
+	}
+	why := probeOption(e.unionfsd, m.args)
+	e.probed[key] = why
+	return why
+}
+
+// probeOption asks the unionfsd binary once whether it takes args: it
+// runs it with them and paths that do not exist, so nothing can be mounted.
+// A binary that does not know an option exits 2 (a command-line error)
+// naming it; one that takes it fails later, on the missing mountpoint.
+func probeOption(bin string, args []string) string {
+	const nowhere = "/nonexistent-bench-probe"
+	argv := append(append([]string(nil), args...), "-o", "lowerdir="+nowhere, "none", nowhere+"-mnt")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, argv...).CombinedOutput()
+	var xerr *exec.ExitError
+	if !errors.As(err, &xerr) || xerr.ExitCode() != 2 {
+		return ""
+	}
+	msg := oneLine(string(out))
+	for _, a := range args {
+		if k, _, _ := strings.Cut(a, "="); a != "-o" && strings.Contains(msg, k) {
+			return fmt.Sprintf("%s does not take %s (it says: %s)", filepath.Base(bin), strings.Join(args, " "), msg)
+		}
+	}
+	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Scale sizes the data set. Every workload reads its sizes from here, so a
@@ -40,6 +41,11 @@ type Scale struct {
 	// ContainerStarts is how many containers one container-start sample
 	// starts (p50 and p95 over them).
 	ContainerStarts int
+	// FindAgainAfter are the pauses between a first find+stat and the timed
+	// second one (find-again-*): longer than the kernel cache timeouts a
+	// daemon may use, so that a short cache cannot hide the cost of
+	// metadata that has expired.
+	FindAgainAfter []time.Duration
 }
 
 const (
@@ -55,6 +61,7 @@ var scales = map[string]Scale{
 		AppendBytes: 64 * kib, AppendWrites: 20, FioFileBytes: 4 * mib, FioIOBytes: 1 * mib,
 		TarFiles: 200, RmFiles: 200,
 		ImportFiles: 200, ImportBigBytes: 8 * mib, ChownFiles: 200, ChownBytes: 8 * mib, ContainerStarts: 3,
+		FindAgainAfter: []time.Duration{100 * time.Millisecond},
 	},
 	"small": {
 		Name: "small", TreeDirs: 50, TreeFilesPerDir: 200, BigDirEntries: 10000,
@@ -62,6 +69,7 @@ var scales = map[string]Scale{
 		AppendBytes: 1 * mib, AppendWrites: 500, FioFileBytes: 64 * mib, FioIOBytes: 16 * mib,
 		TarFiles: 5000, RmFiles: 2500,
 		ImportFiles: 5000, ImportBigBytes: 256 * mib, ChownFiles: 5000, ChownBytes: 256 * mib, ContainerStarts: 10,
+		FindAgainAfter: []time.Duration{2 * time.Second, 10 * time.Second},
 	},
 	"full": {
 		Name: "full", TreeDirs: 250, TreeFilesPerDir: 200, BigDirEntries: 10000,
@@ -69,6 +77,7 @@ var scales = map[string]Scale{
 		AppendBytes: 1 * mib, AppendWrites: 1000, FioFileBytes: 256 * mib, FioIOBytes: 32 * mib,
 		TarFiles: 20000, RmFiles: 10000,
 		ImportFiles: 20000, ImportBigBytes: 1 * gib, ChownFiles: 20000, ChownBytes: 1 * gib, ContainerStarts: 30,
+		FindAgainAfter: []time.Duration{2 * time.Second, 10 * time.Second},
 	},
 }
 

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // workload is one timed operation. run gets a fresh instance (a new mount
@@ -43,7 +45,14 @@ type workload struct {
 	// partOf names the workload whose samples also measure this one (it
 	// is not run by itself; see instance.extra).
 	partOf string
-	run    func(e *env, in *instance) (float64, error)
+	// freshFS puts each sample's upper and work dirs (native: its target)
+	// on a filesystem made for the sample, so creates get never-used
+	// inodes (see freshfs.go).
+	freshFS bool
+	// showCPU lists the workload in the report's table of wall time next
+	// to the daemon's CPU time.
+	showCPU bool
+	run     func(e *env, in *instance) (float64, error)
 }
 
 // checkf reports a failed correctness check.
@@ -57,14 +66,22 @@ func timed(f func() error) (float64, error) {
 
 func allWorkloads(s Scale) []*workload {
 	ws := []*workload{
-		{name: "find-cold", unit: "s", target: 1.3,
+		{name: "find-cold", unit: "s", target: 1.3, showCPU: true,
 			what: fmt.Sprintf("find+stat of %d merged entries, fresh mount, caches dropped", s.TreeEntries()),
 			cmd:  "echo 3 >/proc/sys/vm/drop_caches; find MNT/tree -printf '%s %y\\n'",
 			run:  func(e *env, in *instance) (float64, error) { return e.findStat(in, true, false) }},
-		{name: "find-warm", unit: "s", target: 1.1,
+		{name: "find-warm", unit: "s", target: 1.1, showCPU: true,
 			what: "the same find+stat again on the same mount",
 			cmd:  "find MNT/tree -printf '%s %y\\n' (second run)",
 			run:  func(e *env, in *instance) (float64, error) { return e.findStat(in, false, true) }},
+	}
+	for _, d := range s.FindAgainAfter {
+		ws = append(ws, &workload{name: "find-again-" + durLabel(d), unit: "s", target: 1.1, showCPU: true,
+			what: fmt.Sprintf("the same find+stat again, %v after the first run on the same mount (kernel caches older than that have expired)", d),
+			cmd:  fmt.Sprintf("find MNT/tree -printf '%%s %%y\\n'; sleep %g; find MNT/tree -printf '%%s %%y\\n' (timed)", d.Seconds()),
+			run:  func(e *env, in *instance) (float64, error) { return e.findAgain(in, d) }})
+	}
+	ws = append(ws, []*workload{
 		{name: "readdir", unit: "s",
 			what: fmt.Sprintf("list a dir of %d entries merged from two layers (fresh mount)", s.BigDirEntries),
 			cmd:  "getdents64 of MNT/bigdir (as ls -f)",
@@ -99,7 +116,7 @@ func allWorkloads(s Scale) []*workload {
 			run: func(e *env, in *instance) (float64, error) {
 				return e.fio(in, fioLower, "randrw", s.FioFileBytes, false)
 			}},
-	}
+	}...)
 	for i, size := range s.CopyUpBytes {
 		ws = append(ws, copyUpWorkloads(s, i, size)...)
 	}
@@ -108,11 +125,15 @@ func allWorkloads(s Scale) []*workload {
 			what: fmt.Sprintf("%d appends of 4 KiB, each open/write/close, to a copied-up %s file", s.AppendWrites, humanBytes(s.AppendBytes)),
 			cmd:  "open(O_WRONLY|O_APPEND); write 4 KiB; close -- repeated",
 			run:  (*env).appendWorkload},
-		&workload{name: "untar", unit: "s", target: 2,
-			what: fmt.Sprintf("untar %d small files into a new dir", s.TarFiles),
+		&workload{name: "untar", unit: "s", target: 3, freshFS: true, showCPU: true,
+			what: fmt.Sprintf("untar %d small files into a new dir, upper on a new ext4 (never-used inodes; tar file in the page cache)", s.TarFiles),
 			cmd:  "tar -xf untar.tar -C MNT/untar",
 			run:  (*env).untar},
-		&workload{name: "rm-rf", unit: "s", target: 5, touches: []string{rmTreeDir}, nativeLast: true,
+		&workload{name: untarCPU, unit: "us", partOf: "untar", base: "fuse-overlayfs", target: 1, targetOf: "fuse-overlayfs",
+			methods: []string{"fuse-overlayfs", "unionfs-fuse", "unionfsd"},
+			what:    fmt.Sprintf("daemon CPU (user+sys) over that untar, per file (%d files)", s.TarFiles),
+			cmd:     "utime+stime of /proc/DAEMON/stat after tar minus before, / files"},
+		&workload{name: "rm-rf", unit: "s", target: 5, touches: []string{rmTreeDir}, nativeLast: true, freshFS: true, showCPU: true,
 			what: fmt.Sprintf("rm -rf of a tree of %d lower files", s.RmFiles),
 			cmd:  "rm -rf MNT/rmtree",
 			run:  (*env).rmRF},
@@ -240,17 +261,44 @@ func (e *env) findStat(in *instance, cold, warm bool) (float64, error) {
 		}
 	}
 	var n int
-	sec, err := timed(func() (err error) { n, err = e.runFind(dir); return err })
+	sec, err := in.timed(func() (err error) { n, err = e.runFind(dir); return err })
 	if err == nil && n != want {
 		err = checkf("find listed %d entries of %s, want %d", n, dir, want)
 	}
 	return sec, err
 }
 
+// findAgain runs find+stat on a fresh mount, waits d and times it again.
+func (e *env) findAgain(in *instance, d time.Duration) (float64, error) {
+	dir := filepath.Join(in.root, treeDir)
+	if _, err := e.runFind(dir); err != nil {
+		return 0, err
+	}
+	select {
+	case <-time.After(d):
+	case <-e.ctx.Done():
+		return 0, e.ctx.Err()
+	}
+	var n int
+	sec, err := in.timed(func() (err error) { n, err = e.runFind(dir); return err })
+	if want := e.ds.Scale.TreeEntries(); err == nil && n != want {
+		err = checkf("find listed %d entries of %s, want %d", n, dir, want)
+	}
+	return sec, err
+}
+
+// durLabel names a pause in a workload name: 2s, 10s, 100ms.
+func durLabel(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
+
 func (e *env) readDir(in *instance, stat bool) (float64, error) {
 	dir := filepath.Join(in.root, bigDirName)
 	var names []string
-	sec, err := timed(func() error {
+	sec, err := in.timed(func() error {
 		f, err := os.Open(dir)
 		if err != nil {
 			return err
@@ -283,7 +331,7 @@ func (e *env) seqRead(in *instance, cold bool) (float64, error) {
 		return 0, err
 	}
 	var n int64
-	sec, err := timed(func() (err error) { n, err = readAll(p); return err })
+	sec, err := in.timed(func() (err error) { n, err = readAll(p); return err })
 	if err == nil && n != e.ds.Scale.SeqBytes {
 		err = checkf("read %d bytes of %s, want %d", n, p, e.ds.Scale.SeqBytes)
 	}
@@ -425,7 +473,7 @@ func (e *env) copyUp(in *instance, set string, size int64, count int, sync bool)
 			return 0, err
 		}
 	}
-	sec, err := timed(func() error {
+	sec, err := in.timed(func() error {
 		for _, rel := range paths {
 			if err := writeAt(filepath.Join(in.root, rel), block[:n], sync); err != nil {
 				return err
@@ -515,7 +563,7 @@ func (e *env) appendWorkload(in *instance) (float64, error) {
 		return 0, err
 	}
 	k := e.ds.Scale.AppendWrites
-	sec, err := timed(func() error {
+	sec, err := in.timed(func() error {
 		for i := 0; i < k; i++ {
 			f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 			if err != nil {
@@ -541,12 +589,24 @@ func (e *env) appendWorkload(in *instance) (float64, error) {
 	return sec, nil
 }
 
+// untarCPU is the derived row of the daemon's CPU per untarred file.
+const untarCPU = "untar-cpu-per-file"
+
 func (e *env) untar(in *instance) (float64, error) {
 	dir := filepath.Join(in.root, "untar")
+	if in.m.kind == "native" && in.fresh != nil {
+		dir = filepath.Join(in.fresh.dir, "untar")
+	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return 0, err
 	}
-	sec, err := timed(func() error {
+	// Every method reads the tar file from the page cache (the first one
+	// after a cache drop would read it from the disk for the others).
+	if err := warmInput(e.ds.Tar); err != nil {
+		return 0, err
+	}
+	unix.Sync()
+	sec, err := in.timed(func() error {
 		out, err := e.command("tar", "-xf", e.ds.Tar, "-C", dir).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("tar -xf %s -C %s: %v: %s", e.ds.Tar, dir, err, oneLine(string(out)))
@@ -563,6 +623,9 @@ func (e *env) untar(in *instance) (float64, error) {
 	if want := tarEntries(e.ds.Scale.TarFiles) + 1; n != want {
 		return sec, checkf("%s has %d entries after untar, want %d", dir, n, want)
 	}
+	if in.hasCPU {
+		in.extra = map[string]float64{untarCPU: in.cpuSec * 1e6 / float64(e.ds.Scale.TarFiles)}
+	}
 	return sec, nil
 }
 
@@ -571,7 +634,7 @@ func (e *env) rmRF(in *instance) (float64, error) {
 	if n, err := e.runFind(dir); err != nil || n < e.ds.Scale.RmFiles {
 		return 0, checkf("%s has %d entries before rm -rf (%v), want at least %d", dir, n, err, e.ds.Scale.RmFiles)
 	}
-	sec, err := timed(func() error {
+	sec, err := in.timed(func() error {
 		out, err := e.command("rm", "-rf", dir).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("rm -rf %s: %v: %s", dir, err, oneLine(string(out)))
