@@ -190,7 +190,8 @@ func renderMarkdown(sum *summary, t table, svgName string) string {
 	for _, w := range sum.workloads {
 		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", w.name, w.what, strings.ReplaceAll(w.cmd, "|", `\|`))
 	}
-	b.WriteString("\nEach sample runs on a fresh mount with an empty upper dir (native: the plain dir, restored between rounds).\n")
+	b.WriteString("\nEach sample runs on a fresh mount with an empty upper dir (native: the plain dir, restored between rounds). ")
+	b.WriteString("untar and rm-rf samples have their upper and work dirs (native: untar's target) on a new ext4 (no journal) made for the sample, so every method creates on never-used inodes.\n")
 	b.WriteString("\n## Methods\n\n| method | what | mount command |\n|---|---|---|\n")
 	for _, m := range sum.methods {
 		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", m.name, m.desc, sum.mounts[m.name])
