@@ -312,3 +312,25 @@ func TestProcCPU(t *testing.T) {
 		t.Errorf("300 ms of spinning counted as %.2f s of CPU", d)
 	}
 }
+
+// TestCheckServing: a sample fails when its daemon exited or its mount is
+// gone by the end of the workload (the workload then wrote to the bare dir).
+func TestCheckServing(t *testing.T) {
+	exited := make(chan struct{})
+	close(exited)
+	dir := t.TempDir()
+	cases := []struct {
+		in *instance
+		ok bool
+	}{
+		{&instance{m: &method{name: "native", kind: "native"}, root: dir}, true},
+		{&instance{m: &method{name: "overlay", kind: "overlay"}, root: dir}, false},
+		{&instance{m: &method{name: "unionfsd", kind: "unionfsd"}, root: dir, exited: make(chan struct{})}, false},
+		{&instance{m: &method{name: "unionfsd", kind: "unionfsd"}, root: dir, exited: exited, stderr: &capBuffer{max: 100}}, false},
+	}
+	for i, c := range cases {
+		if err := c.in.checkServing(); (err == nil) != c.ok {
+			t.Errorf("case %d (%s): checkServing() = %v", i, c.in.m.name, err)
+		}
+	}
+}

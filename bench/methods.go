@@ -314,6 +314,31 @@ func (in *instance) close() error {
 	return err
 }
 
+// checkServing says whether the union still served the mount point when
+// the workload ended: a daemon that mounted and then gave up (exited or
+// unmounted) left the workload writing to the bare dir below, which passes
+// every check.
+func (in *instance) checkServing() error {
+	want := "fuse"
+	switch in.m.kind {
+	case "native":
+		return nil
+	case "overlay":
+		want = "overlay"
+	}
+	if in.exited != nil {
+		select {
+		case <-in.exited:
+			return fmt.Errorf("%s: the daemon exited during the sample: %s", in.m.name, oneLine(in.stderr.String()))
+		default:
+		}
+	}
+	if t := mountedType(in.root); !strings.HasPrefix(t, want) {
+		return fmt.Errorf("%s: %s is no longer a %s mount after the workload (found %q)", in.m.name, in.root, want, t)
+	}
+	return nil
+}
+
 // timed times f and, for a FUSE method, the daemon's CPU time over it.
 func (in *instance) timed(f func() error) (float64, error) {
 	c0, cerr := in.daemonCPU()

@@ -487,6 +487,8 @@ func (e *env) runOne(w *workload, m *method, r int, sum *summary) sample {
 	s.cpuSec, s.hasCPU = in.cpuSec, in.hasCPU
 	if err != nil {
 		fail(err)
+	} else if err := in.checkServing(); err != nil {
+		fail(err)
 	}
 	if in.pid != 0 {
 		s.rssKiB, _ = in.procStatus("VmHWM")
@@ -559,8 +561,13 @@ const uringParam = "/sys/module/fuse/parameters/enable_uring"
 // binary does not take the option. "" when it can run.
 func (e *env) optionMissing(m *method) string {
 	if m.needs != "" {
-		if _, err := os.Stat(m.needs); err != nil {
+		b, err := os.ReadFile(m.needs)
+		switch {
+		case err != nil:
 			return fmt.Sprintf("the kernel has no %s (needed by %s)", m.needs, strings.Join(m.args, " "))
+		case strings.TrimSpace(string(b)) != "Y":
+			// A machine-wide switch: the harness does not flip it.
+			return fmt.Sprintf("%s needs %s = Y, it is %s (as root: echo Y > %s)", strings.Join(m.args, " "), m.needs, strings.TrimSpace(string(b)), m.needs)
 		}
 	}
 	if !m.probe {
