@@ -19,6 +19,7 @@ type newEntry struct {
 	dirRel   string
 	name     string
 	dir      int    // the upper directory, open (close)
+	release  func() // releases dir
 	path     string // real path in the upper, for messages
 	whiteout bool   // the upper holds .wh.name, hiding a lower name
 	perm     uint32 // permission bits to set once the owner is set; symlinks: none
@@ -40,11 +41,11 @@ func (n *node) prepareCreate(name string) (*newEntry, syscall.Errno) {
 	}
 	e := &newEntry{dirRel: n.rel(), name: name, dir: -1}
 	e.path = n.u.upperPath(joinRel(e.dirRel, name))
-	dir, err := n.u.openDir(upperLayer, e.dirRel)
+	dir, release, err := n.u.dirFd(upperLayer, e.dirRel)
 	if err != nil {
 		return nil, errno(err)
 	}
-	e.dir = dir
+	e.dir, e.release = dir, release
 	if eno := n.checkCreate(e); eno != 0 {
 		e.close()
 		return nil, eno
@@ -81,7 +82,7 @@ func (n *node) checkCreate(e *newEntry) syscall.Errno {
 // close releases the entry's directory.
 func (e *newEntry) close() {
 	if e != nil && e.dir >= 0 {
-		unix.Close(e.dir)
+		e.release()
 		e.dir = -1
 	}
 }
@@ -137,7 +138,7 @@ func removeNew(dir int, name string) {
 // ids), as the kernel would for a file created directly; a setgid parent
 // passes on its (stored) group.
 func (u *unionFS) setOwner(ctx context.Context, dir int, name string, parent *syscall.Stat_t) error {
-	if os.Geteuid() != 0 {
+	if !runAsRoot {
 		return nil
 	}
 	caller, ok := fuse.FromContext(ctx)
@@ -153,6 +154,11 @@ func (u *unionFS) setOwner(ctx context.Context, dir int, name string, parent *sy
 	}
 	return unix.Fchownat(dir, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 }
+
+// runAsRoot: the daemon runs as root, so new objects get the caller's ids.
+// A process's effective uid does not change under us; asking once saves a
+// system call per create.
+var runAsRoot = os.Geteuid() == 0
 
 // modeFor is the permission bits a new object gets: what the kernel asked
 // for (umask already applied), plus setgid inherited by directories.

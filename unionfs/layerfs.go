@@ -24,8 +24,9 @@ import (
 // names the object we opened, not a path) or on one name in an opened
 // parent directory (*at calls that never follow a final symlink).
 //
-// Each operation resolves its path afresh: one openat2 more than a
-// path-based call. Caching directory descriptors would save it.
+// Directories are resolved through a cache of open descriptors
+// (dircache.go), so an operation on a name in a recently used directory
+// resolves no path at all.
 
 // maxResolve bounds the path given to one openat2 (the kernel refuses
 // PATH_MAX and more); longer paths are resolved in chunks, so entries at
@@ -87,14 +88,19 @@ func (u *unionFS) openParent(li int, rel string) (int, string, error) {
 	return fd, name, err
 }
 
-// at runs fn on the name of rel in its opened parent directory in layer li.
+// at runs fn on the name of rel in its opened parent directory in layer li
+// (a descriptor of the directory cache: fn must not close it).
 func (u *unionFS) at(li int, rel string, fn func(dir int, name string) error) error {
-	dir, name, err := u.openParent(li, rel)
+	dir, name := parentRel(rel), baseName(rel)
+	if rel == "" {
+		name = "."
+	}
+	fd, release, err := u.dirFd(li, dir)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(dir)
-	return fn(dir, name)
+	defer release()
+	return fn(fd, name)
 }
 
 // onObj runs fn on an O_PATH descriptor of the entry rel of layer li.
@@ -109,7 +115,7 @@ func (u *unionFS) onObj(li int, rel string, fn func(fd int) error) error {
 
 // lstat stats the entry rel of layer li, not following a final symlink.
 func (u *unionFS) lstat(li int, rel string, st *syscall.Stat_t) error {
-	return u.onObj(li, rel, func(fd int) error { return syscall.Fstat(fd, st) })
+	return u.at(li, rel, func(dir int, name string) error { return lstatAt(dir, name, st) })
 }
 
 // lstatAt stats name in the open directory dir, not following a symlink.

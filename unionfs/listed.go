@@ -4,8 +4,6 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -78,11 +76,11 @@ func (n *node) resolveListed(rel, name string, f *found) bool {
 	if !ok {
 		return false
 	}
-	dir, err := n.u.openDir(li, rel)
+	dir, release, err := n.u.dirFd(li, rel)
 	if err != nil {
 		return false
 	}
-	defer unix.Close(dir)
+	defer release()
 	if lstatAt(dir, name, &f.st) != nil {
 		return false
 	}

@@ -181,6 +181,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 			return nil, errno(err)
 		}
 	}
+	if f.isDir() {
+		n.u.forgetDir(joinRel(rel, name))
+	}
 	tr.layer(f.chain[0])
 	tr.done(0)
 	return n.childInode(ctx, name, f, &out.Attr), 0
@@ -274,10 +277,12 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		return 0, syscall.ENODATA
 	}
 	var sz int
-	err := n.onTop(func(fd int) (err error) {
-		sz, err = fdGetxattr(fd, attr, dest)
+	n.u.mu.RLock()
+	err := n.u.at(n.getChain()[0], n.rel(), func(dir int, name string) (err error) {
+		sz, err = getxattrAt(dir, name, attr, dest)
 		return err
 	})
+	n.u.mu.RUnlock()
 	return uint32(sz), errno(err)
 }
 

@@ -92,6 +92,7 @@ func (n *node) Unlink(ctx context.Context, name string) (eno syscall.Errno) {
 func (n *node) Rmdir(ctx context.Context, name string) (eno syscall.Errno) {
 	tr := n.u.trace("rmdir", joinRel(n.rel(), name))
 	defer func() { n.u.endLockedOp(tr, eno) }()
+	defer n.u.dropTree(joinRel(n.rel(), name))
 	r, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno

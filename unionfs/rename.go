@@ -34,6 +34,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	tr := n.u.trace("rename", joinRel(n.rel(), name))
 	tr.arg("to /%s", joinRel(np.rel(), newName))
 	defer func() { n.u.endLockedOp(tr, eno) }()
+	// Both paths may lead elsewhere afterwards, whatever the outcome.
+	defer n.u.dropTree(joinRel(np.rel(), newName))
+	defer n.u.dropTree(joinRel(n.rel(), name))
 	src, eno := n.resolveRemoval(name)
 	if eno != 0 {
 		return eno

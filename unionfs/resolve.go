@@ -115,14 +115,14 @@ func (u *unionFS) resolve(dirChain []int, rel, name string) (*found, error) {
 // resolveIn adds what layer li holds for name in the directory rel to f,
 // and reports whether it hides the layers below.
 func (u *unionFS) resolveIn(f *found, li int, rel, name string, last bool) (bool, error) {
-	dir, err := u.openDir(li, rel)
+	dir, release, err := u.dirFd(li, rel)
 	if isMissing(err) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	defer unix.Close(dir)
+	defer release()
 	var st syscall.Stat_t
 	err = lstatAt(dir, name, &st)
 	if err == nil {
@@ -160,14 +160,14 @@ func (u *unionFS) resolveIn(f *found, li int, rel, name string, last bool) (bool
 
 // hasWhiteout reports whether layer li holds an OCI whiteout for rel/name.
 func (u *unionFS) hasWhiteout(li int, rel, name string) (bool, error) {
-	dir, err := u.openDir(li, rel)
+	dir, release, err := u.dirFd(li, rel)
 	if isMissing(err) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	defer unix.Close(dir)
+	defer release()
 	return hasWhiteoutAt(dir, name)
 }
 

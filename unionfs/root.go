@@ -60,6 +60,8 @@ type unionFS struct {
 	metacopyTrusted bool
 	// deviceWhiteouts: the upper can hold 0/0 devices (upperformat.go).
 	deviceWhiteouts bool
+	// dirs keeps recently used layer directories open (dircache.go).
+	dirs *dirCache
 	// notes are the upper-dir effects of the operation holding mu, for the
 	// trace; only used when cfg.Trace is set.
 	notes []string
@@ -78,7 +80,8 @@ func NewRoot(cfg Config) (*Root, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u := &unionFS{cfg: cfg, copiedIno: map[uint64]fs.StableAttr{}, reusedIno: map[uint64]uint64{}}
+	u := &unionFS{cfg: cfg, copiedIno: map[uint64]fs.StableAttr{}, reusedIno: map[uint64]uint64{},
+		dirs: newDirCache(cfg.EntryTimeout)}
 	paths := cfg.Lowers
 	if cfg.Upper != "" {
 		u.rw = true
@@ -175,6 +178,7 @@ func (u *unionFS) rootChain() ([]int, error) {
 }
 
 func (u *unionFS) close() error {
+	u.dirs.closeAll()
 	for _, l := range u.layers {
 		unix.Close(l.root)
 	}
