@@ -93,19 +93,19 @@ func (u *unionFS) copyUpPath(li int, rel string, size int64) (unix.Stat_t, error
 // func that puts them back: copying a child up is not a change of the
 // directory, so its mtime must not move (overlay restores it the same way).
 func (u *unionFS) keepTimes(rel string) func() {
-	fd, err := u.openObj(upperLayer, rel)
+	fd, release, err := u.dirFd(upperLayer, rel)
 	if err != nil {
 		return func() {}
 	}
 	var st syscall.Stat_t
 	if syscall.Fstat(fd, &st) != nil {
-		unix.Close(fd)
+		release()
 		return func() {}
 	}
 	return func() {
 		ts := []unix.Timespec{unix.NsecToTimespec(syscall.TimespecToNsec(st.Atim)), unix.NsecToTimespec(syscall.TimespecToNsec(st.Mtim))}
 		futimesFd(fd, ts)
-		unix.Close(fd)
+		release()
 	}
 }
 
