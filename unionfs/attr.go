@@ -166,6 +166,11 @@ func (n *node) copyUpForSetattr(in *fuse.SetAttrIn, tr *opTrace) syscall.Errno {
 // opened while u.mu keeps renames out (its path is current); the changes
 // then go to the object, wherever it moves.
 func (n *node) applyUpper(fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
+	if in.Valid&(fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) == 0 {
+		if done, eno := n.applyUpperAt(in); done {
+			return eno
+		}
+	}
 	n.u.mu.RLock()
 	fd, err := n.u.openObj(upperLayer, n.rel())
 	n.u.mu.RUnlock()
@@ -174,6 +179,79 @@ func (n *node) applyUpper(fh fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
 	}
 	defer unix.Close(fd)
 	return n.u.applySetattr(fd, fh, in)
+}
+
+// applyUpperAt applies a change of mode, owner or times (what chmod, chown,
+// utimes and tar's restore of each file send) with *at calls on the name in
+// its cached parent directory, none following a symlink, while u.mu keeps
+// renames out: no descriptor of the object is opened. It reports false,
+// having changed nothing, where the kernel has no fchmodat2 (the caller then
+// goes through a descriptor).
+func (n *node) applyUpperAt(in *fuse.SetAttrIn) (bool, syscall.Errno) {
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
+	done := true
+	err := n.u.at(upperLayer, n.rel(), func(dir int, name string) error {
+		if m, ok := in.GetMode(); ok {
+			err := fchmodatNoFollow(dir, name, m)
+			if err == unix.ENOSYS {
+				done = false
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if su, sg, ok := setattrOwner(in); ok {
+			su, sg, eno := n.u.hostOwner(su, sg)
+			if eno != 0 {
+				return eno
+			}
+			if err := unix.Fchownat(dir, name, su, sg, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return err
+			}
+		}
+		if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
+			return unix.UtimesNanoAt(dir, name, setattrTimes(in), unix.AT_SYMLINK_NOFOLLOW)
+		}
+		return nil
+	})
+	return done, errno(err)
+}
+
+// fchmodatNoFollow changes the mode of name in dir, never following a
+// symlink: fchmodat2 (Linux 6.6); ENOSYS before.
+func fchmodatNoFollow(dir int, name string, mode uint32) error {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return err
+	}
+	_, _, e := unix.Syscall6(unix.SYS_FCHMODAT2, uintptr(dir), uintptr(unsafe.Pointer(p)), uintptr(mode), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// setattrOwner is SETATTR's new owner (-1 for an id left alone), if it
+// changes one.
+func setattrOwner(in *fuse.SetAttrIn) (int, int, bool) {
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	su, sg := -1, -1
+	if uok {
+		su = int(uid)
+	}
+	if gok {
+		sg = int(gid)
+	}
+	return su, sg, uok || gok
+}
+
+// setattrTimes is the utimensat argument of SETATTR's times.
+func setattrTimes(in *fuse.SetAttrIn) []unix.Timespec {
+	return []unix.Timespec{setattrTime(in.Valid, fuse.FATTR_ATIME, fuse.FATTR_ATIME_NOW, in.Atime, in.Atimensec),
+		setattrTime(in.Valid, fuse.FATTR_MTIME, fuse.FATTR_MTIME_NOW, in.Mtime, in.Mtimensec)}
 }
 
 // applySetattr applies the requested changes to the upper object open as fd
@@ -185,16 +263,7 @@ func (u *unionFS) applySetattr(fd int, fh fs.FileHandle, in *fuse.SetAttrIn) sys
 			return errno(err)
 		}
 	}
-	uid, uok := in.GetUID()
-	gid, gok := in.GetGID()
-	if uok || gok {
-		su, sg := -1, -1
-		if uok {
-			su = int(uid)
-		}
-		if gok {
-			sg = int(gid)
-		}
+	if su, sg, ok := setattrOwner(in); ok {
 		su, sg, eno := u.hostOwner(su, sg)
 		if eno != 0 {
 			return eno
@@ -214,9 +283,7 @@ func (u *unionFS) applySetattr(fd int, fh fs.FileHandle, in *fuse.SetAttrIn) sys
 		}
 	}
 	if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
-		ts := []unix.Timespec{setattrTime(in.Valid, fuse.FATTR_ATIME, fuse.FATTR_ATIME_NOW, in.Atime, in.Atimensec),
-			setattrTime(in.Valid, fuse.FATTR_MTIME, fuse.FATTR_MTIME_NOW, in.Mtime, in.Mtimensec)}
-		if err := futimesFd(fd, ts); err != nil {
+		if err := futimesFd(fd, setattrTimes(in)); err != nil {
 			return errno(err)
 		}
 	}
