@@ -27,10 +27,11 @@ import (
 //     timeout capped at a second. A directory removed directly is empty of
 //     entries and refuses new ones (ENOENT), like a fresh resolve.
 //
-// A directory moved directly out of a layer within ttl of its open can get
-// that one operation: moving it needs write access to both its layer parent
-// and the new place, so the mover controls both already; no symlink is
-// followed from the descriptor either way.
+// A directory moved directly out of a layer can still get the operations of
+// the rest of its entry's ttl: moving it needs write access to both its
+// layer parent and the new place, so the mover controls both already, and
+// no symlink is followed from the descriptor either way (a directory swapped
+// for a symlink is never entered: TestCachedDirSwappedForSymlink).
 type dirCache struct {
 	ttl time.Duration
 	max int
