@@ -38,6 +38,9 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 			return eno
 		}
 	}
+	if n.isDetached() {
+		return syscall.ESTALE // the name has a new node (lowerpt.go)
+	}
 	if n.orphaned() {
 		return n.setattrOrphan(ctx, fh, in, out)
 	}
@@ -350,6 +353,9 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 func (n *node) xattrChange(op, attr string, change func(fd int) error) (eno syscall.Errno) {
 	if !n.u.rw {
 		return syscall.EROFS
+	}
+	if n.isDetached() {
+		return syscall.ESTALE // the name has a new node (lowerpt.go)
 	}
 	tr := n.u.lockOp(op, n.rel())
 	tr.arg("%s", attr)

@@ -22,6 +22,13 @@ type Config struct {
 	// directly (FUSE passthrough, Linux >= 6.9, needs CAP_SYS_ADMIN); it falls
 	// back to ordinary FUSE I/O when the kernel refuses.
 	Passthrough bool
+	// LowerPassthrough passes lower files through too in a writable union
+	// (with Passthrough, and only when the daemon has CAP_SYS_ADMIN). A
+	// reader that opened a lower file before it was copied up then keeps
+	// reading the lower copy, as overlay did before Linux 4.19 (see
+	// lowerpt.go). Off, lower files are read through the daemon and such a
+	// reader sees the copy-up, as with today's overlay.
+	LowerPassthrough bool
 	// Fsync makes copy-up fsync the copied file before renaming it into the
 	// upper (fuse-overlayfs's fsync=1). Off trades crash durability for speed;
 	// atomicity (no half file ever visible) holds either way.
@@ -88,12 +95,13 @@ const DefaultWorkName = ".wh..wh.unionfsd.work"
 // DefaultConfig returns the defaults the command line starts from.
 func DefaultConfig() Config {
 	return Config{
-		EntryTimeout:    time.Second,
-		AttrTimeout:     time.Second,
-		NegativeTimeout: time.Second,
-		Passthrough:     true,
-		Fsync:           true,
-		FsName:          "unionfsd",
-		WhiteoutFormat:  WhiteoutOCI,
+		EntryTimeout:     time.Second,
+		AttrTimeout:      time.Second,
+		NegativeTimeout:  time.Second,
+		Passthrough:      true,
+		LowerPassthrough: true,
+		Fsync:            true,
+		FsName:           "unionfsd",
+		WhiteoutFormat:   WhiteoutOCI,
 	}
 }

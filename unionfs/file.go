@@ -51,7 +51,10 @@ type passthroughHandle struct {
 func (h passthroughHandle) PassthroughFd() (int, bool) { return h.fd, true }
 
 // Open opens the file in the layer that answers for it. Opening for write or
-// with O_TRUNC copies it up first (O_TRUNC copies no data).
+// with O_TRUNC copies it up first (O_TRUNC copies no data). A file whose
+// kernel inode is backed by the lower file for its readers is split off
+// them instead, and the open fails with ESTALE for the VFS to retry on the
+// new node (lowerpt.go).
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
 	if eno := n.checkSquashedOpen(ctx, flags); eno != 0 {
@@ -63,19 +66,57 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		if !n.u.rw {
 			return nil, 0, syscall.EROFS
 		}
-		size := int64(-1)
-		if flags&syscall.O_TRUNC != 0 {
-			size = 0
-		}
-		n.u.lockWrite()
-		err := n.copyUp(size)
-		tr.takeNotes()
-		n.u.mu.Unlock()
-		if err != nil {
-			tr.done(errno(err))
-			return nil, 0, errno(err)
+		if eno := n.copyUpForOpen(flags, tr); eno != 0 {
+			tr.done(eno)
+			return nil, 0, eno
 		}
 	}
+	// A file copied up (by a chmod, a rename...) while lower readers
+	// hold its kernel inode is split off them for any new open.
+	h, fuseFlags, eno := n.openLocked(flags, tr)
+	if eno == syscall.ESTALE && !n.isDetached() && !n.split() {
+		// The readers closed meanwhile: the node is free for the upper.
+		h, fuseFlags, eno = n.openLocked(flags, tr)
+	}
+	tr.done(eno)
+	return h, fuseFlags, eno
+}
+
+// copyUpForOpen copies the file up for an open for write. With lower
+// readers on the node it copies all data (an O_TRUNC is left to the retried
+// open), splits the node and returns ESTALE.
+func (n *node) copyUpForOpen(flags uint32, tr *opTrace) syscall.Errno {
+	n.u.lockWrite()
+	if n.isDetached() {
+		n.u.mu.Unlock()
+		return syscall.ESTALE
+	}
+	split := n.hasLowerBacking()
+	size := int64(-1)
+	if flags&syscall.O_TRUNC != 0 && !split {
+		size = 0
+	}
+	err := n.copyUp(size)
+	var gone []entryRef
+	if err == nil && split {
+		gone, err = n.splitLocked()
+	}
+	tr.takeNotes()
+	n.u.mu.Unlock()
+	if err != nil {
+		return errno(err)
+	}
+	if split {
+		invalidate(gone)
+		return syscall.ESTALE
+	}
+	return 0
+}
+
+// openLocked opens the file for reading or writing once any copy-up is
+// done. It returns ESTALE for a handle on the upper copy while lower
+// passthrough handles hold the kernel inode.
+func (n *node) openLocked(flags uint32, tr *opTrace) (fs.FileHandle, uint32, syscall.Errno) {
 	// n.mu makes the choice of file and of I/O mode atomic against a
 	// concurrent copy-up switching the node to the upper; u.mu (taken
 	// first, the lock order) keeps renames out while the path is used.
@@ -83,19 +124,23 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	defer n.u.mu.RUnlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	upper := n.u.inUpper(n.at.chain)
+	if n.lowerLocked().detached {
+		return n.openDetachedLocked(flags)
+	}
+	upper := n.u.inUpper(n.at.chain) && n.at.data == ""
+	if upper && len(n.lowerLocked().open) > 0 {
+		return nil, 0, syscall.ESTALE
+	}
 	oflags := int(flags)&^(syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOCTTY) | syscall.O_CLOEXEC
 	var fd int
 	var err error
 	if n.at.data != "" {
 		// A metadata-only copy (never opened for write: that completes it).
-		upper = false
 		fd, _, err = metacopy.Open(n.u.lowerRoots(), n.at.data, oflags&openFlags)
 	} else {
 		fd, err = n.u.openInLayer(n.at.chain[0], n.rel(), oflags)
 	}
 	tr.layer(n.at.chain[0])
-	tr.done(errno(err))
 	if err != nil {
 		return nil, 0, errno(err)
 	}
@@ -103,28 +148,46 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	return h, fuseFlags, 0
 }
 
+// isDetached reports whether n was split off its names.
+func (n *node) isDetached() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lowerLocked().detached
+}
+
 // newHandleLocked wraps fd and picks the I/O mode; n.mu is held.
 //
 // The kernel keeps one backing file per inode and makes every open of an
 // inode use it while any passthrough open exists; it also refuses to mix
-// passthrough and cached opens, even direct-I/O ones. So only upper files
-// get passthrough, and lower files only in a read-only union: after a
-// copy-up, a writer's open would have to be passed through to the backing
-// file the readers of the lower file registered, the lower file itself. And
-// only while no cached open of the node exists. Cached opens keep the page cache
+// passthrough and cached opens, even direct-I/O ones. Upper files are
+// passed through; lower files too, in a read-only union, and in a writable
+// one with lower passthrough (lowerpt.go: a node with lower passthrough
+// handles never gets an upper one, Open splits it first). Only while no
+// cached open of the node exists. Cached opens keep the page cache
 // (FOPEN_KEEP_CACHE): the kernel drops it itself when it sees the file's
-// mtime or size change (auto_inval_data). A setuid or setgid file is not
-// passed through (unless passthrough opens of it exist already, which the
-// kernel would not let us mix with cached ones): the kernel sends no WRITE
-// for a passthrough write, so it could not tell us to clear the bits (see
-// killpriv.go).
+// mtime or size change (auto_inval_data). A setuid or setgid upper file is
+// not passed through (unless passthrough opens of it exist already, which
+// the kernel would not let us mix with cached ones): the kernel sends no
+// WRITE for a passthrough write, so it could not tell us to clear the bits
+// (see killpriv.go).
 func (n *node) newHandleLocked(fd int, upper bool) (fs.FileHandle, uint32) {
 	h := &handle{node: n, fd: fd, upper: upper}
 	if upper {
 		n.addUpperHandleLocked(h)
 	}
 	flags := noFlushFlag(fd)
-	if (upper || !n.u.rw) && n.u.cfg.Passthrough && n.cachedOpen == 0 && (n.passthroughOpen > 0 || !fdNeedsKill(fd)) {
+	switch {
+	case !n.u.cfg.Passthrough || n.cachedOpen > 0:
+	case upper && len(n.lowerLocked().open) > 0:
+		// Never: the kernel would pass this handle through to the
+		// lower file (Open splits the node first). A cached open is
+		// refused by the kernel beside passthrough ones.
+	case !upper && n.u.lowerPT:
+		// Read-only (writes copy up first): no privileges to kill.
+		h.passthrough = true
+		n.lowerStateLocked().open[h] = struct{}{}
+		return passthroughHandle{h}, flags
+	case (upper || !n.u.rw) && (n.passthroughOpen > 0 || !fdNeedsKill(fd)):
 		h.passthrough = true
 		n.passthroughOpen++
 		return passthroughHandle{h}, flags
@@ -242,7 +305,9 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	n := h.node
 	n.mu.Lock()
 	delete(n.upperOpen, h)
-	if h.passthrough {
+	if _, lower := n.lowerLocked().open[h]; lower {
+		delete(n.lower.open, h)
+	} else if h.passthrough {
 		n.passthroughOpen--
 	} else {
 		n.cachedOpen--

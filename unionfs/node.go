@@ -9,6 +9,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -32,6 +33,8 @@ type node struct {
 	// upperOpen are the open handles on the upper file: after an unlink they
 	// are the only way to it (fchmod of an unlinked file sends no handle).
 	upperOpen map[*handle]struct{}
+	// lower is set once the node had lower passthrough handles (lowerpt.go).
+	lower *lowerState
 }
 
 // place is where a node lives in the layers. A place is never modified:
@@ -120,6 +123,15 @@ func (n *node) dataPath() string {
 // onTop runs fn on an O_PATH descriptor of the node's object in the layer
 // that answers for it. The object is opened while u.mu keeps renames out.
 func (n *node) onTop(fn func(fd int) error) error {
+	if h := n.detachedReader(); h != nil {
+		// Split off its names: what its readers have open is the file.
+		fd, err := unix.Open(fdPath(h.fd), unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(fd)
+		return fn(fd)
+	}
 	n.u.mu.RLock()
 	fd, err := n.u.openObj(n.getChain()[0], n.rel())
 	n.u.mu.RUnlock()
@@ -222,6 +234,8 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 		if fh == nil {
 			if h := n.anyUpperHandle(); h != nil {
 				fh = h
+			} else if h := n.anyLowerHandle(); h != nil {
+				fh = h // a node split off its lower readers
 			}
 		}
 		if eno := statOpen(fh, &st); eno != 0 {

@@ -55,6 +55,10 @@ type unionFS struct {
 	// reusedIno counts, per upper inode number, the objects that had it and
 	// are gone: the generation of the next one.
 	reusedIno map[uint64]uint64
+	// lowerPT: lower files are passed through in this writable union
+	// (lowerpt.go); splitGen numbers the identities given to split names.
+	lowerPT  bool
+	splitGen uint64
 	// metacopyTrusted: metadata-only copies of this upper may be
 	// followed to their lower data (internal/metacopy has the rules).
 	metacopyTrusted bool
@@ -100,6 +104,7 @@ func NewRoot(cfg Config) (*Root, error) {
 		u.cow = engine
 		u.metacopyTrusted = metacopy.Trusted(cfg.Upper, cfg.Metacopy)
 		u.deviceWhiteouts = u.probeDeviceWhiteouts()
+		u.lowerPT = cfg.LowerPassthrough && cfg.Passthrough && canPassthrough()
 	}
 	chain, err := u.rootChain()
 	if err != nil {
