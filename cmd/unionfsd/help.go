@@ -29,6 +29,10 @@ Flags:
       --workdir DIR         copy-up scratch dir, on the upper's filesystem
       --passthrough=BOOL    kernel FUSE passthrough I/O when the kernel allows
                             it (default true)
+      --lower-passthrough=BOOL  pass lower files through too in a writable
+                            union (default true; needs root): readers that
+                            opened a file before its copy-up keep reading
+                            the lower copy (README: Lower passthrough)
       --timeout D           set the three cache timeouts below at once
       --entry-timeout D     kernel cache time for names (default 1s)
       --attr-timeout D      kernel cache time for attributes (default 1s)
@@ -53,6 +57,7 @@ Mount options (-o):
   fsync=1|0                 fsync copied-up files before they appear (default 1);
                             "volatile" means fsync=0
   passthrough=on|off        as --passthrough
+  lower_passthrough=on|off  as --lower-passthrough
   timeout=SECS, entry_timeout=SECS, attr_timeout=SECS, negative_timeout=SECS
   fsname=NAME               source shown in /proc/mounts
   metacopy=on|off           chown, chmod, utimes, xattrs copy metadata only

@@ -42,6 +42,7 @@ type flagValues struct {
 	debug       bool
 	workdir     string
 	passthrough bool
+	lowerPT     bool
 	timeout     time.Duration
 	entry       time.Duration
 	attr        time.Duration
@@ -64,6 +65,7 @@ func newFlagSet(v *flagValues) *pflag.FlagSet {
 	fs.BoolVarP(&v.debug, "debug", "d", false, "log FUSE requests (implies -f)")
 	fs.StringVar(&v.workdir, "workdir", "", "copy-up scratch dir")
 	fs.BoolVar(&v.passthrough, "passthrough", def.Passthrough, "FUSE passthrough I/O")
+	fs.BoolVar(&v.lowerPT, "lower-passthrough", def.LowerPassthrough, "pass lower files through in a writable union")
 	fs.DurationVar(&v.timeout, "timeout", def.EntryTimeout, "all kernel cache timeouts")
 	fs.DurationVar(&v.entry, "entry-timeout", def.EntryTimeout, "name cache timeout")
 	fs.DurationVar(&v.attr, "attr-timeout", def.AttrTimeout, "attribute cache timeout")
@@ -127,6 +129,9 @@ func applyFlags(fs *pflag.FlagSet, v *flagValues, mo *mountOptions) error {
 	}
 	if fs.Changed("passthrough") {
 		mo.passthrough = &v.passthrough
+	}
+	if fs.Changed("lower-passthrough") {
+		mo.lowerPT = &v.lowerPT
 	}
 	if fs.Changed("whiteout-format") {
 		f, err := parseWhiteoutFormat("--whiteout-format "+v.whiteout, v.whiteout)
@@ -338,6 +343,7 @@ type mountOptions struct {
 	debug       bool
 	fsync       *bool
 	passthrough *bool
+	lowerPT     *bool
 	entry       *time.Duration
 	attr        *time.Duration
 	negative    *time.Duration
@@ -455,7 +461,7 @@ func (mo *mountOptions) set(key, val string, hasVal bool) error {
 
 func valueOption(key string) bool {
 	switch key {
-	case "lowerdir", "upperdir", "workdir", "fsync", "passthrough", "fsname",
+	case "lowerdir", "upperdir", "workdir", "fsync", "passthrough", "lower_passthrough", "fsname",
 		"timeout", "entry_timeout", "attr_timeout", "negative_timeout":
 		return true
 	}
@@ -481,6 +487,8 @@ func (mo *mountOptions) setValue(key, val string) error {
 		mo.fsync, err = parseSwitch(key, val)
 	case "passthrough":
 		mo.passthrough, err = parseSwitch(key, val)
+	case "lower_passthrough":
+		mo.lowerPT, err = parseSwitch(key, val)
 	case "fsname":
 		mo.fsName = val
 	case "timeout", "entry_timeout", "attr_timeout", "negative_timeout":
@@ -581,6 +589,9 @@ func (mo *mountOptions) applyTo(cfg *unionfs.Config) {
 	}
 	if mo.passthrough != nil {
 		cfg.Passthrough = *mo.passthrough
+	}
+	if mo.lowerPT != nil {
+		cfg.LowerPassthrough = *mo.lowerPT
 	}
 	if mo.entry != nil {
 		cfg.EntryTimeout = *mo.entry

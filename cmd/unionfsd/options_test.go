@@ -106,6 +106,10 @@ func TestParseTuning(t *testing.T) {
 		{"passthrough=off", []string{"-o", "passthrough=off"}, 0, func(o *options) bool { return !o.cfg.Passthrough }},
 		{"--passthrough=false", []string{"--passthrough=false"}, 0, func(o *options) bool { return !o.cfg.Passthrough }},
 		{"flag beats -o", []string{"-o", "passthrough=off", "--passthrough"}, 0, func(o *options) bool { return o.cfg.Passthrough }},
+		{"lower passthrough default", nil, 0, func(o *options) bool { return o.cfg.LowerPassthrough }},
+		{"lower_passthrough=off", []string{"-o", "lower_passthrough=off"}, 0, func(o *options) bool { return !o.cfg.LowerPassthrough }},
+		{"--lower-passthrough=false", []string{"--lower-passthrough=false"}, 0, func(o *options) bool { return !o.cfg.LowerPassthrough }},
+		{"lower flag beats -o", []string{"-o", "lower_passthrough=off", "--lower-passthrough"}, 0, func(o *options) bool { return o.cfg.LowerPassthrough }},
 		{"timeout sets all three", []string{"-o", "timeout=0.25"}, 0, func(o *options) bool {
 			q := 250 * time.Millisecond
 			return o.cfg.EntryTimeout == q && o.cfg.AttrTimeout == q && o.cfg.NegativeTimeout == q
