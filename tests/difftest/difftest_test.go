@@ -81,7 +81,7 @@ func TestHarnessOverlayVsOverlay(t *testing.T) {
 			Check(t, s, Random(seed, *flagOps), options(), 0)
 		})
 	}
-	for _, c := range scripted {
+	for _, c := range append(scripted, strictScripted...) {
 		t.Run(c.name, func(t *testing.T) {
 			Check(t, s, c.ops, Options{TreeEvery: 1}, 0)
 		})
@@ -173,4 +173,37 @@ func TestUnionfsdVariants(t *testing.T) {
 			t.Run("random", func(t *testing.T) { check(t, s, Random(seeds()[0]+300, min(*flagOps, 1000)), o) })
 		})
 	}
+}
+
+// TestUnionfsdStrictReaders runs the sequences where a reader that opened a
+// lower file before its copy-up reads after it (strictScripted) against
+// unionfsd configured to show it the copy-up, as overlay does: lower files
+// read through the daemon (lower_passthrough=off), or no passthrough at all.
+// With lower passthrough (the default) such a reader keeps the lower copy.
+func TestUnionfsdStrictReaders(t *testing.T) {
+	needMounts(t)
+	if *flagCand != "unionfsd" {
+		t.Skip("-difftest.cand=" + *flagCand + ": the variants are unionfsd configurations")
+	}
+	variants := []struct {
+		name  string
+		tweak func(*unionfs.Config)
+	}{
+		{"lower-passthrough-off", func(c *unionfs.Config) { c.LowerPassthrough = false }},
+		{"no-passthrough", func(c *unionfs.Config) { c.Passthrough = false }},
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			s := Setup{Layers: DefaultLayers(), Ref: Overlay, Cand: UnionfsdWith("unionfsd-"+v.name, v.tweak)}
+			for _, c := range strictScripted {
+				t.Run(c.name, func(t *testing.T) {
+					check(t, s, c.ops, Options{TreeEvery: 1, StrictUpper: *flagStrict})
+				})
+			}
+		})
+	}
+	s := Setup{Layers: DefaultLayers(), Ref: Overlay, Cand: UnionfsdWith("unionfsd-lower-passthrough-off", variants[0].tweak)}
+	t.Run("lower-passthrough-off/random", func(t *testing.T) {
+		check(t, s, Random(seeds()[0]+400, min(*flagOps, 1000)), options())
+	})
 }
