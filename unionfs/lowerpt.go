@@ -46,6 +46,23 @@ import (
 // links.
 const splitGenBase = 1 << 62
 
+// newSplitID returns id with a generation no other identity has; u.mu is
+// held for writing.
+func (u *unionFS) newSplitID(id fs.StableAttr) fs.StableAttr {
+	u.splitGen++
+	id.Gen = splitGenBase | u.splitGen
+	return id
+}
+
+// unretired returns the identity to use for id: id itself, or the one
+// that replaced it when a node with id was split off its names.
+func (u *unionFS) unretired(id fs.StableAttr) fs.StableAttr {
+	if r, ok := u.retiredIDs[id]; ok {
+		return r
+	}
+	return id
+}
+
 // entryRef is one name of a node in a directory, for a kernel notification.
 type entryRef struct {
 	dir  *fs.Inode
@@ -105,8 +122,11 @@ func (n *node) splitLocked() ([]entryRef, error) {
 		return nil, err
 	}
 	old := n.StableAttr()
-	n.u.splitGen++
-	n.u.copiedIno[st.Ino] = fs.StableAttr{Mode: old.Mode, Ino: old.Ino, Gen: splitGenBase | n.u.splitGen}
+	n.u.copiedIno[st.Ino] = n.u.newSplitID(old)
+	// The old identity is n's for good: should the name show the lower
+	// file again (its upper copy removed directly in the upper dir), it
+	// gets a new node too, not this one, which is only its readers'.
+	n.u.retiredIDs[old] = n.u.newSplitID(old)
 	var gone []entryRef
 	for {
 		name, p := n.Parent()

@@ -35,7 +35,7 @@ func readAt(t *testing.T, f *os.File) string {
 	return string(buf[:n])
 }
 
-func readFile(t *testing.T, p string) string {
+func readMerged(t *testing.T, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	must(t, err)
@@ -89,10 +89,10 @@ func TestLowerPTWriteOpens(t *testing.T) {
 			if err := o.write(p); err != nil {
 				t.Fatalf("write after a reader opened: %v", err)
 			}
-			if got := readFile(t, p); got != o.want {
+			if got := readMerged(t, p); got != o.want {
 				t.Errorf("new open reads %q, want %q", got, o.want)
 			}
-			if got := readFile(t, tu.upper+"/d/f"); got != o.want {
+			if got := readMerged(t, tu.upper+"/d/f"); got != o.want {
 				t.Errorf("upper holds %q, want %q", got, o.want)
 			}
 			if got := readAt(t, r); got != "lower data" {
@@ -149,7 +149,7 @@ func TestLowerPTProcFdReopen(t *testing.T) {
 	if !errors.Is(err, syscall.ESTALE) {
 		t.Errorf("write-open through /proc/self/fd of a lower reader: %v, want ESTALE", err)
 	}
-	if got := readFile(t, p); got != "lower data" {
+	if got := readMerged(t, p); got != "lower data" {
 		t.Errorf("after the refused open the file reads %q", got)
 	}
 	must(t, writeAtPath(p, os.O_WRONLY, "UPPER"))
@@ -164,7 +164,7 @@ func TestLowerPTProcFdReopen(t *testing.T) {
 	if got := readAt(t, r2); got != "lower data" {
 		t.Errorf("reopened reader reads %q, want the lower copy", got)
 	}
-	if got := readFile(t, p); got != "UPPER data" {
+	if got := readMerged(t, p); got != "UPPER data" {
 		t.Errorf("new open reads %q", got)
 	}
 	checkLower(t, tu, lower)
@@ -196,7 +196,7 @@ func TestLowerPTMmap(t *testing.T) {
 	if string(m) != "lower data" {
 		t.Errorf("mapping of the lower reader reads %q after the copy-up", m)
 	}
-	if got := readFile(t, p); got != "UPPER MMAP" {
+	if got := readMerged(t, p); got != "UPPER MMAP" {
 		t.Errorf("file reads %q", got)
 	}
 	checkLower(t, tu, lower)
@@ -218,11 +218,11 @@ func TestLowerPTHardLinks(t *testing.T) {
 	must(t, err)
 	defer rb.Close()
 	must(t, writeAtPath(tu.m("a"), os.O_WRONLY, "AAAAA"))
-	if got := readFile(t, tu.m("b")); got != "lower data" {
+	if got := readMerged(t, tu.m("b")); got != "lower data" {
 		t.Errorf("b reads %q after writing a", got)
 	}
 	must(t, writeAtPath(tu.m("b"), os.O_WRONLY, "BBBBB"))
-	if a, b := readFile(t, tu.m("a")), readFile(t, tu.m("b")); a != "AAAAA data" || b != "BBBBB data" {
+	if a, b := readMerged(t, tu.m("a")), readMerged(t, tu.m("b")); a != "AAAAA data" || b != "BBBBB data" {
 		t.Errorf("a %q b %q", a, b)
 	}
 	if a, b := readAt(t, ra), readAt(t, rb); a != "lower data" || b != "lower data" {
@@ -240,7 +240,7 @@ func TestLowerPTRename(t *testing.T) {
 	defer r.Close()
 	must(t, os.Rename(tu.m("f"), tu.m("g")))
 	must(t, writeAtPath(tu.m("g"), os.O_WRONLY, "UPPER"))
-	if got := readFile(t, tu.m("g")); got != "UPPER data" {
+	if got := readMerged(t, tu.m("g")); got != "UPPER data" {
 		t.Errorf("g reads %q", got)
 	}
 	if got := readAt(t, r); got != "lower data" {
@@ -278,7 +278,7 @@ func TestLowerPTMetadata(t *testing.T) {
 				t.Errorf("second reader reads %q", got)
 			}
 			must(t, writeAtPath(p, os.O_WRONLY, "UPPER"))
-			if got := readFile(t, p); got != "UPPER data" {
+			if got := readMerged(t, p); got != "UPPER data" {
 				t.Errorf("file reads %q", got)
 			}
 			if got := readAt(t, r); got != "lower data" {
@@ -320,7 +320,7 @@ func TestLowerPTLink(t *testing.T) {
 	defer r.Close()
 	must(t, os.Link(tu.m("f"), tu.m("g")))
 	must(t, writeAtPath(tu.m("g"), os.O_WRONLY, "UPPER"))
-	if f, g := readFile(t, tu.m("f")), readFile(t, tu.m("g")); f != "UPPER data" || g != "UPPER data" {
+	if f, g := readMerged(t, tu.m("f")), readMerged(t, tu.m("g")); f != "UPPER data" || g != "UPPER data" {
 		t.Errorf("f %q g %q", f, g)
 	}
 	if statIno(t, tu.m("f")) != statIno(t, tu.m("g")) {
@@ -397,6 +397,30 @@ func TestLowerPTRace(t *testing.T) {
 	}
 	if failed != nil {
 		t.Errorf("open during concurrent copy-ups: %v", failed)
+	}
+	checkLower(t, tu, lower)
+}
+
+// TestLowerPTUpperRemovedDirectly: after a split, the upper copy is
+// removed directly in the upper dir while the old reader is open; the name
+// shows the lower file again, on a new node (the old identity stays with
+// the reader's node, which refuses writes), and can be written again.
+func TestLowerPTUpperRemovedDirectly(t *testing.T) {
+	tu, lower := lowerPT(t, func(c *Config) { c.EntryTimeout, c.AttrTimeout = 0, 0 }, map[string]string{"f": "lower data"})
+	r, err := os.Open(tu.m("f"))
+	must(t, err)
+	defer r.Close()
+	must(t, writeAtPath(tu.m("f"), os.O_WRONLY, "UPPER"))
+	must(t, os.Remove(tu.upper+"/f"))
+	if got := readMerged(t, tu.m("f")); got != "lower data" {
+		t.Errorf("after the upper copy went: %q", got)
+	}
+	must(t, writeAtPath(tu.m("f"), os.O_WRONLY, "AGAIN"))
+	if got := readMerged(t, tu.m("f")); got != "AGAIN data" {
+		t.Errorf("rewritten: %q", got)
+	}
+	if got := readAt(t, r); got != "lower data" {
+		t.Errorf("reader reads %q", got)
 	}
 	checkLower(t, tu, lower)
 }

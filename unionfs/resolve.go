@@ -74,7 +74,7 @@ func (u *unionFS) identity(li int, st *syscall.Stat_t, rel string) fs.StableAttr
 		h.Write([]byte(rel))
 		id.Gen = h.Sum64() | 1
 	}
-	return id
+	return u.unretired(id)
 }
 
 // found is the result of resolving one name in a merged directory.

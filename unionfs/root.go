@@ -56,9 +56,12 @@ type unionFS struct {
 	// are gone: the generation of the next one.
 	reusedIno map[uint64]uint64
 	// lowerPT: lower files are passed through in this writable union
-	// (lowerpt.go); splitGen numbers the identities given to split names.
-	lowerPT  bool
-	splitGen uint64
+	// (lowerpt.go); splitGen numbers the identities given to split names;
+	// retiredIDs maps the identities of split-off nodes to the ones their
+	// names use instead (one entry per split: they are rare).
+	lowerPT    bool
+	splitGen   uint64
+	retiredIDs map[fs.StableAttr]fs.StableAttr
 	// metacopyTrusted: metadata-only copies of this upper may be
 	// followed to their lower data (internal/metacopy has the rules).
 	metacopyTrusted bool
@@ -85,7 +88,7 @@ func NewRoot(cfg Config) (*Root, error) {
 		return nil, err
 	}
 	u := &unionFS{cfg: cfg, copiedIno: map[uint64]fs.StableAttr{}, reusedIno: map[uint64]uint64{},
-		dirs: newDirCache(cfg.EntryTimeout)}
+		dirs: newDirCache(cfg.EntryTimeout), retiredIDs: map[fs.StableAttr]fs.StableAttr{}}
 	paths := cfg.Lowers
 	if cfg.Upper != "" {
 		u.rw = true

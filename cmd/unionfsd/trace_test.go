@@ -190,7 +190,7 @@ func TestTraceStderr(t *testing.T) {
 	readFile(t, b.mnt+"/a")
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
-		t.Errorf("foreground unionfsd: %v", err)
+		t.Errorf("foreground unionfsd: %v; stderr %q", err, stderr.String())
 	}
 	want := "lookup /a -> layer 1 (" + b.l1 + ")\n"
 	if !strings.Contains(stderr.String(), want) {
