@@ -73,7 +73,6 @@ func allMethods() []*method {
 		{name: "unionfs-fuse", kind: "unionfs-fuse", desc: "unionfs-fuse with -o cow (Debian package)", pkg: "unionfs-fuse", bin: "unionfs"},
 		{name: "unionfsd", kind: "unionfsd", desc: "unionfsd, default options (passthrough on, fsync=1)"},
 		{name: "unionfsd-nopt", kind: "unionfsd", desc: "unionfsd --passthrough=false", args: []string{"--passthrough=false"}, workloads: ioOnly},
-		{name: "unionfsd-lowerpt-off", kind: "unionfsd", desc: "unionfsd --lower-passthrough=false (lower files read through the daemon in a writable union, as before issue 13)", args: []string{"--lower-passthrough=false"}, workloads: []string{"seq-read-cold", "seq-read-warm", "fio-randread-lower"}},
 		{name: "unionfsd-cache", kind: "unionfsd", desc: "unionfsd --timeout 1h (kernel keeps names and attributes, as fuse-overlayfs does by default)", args: []string{"--timeout", "1h"}, workloads: metaOnly},
 		{name: "unionfsd-nofsync", kind: "unionfsd", desc: "unionfsd -o fsync=0 (copy-up without fsync, like overlay's volatile)", args: []string{"-o", "fsync=0"}, workloads: copyOnly},
 		{name: "unionfsd-trace", kind: "unionfsd", desc: "unionfsd --trace=FILE: one line per operation to a file beside the upper (deleted after each sample)", trace: true, noServe: traceNoServe, workloads: traceOnly},
