@@ -291,6 +291,14 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		return 0, syscall.ENODATA
 	}
 	var sz int
+	if n.detachedReader() != nil {
+		// Split off its names (lowerpt.go): its readers' file answers.
+		err := n.onTop(func(fd int) (err error) {
+			sz, err = fdGetxattr(fd, attr, dest)
+			return err
+		})
+		return uint32(sz), errno(err)
+	}
 	n.u.mu.RLock()
 	err := n.u.at(n.getChain()[0], n.rel(), func(dir int, name string) (err error) {
 		sz, err = getxattrAt(dir, name, attr, dest)
