@@ -13,10 +13,21 @@ type Config struct {
 	Work string
 
 	// Kernel cache timeouts: how long a change made directly in a layer dir
-	// may stay invisible through the mount.
+	// may stay invisible through the mount when it is not watched.
+	// TimeoutAuto (the default) is WatchedTimeout where the layers are
+	// watched and ShortTimeout where they are not; any other value is used
+	// as given (watch.go).
 	EntryTimeout    time.Duration
 	AttrTimeout     time.Duration
 	NegativeTimeout time.Duration
+	// Watch says how changes made directly in the layer dirs reach the
+	// kernel's caches: WatchAuto (fanotify when the daemon may use it,
+	// inotify otherwise), WatchFanotify, WatchInotify or WatchOff (only the
+	// timeouts; "" is WatchOff). See watch.go.
+	Watch string
+	// Warn receives the one-line warnings of watching (a layer that cannot
+	// be watched); nil prints them on stderr.
+	Warn func(msg string)
 
 	// Passthrough asks the kernel to do reads and writes on the backing file
 	// directly (FUSE passthrough, Linux >= 6.9, needs CAP_SYS_ADMIN); it falls
@@ -95,9 +106,10 @@ const DefaultWorkName = ".wh..wh.unionfsd.work"
 // DefaultConfig returns the defaults the command line starts from.
 func DefaultConfig() Config {
 	return Config{
-		EntryTimeout:     time.Second,
-		AttrTimeout:      time.Second,
-		NegativeTimeout:  time.Second,
+		EntryTimeout:     TimeoutAuto,
+		AttrTimeout:      TimeoutAuto,
+		NegativeTimeout:  TimeoutAuto,
+		Watch:            WatchAuto,
 		Passthrough:      true,
 		LowerPassthrough: true,
 		Fsync:            true,

@@ -11,16 +11,25 @@ import (
 // background. The returned server is ready: the mount is visible when Mount
 // returns. Call Unmount on it (or unmount the dir) to stop.
 func Mount(mountpoint string, cfg Config) (*fuse.Server, error) {
+	server, _, err := mountRoot(mountpoint, cfg)
+	return server, err
+}
+
+// mountRoot is Mount, also returning the root (tests look inside).
+func mountRoot(mountpoint string, cfg Config) (*fuse.Server, *Root, error) {
 	root, err := NewRoot(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// Watching starts before the mount serves: a change made after the
+	// mount is then never missed.
+	root.startWatch()
 	opts := root.fuseOptions()
 	raw := &rawFS{RawFileSystem: fs.NewNodeFS(root, opts), u: root.u}
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
 		root.Close()
-		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+		return nil, nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	go func() {
 		server.Serve()
@@ -31,9 +40,9 @@ func Mount(mountpoint string, cfg Config) (*fuse.Server, error) {
 	}()
 	if err := server.WaitMount(); err != nil {
 		server.Unmount() // Serve then returns and closes root
-		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+		return nil, nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	return server, nil
+	return server, root, nil
 }
 
 // mountFlagOptions spells the exec/suid/dev choices as mount options. go-fuse
@@ -56,7 +65,11 @@ func mountFlagOptions(cfg *Config) []string {
 // fuseOptions turns the config into go-fuse options.
 func (r *Root) fuseOptions() *fs.Options {
 	cfg := &r.u.cfg
-	entry, attr, neg := cfg.EntryTimeout, cfg.AttrTimeout, cfg.NegativeTimeout
+	t := pickTimeouts(cfg, ShortTimeout)
+	if r.u.watch != nil {
+		t = r.u.watch.long
+	}
+	entry, attr, neg := t.entry, t.attr, t.negative
 	opts := &fs.Options{
 		EntryTimeout:    &entry,
 		AttrTimeout:     &attr,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -35,6 +36,10 @@ type node struct {
 	upperOpen map[*handle]struct{}
 	// lower is set once the node had lower passthrough handles (lowerpt.go).
 	lower *lowerState
+	// unwatched: changes made directly in the layers below this directory
+	// (or in this file's directory) may go unreported, so replies about it
+	// carry the short cache timeouts (watch.go).
+	unwatched atomic.Bool
 }
 
 // place is where a node lives in the layers. A place is never modified:
@@ -190,6 +195,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 		var err error
 		if f, err = n.u.resolve(n.getChain(), rel, name); err != nil {
 			tr.done(errno(err))
+			n.setReplyTimeouts(out, false)
 			return nil, errno(err)
 		}
 	}
@@ -198,6 +204,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	}
 	tr.layer(f.chain[0])
 	tr.done(0)
+	n.setReplyTimeouts(out, true)
 	return n.childInode(ctx, name, f, &out.Attr), 0
 }
 
@@ -210,13 +217,20 @@ func (n *node) childInode(ctx context.Context, name string, f *found, attr *fuse
 		n.u.mergedDirTimes(&f.st, f.chain, rel)
 	}
 	n.u.fillAttr(attr, &f.st, f.chain, stable.Ino)
+	unwatched := n.unwatched.Load()
+	if f.isDir() && !n.u.learnDir(rel, f.chain) {
+		unwatched = true
+	}
 	if old := n.GetChild(name); old != nil && old.StableAttr() == stable {
 		if on, ok := old.Operations().(*node); ok {
 			on.setState(f)
+			on.unwatched.Store(unwatched)
 			return old
 		}
 	}
-	return n.NewInode(ctx, &node{u: n.u, at: n.u.placeOf(f.chain, f.data)}, stable)
+	child := &node{u: n.u, at: n.u.placeOf(f.chain, f.data)}
+	child.unwatched.Store(unwatched)
+	return n.NewInode(ctx, child, stable)
 }
 
 // Getattr stats the layer that answers for the node. An unlinked file that
@@ -247,6 +261,9 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 	}
 	// inoOf needs u.mu; the node already knows its number.
 	n.u.fillAttr(&out.Attr, &st, chain, n.StableAttr().Ino)
+	if n.unwatched.Load() {
+		out.SetTimeout(n.u.watch.short.attr)
+	}
 	return 0
 }
 

@@ -2,6 +2,7 @@ package unionfs
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,9 @@ import (
 // layer is one branch of the union.
 type layer struct {
 	path string
+	// real is path with every symlink resolved (the kernel's name for it,
+	// which fanotify's handles resolve to).
+	real string
 	// root is an O_PATH descriptor of the layer dir: files are opened
 	// beneath it with no symlink followed (openInLayer).
 	root int
@@ -72,6 +76,9 @@ type unionFS struct {
 	// notes are the upper-dir effects of the operation holding mu, for the
 	// trace; only used when cfg.Trace is set.
 	notes []string
+	// watch is the watching of the layer dirs (watch.go); nil until the
+	// mount starts it.
+	watch *watchState
 }
 
 // Root is the root directory node of a union mount.
@@ -88,7 +95,7 @@ func NewRoot(cfg Config) (*Root, error) {
 		return nil, err
 	}
 	u := &unionFS{cfg: cfg, copiedIno: map[uint64]fs.StableAttr{}, reusedIno: map[uint64]uint64{},
-		dirs: newDirCache(cfg.EntryTimeout), retiredIDs: map[fs.StableAttr]fs.StableAttr{}}
+		dirs: newDirCache(pickTimeouts(&cfg, WatchedTimeout).entry), retiredIDs: map[fs.StableAttr]fs.StableAttr{}}
 	paths := cfg.Lowers
 	if cfg.Upper != "" {
 		u.rw = true
@@ -133,7 +140,12 @@ func (u *unionFS) openLayers(paths []string) error {
 		if err != nil {
 			return fmt.Errorf("layer %s: %w", p, err)
 		}
-		u.layers = append(u.layers, layer{path: p, root: root, dev: st.Dev})
+		real, err := os.Readlink(fdPath(root))
+		if err != nil {
+			unix.Close(root)
+			return fmt.Errorf("layer %s: %w", p, err)
+		}
+		u.layers = append(u.layers, layer{path: p, real: real, root: root, dev: st.Dev})
 	}
 	for i := range u.layers {
 		u.single = append(u.single, []int{i}[:1:1])
@@ -186,6 +198,7 @@ func (u *unionFS) rootChain() ([]int, error) {
 }
 
 func (u *unionFS) close() error {
+	u.stopWatch()
 	u.dirs.closeAll()
 	for _, l := range u.layers {
 		unix.Close(l.root)

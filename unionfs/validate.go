@@ -30,6 +30,11 @@ func (c *Config) Validate() error {
 	if err := c.checkIDMaps(); err != nil {
 		return err
 	}
+	switch c.Watch {
+	case "", WatchAuto, WatchFanotify, WatchInotify, WatchOff:
+	default:
+		return fmt.Errorf("watch=%s: want auto, fanotify, inotify or off", c.Watch)
+	}
 	if c.Work != "" && c.Upper == "" {
 		return fmt.Errorf("%s: workdir given without an upper dir", c.Work)
 	}
