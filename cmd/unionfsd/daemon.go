@@ -160,6 +160,13 @@ func awaitReport(r io.Reader, cmd *exec.Cmd, stderr <-chan string) int {
 	line, _ := bufio.NewReader(r).ReadString('\n')
 	line = strings.TrimSuffix(line, "\n")
 	if line == readyLine {
+		// The child let go of the pipe before saying ready: what it
+		// wrote is its warnings (a layer it cannot watch), ours to show.
+		select {
+		case extra := <-stderr:
+			os.Stderr.WriteString(extra)
+		case <-time.After(time.Second):
+		}
 		return exitOK // the child serves on; it is not ours to wait for
 	}
 	waitErr := cmd.Wait()

@@ -33,10 +33,15 @@ Flags:
                             union (default true; needs root): readers that
                             opened a file before its copy-up keep reading
                             the lower copy (README: Lower passthrough)
+      --watch MODE          how direct changes in the layer dirs reach the
+                            kernel's caches: auto (default), fanotify,
+                            inotify or off (see below)
       --timeout D           set the three cache timeouts below at once
-      --entry-timeout D     kernel cache time for names (default 1s)
-      --attr-timeout D      kernel cache time for attributes (default 1s)
-      --negative-timeout D  kernel cache time for missing names (default 1s)
+      --entry-timeout D     kernel cache time for names
+      --attr-timeout D      kernel cache time for attributes
+      --negative-timeout D  kernel cache time for missing names
+                            (default 24h where the layers are watched, 1s
+                            where they are not)
       --whiteout-format F   what deletions write into the upper: oci (".wh."
                             files, the default) or overlay (0/0 devices and
                             opaque xattrs, for kernel-overlay tools)
@@ -58,6 +63,7 @@ Mount options (-o):
                             "volatile" means fsync=0
   passthrough=on|off        as --passthrough
   lower_passthrough=on|off  as --lower-passthrough
+  watch=auto|fanotify|inotify|off   as --watch
   timeout=SECS, entry_timeout=SECS, attr_timeout=SECS, negative_timeout=SECS
   fsname=NAME               source shown in /proc/mounts
   metacopy=on|off           chown, chmod, utimes, xattrs copy metadata only
@@ -79,10 +85,14 @@ Mount options (-o):
   are never enforced), threaded=N (always parallel), xattr_permissions=N
   (ownership is always stored in the inode).
 
-Cache timeouts: the kernel caches names, attributes and misses, so a change
-made directly in a layer dir (not through the mount) can take up to that long
-to show in the mount. 0 shows such changes at once, at some speed cost.
-Changes made through the mount always show at once.
+Watching and cache timeouts: the kernel caches names, attributes and misses.
+Changes made through the mount always show at once. Changes made directly in
+a layer dir show within milliseconds while the layers are watched: fanotify
+(whole filesystems; needs root) or inotify (the directories the kernel has
+looked up, within fs.inotify.max_user_watches); auto picks fanotify when it
+may. The caches then last 24h. What cannot be watched gets 1s timeouts, and
+unionfsd says so on stderr at mount. watch=off: 1s timeouts everywhere; a
+change can take that long to show. Explicit timeouts are used as given.
 
 Without -f, unionfsd returns once the mount is ready and serves it in the
 background; it prints the error and exits 1 if the mount fails (2 for a
@@ -95,7 +105,7 @@ Examples:
   unionfsd -o cow /srv/rw=RW:/srv/base=RO /mnt/merged
   unionfsd /srv/a=RO:/srv/b=RO /mnt/readonly
   unionfsd -o lowerdir=/l2:/l1,upperdir=/u,workdir=/w none /mnt/merged
-  unionfsd -f --entry-timeout 0 --attr-timeout 0 upper:lower /mnt/merged
+  unionfsd -f --watch off --timeout 0 upper:lower /mnt/merged
   mount -t fuse.unionfsd none /mnt/merged -o lowerdir=/l2:/l1,upperdir=/u,workdir=/w
   unionfsd --trace=/tmp/trace.log --trace-path /etc upper:lower /mnt/merged
   unionfsd explain /mnt/merged /etc/hosts

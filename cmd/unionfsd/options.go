@@ -48,6 +48,7 @@ type flagValues struct {
 	attr        time.Duration
 	negative    time.Duration
 	whiteout    string
+	watch       string
 	trace       string
 	tracePaths  []string
 	traceOps    []string
@@ -71,6 +72,7 @@ func newFlagSet(v *flagValues) *pflag.FlagSet {
 	fs.DurationVar(&v.attr, "attr-timeout", def.AttrTimeout, "attribute cache timeout")
 	fs.DurationVar(&v.negative, "negative-timeout", def.NegativeTimeout, "missing-name cache timeout")
 	fs.StringVar(&v.whiteout, "whiteout-format", def.WhiteoutFormat, "deletions in the upper: oci or overlay")
+	fs.StringVar(&v.watch, "watch", def.Watch, "direct layer changes: auto, fanotify, inotify or off")
 	fs.StringVar(&v.trace, "trace", "", "trace operations to FILE (stderr without =FILE)")
 	fs.Lookup("trace").NoOptDefVal = traceStderr
 	fs.StringArrayVar(&v.tracePaths, "trace-path", nil, "trace only paths under this prefix")
@@ -139,6 +141,13 @@ func applyFlags(fs *pflag.FlagSet, v *flagValues, mo *mountOptions) error {
 			return err
 		}
 		mo.whiteoutFormat = f
+	}
+	if fs.Changed("watch") {
+		w, err := parseWatch("--watch "+v.watch, v.watch)
+		if err != nil {
+			return err
+		}
+		mo.watch = w
 	}
 	durations := []struct {
 		name string
@@ -348,6 +357,7 @@ type mountOptions struct {
 	attr        *time.Duration
 	negative    *time.Duration
 	fsName      string
+	watch       string // "" when not given
 	// noExec, suid and dev are the mount flags; the last of exec/noexec
 	// (suid/nosuid, dev/nodev) wins.
 	noExec, suid, dev bool
@@ -461,7 +471,7 @@ func (mo *mountOptions) set(key, val string, hasVal bool) error {
 
 func valueOption(key string) bool {
 	switch key {
-	case "lowerdir", "upperdir", "workdir", "fsync", "passthrough", "lower_passthrough", "fsname",
+	case "lowerdir", "upperdir", "workdir", "fsync", "passthrough", "lower_passthrough", "fsname", "watch",
 		"timeout", "entry_timeout", "attr_timeout", "negative_timeout":
 		return true
 	}
@@ -491,6 +501,8 @@ func (mo *mountOptions) setValue(key, val string) error {
 		mo.lowerPT, err = parseSwitch(key, val)
 	case "fsname":
 		mo.fsName = val
+	case "watch":
+		mo.watch, err = parseWatch("-o watch="+val, val)
 	case "timeout", "entry_timeout", "attr_timeout", "negative_timeout":
 		err = mo.setTimeout(key, val)
 	default:
@@ -604,6 +616,9 @@ func (mo *mountOptions) applyTo(cfg *unionfs.Config) {
 	}
 	if mo.fsName != "" {
 		cfg.FsName = mo.fsName
+	}
+	if mo.watch != "" {
+		cfg.Watch = mo.watch
 	}
 	cfg.NoExec, cfg.Suid, cfg.Dev = mo.noExec, mo.suid, mo.dev
 	mo.containerOptions.configure(cfg)
@@ -756,4 +771,13 @@ func (co *containerOptions) configure(cfg *unionfs.Config) {
 	if co.metacopy != nil {
 		cfg.Metacopy = *co.metacopy
 	}
+}
+
+// parseWatch checks a --watch / watch= value.
+func parseWatch(what, val string) (string, error) {
+	switch val {
+	case unionfs.WatchAuto, unionfs.WatchFanotify, unionfs.WatchInotify, unionfs.WatchOff:
+		return val, nil
+	}
+	return "", usagef("%s: want auto, fanotify, inotify or off", what)
 }
