@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -46,11 +47,14 @@ type dirPlace struct {
 // maxDirCache bounds the handle cache; past it, it starts again empty.
 const maxDirCache = 1 << 16
 
-// fanMask are the events that change what the mount shows. FAN_MODIFY
-// rather than FAN_CLOSE_WRITE: a writer that keeps its file open (a log)
-// must show too.
+// fanMask are the events that change what the mount shows. Content
+// changes are reported by FAN_CLOSE_WRITE, once per writer, not FAN_MODIFY,
+// once per write: the marks cover whole filesystems, and a database or fio
+// on the same filesystem as a layer makes millions of writes, each an event
+// to read and filter. A writer that keeps a layer file open shows its
+// changes when it closes it.
 const fanMask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO |
-	unix.FAN_ATTRIB | unix.FAN_MODIFY | unix.FAN_ONDIR
+	unix.FAN_ATTRIB | unix.FAN_CLOSE_WRITE | unix.FAN_ONDIR
 
 func newFanWatcher(u *unionFS) (*fanWatcher, error) {
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_REPORT_DFID_NAME,
@@ -140,6 +144,9 @@ func (f *fanWatcher) run() {
 			return
 		}
 		f.handle(buf[:n])
+		if n < len(buf)/2 {
+			time.Sleep(coalesce)
+		}
 	}
 }
 
@@ -241,7 +248,7 @@ func (f *fanWatcher) dispatch(mask uint64, fsid [2]int32, htype int32, handle []
 	switch {
 	case mask&(unix.FAN_CREATE|unix.FAN_DELETE|unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0:
 		c = changeEntry
-	case mask&unix.FAN_MODIFY != 0:
+	case mask&unix.FAN_CLOSE_WRITE != 0:
 		c = changeData
 	default:
 		c = changeAttr

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -169,6 +170,9 @@ func (w *inoWatcher) run() {
 			return
 		}
 		w.handle(buf[:n])
+		if n < len(buf)/2 {
+			time.Sleep(coalesce)
+		}
 	}
 }
 

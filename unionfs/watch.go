@@ -47,6 +47,13 @@ const WatchedTimeout = 24 * time.Hour
 // ShortTimeout is the default cache timeout where nothing is watched.
 const ShortTimeout = time.Second
 
+// coalesce is how long a watcher waits after reading a batch of events
+// before it reads again, so that events arriving one by one (a busy
+// filesystem next to the layers: every change on it arrives with fanotify)
+// are read in batches, not with a wake-up each. It adds at most this much
+// to the time a direct change takes to show.
+const coalesce = 5 * time.Millisecond
+
 // timeouts are the three kernel cache timeouts of a reply.
 type timeouts struct{ entry, attr, negative time.Duration }
 
@@ -310,9 +317,38 @@ func (u *unionFS) layerChanged(li int, rel, name string, c change) {
 		child.NotifyContent(0, 0)
 	case c&changeData != 0:
 		child.NotifyContent(0, 0)
+		u.invalidateLinks(child, 0)
 	default:
 		child.NotifyContent(-1, 0) // attributes only
+		u.invalidateLinks(child, -1)
 	}
+}
+
+// invalidateLinks passes a content or attribute change of a hard-linked
+// lower file on to its other names: each is an inode of its own in the
+// mount (identity), and the event names one. They share the inode number;
+// the walk over the known tree happens only for such files.
+func (u *unionFS) invalidateLinks(changed *fs.Inode, off int64) {
+	id := changed.StableAttr()
+	if id.Gen == 0 || id.Mode == syscall.S_IFDIR {
+		return
+	}
+	cn, ok := changed.Operations().(*node)
+	if !ok || u.inUpper(cn.getChain()) {
+		return // upper inodes reuse numbers with their own generations
+	}
+	var walk func(dir *fs.Inode)
+	walk = func(dir *fs.Inode) {
+		for _, child := range dir.Children() {
+			switch {
+			case child.IsDir():
+				walk(child)
+			case child != changed && child.StableAttr().Ino == id.Ino:
+				child.NotifyContent(off, 0)
+			}
+		}
+	}
+	walk(u.watch.root.EmbeddedInode())
 }
 
 // invalidateChildren drops the kernel's cache of every known child of dir.

@@ -240,3 +240,27 @@ func TestWatchModes(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchHardLinkedLower changes a hard-linked lower file directly under
+// one name; its other name, a separate inode of the mount, shows the change
+// too.
+func TestWatchHardLinkedLower(t *testing.T) {
+	tu := newLayers(t, 1)
+	a, b := filepath.Join(tu.lowers[0], "a"), filepath.Join(tu.lowers[0], "b")
+	writeFile(t, a, "one")
+	if err := os.Link(a, b); err != nil {
+		t.Fatal(err)
+	}
+	tu.mount(t, func(c *Config) { c.Watch = WatchFanotify })
+	for i := 0; i < 2; i++ {
+		seen(tu.m("a"))
+		seen(tu.m("b"))
+	}
+	sh(t, "chmod 600 "+a+" && printf 'two, longer' >"+a)
+	for _, name := range []string{"a", "b"} {
+		want := `11 600 "two, longer"`
+		if !eventually(watchDeadline, func() bool { return seen(tu.m(name)) == want }) {
+			t.Errorf("%s: %s, want %s", name, seen(tu.m(name)), want)
+		}
+	}
+}
