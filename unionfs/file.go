@@ -296,6 +296,9 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	if h.fd < 0 {
 		return syscall.EBADF
 	}
+	if h.upper {
+		h.node.noteUpperClose(h.fd)
+	}
 	err := syscall.Close(h.fd)
 	h.fd = -1
 	for _, fd := range h.stale {

@@ -40,6 +40,10 @@ type node struct {
 	// (or in this file's directory) may go unreported, so replies about it
 	// carry the short cache timeouts (watch.go).
 	unwatched atomic.Bool
+	// wroteAt is when a handle that could write the upper file was last
+	// closed through the mount (unix ns): the watch then ignores the
+	// close event the kernel's own writes cause (watch.go).
+	wroteAt atomic.Int64
 }
 
 // place is where a node lives in the layers. A place is never modified:

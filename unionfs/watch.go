@@ -12,6 +12,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/whiteout"
 )
@@ -98,8 +99,9 @@ type watchState struct {
 	byLayer []watcher
 	// limitOnce reports the first directory inotify could not watch.
 	limitOnce sync.Once
-	// events counts the layer events that led to invalidations, ignored
-	// the ones that did not concern the mount (tests and the bench read them).
+	// events counts the layer events that led to invalidations of a name
+	// or file, ignored the ones that did not concern the mount (tests read
+	// them).
 	events, ignored atomic.Uint64
 	warn            func(string)
 }
@@ -280,7 +282,6 @@ func (u *unionFS) layerChanged(li int, rel, name string, c change) {
 		u.watch.ignored.Add(1)
 		return // the kernel has nothing cached below it
 	}
-	u.watch.events.Add(1)
 	if name == "" {
 		// An event on the directory itself (overflow recovery, inotify's
 		// self events): its attributes and cached listing.
@@ -302,6 +303,11 @@ func (u *unionFS) layerChanged(li int, rel, name string, c change) {
 		return // markers and our workdir never show
 	}
 	child := dir.GetChild(name)
+	if c&changeEntry == 0 && u.rw && li == upperLayer && child != nil && writtenThroughMount(child) {
+		u.watch.ignored.Add(1)
+		return
+	}
+	u.watch.events.Add(1)
 	switch {
 	case c&changeEntry != 0:
 		dir.NotifyEntry(name)
@@ -418,4 +424,40 @@ func (u *unionFS) alreadyKnown(li int, rel, name string) bool {
 		return false
 	}
 	return u.inoOf(li, st.Ino) == child.StableAttr().Ino
+}
+
+// ownWriteWindow is how long after a writable handle on an upper file was
+// closed through the mount a content or attribute event of that file is
+// taken for the kernel's own: writes through FUSE passthrough are made by
+// the kernel in the writer's name, so their events carry the writer's pid,
+// not the daemon's, and fanotify's pid filter cannot drop them. An untar
+// through the mount would otherwise cost one invalidation per file.
+const ownWriteWindow = time.Second
+
+// writtenThroughMount reports whether the upper file of child is open
+// through the mount, or was written through it within ownWriteWindow: its
+// content and attribute events are then the kernel's own writes. A direct
+// change to an upper file open through the mount at that moment shows when
+// the next event for it comes, or after the cache timeout.
+func writtenThroughMount(child *fs.Inode) bool {
+	n, ok := child.Operations().(*node)
+	if !ok {
+		return false
+	}
+	n.mu.Lock()
+	open := n.passthroughOpen+n.cachedOpen > 0
+	n.mu.Unlock()
+	return open || time.Now().UnixNano()-n.wroteAt.Load() < int64(ownWriteWindow)
+}
+
+// noteUpperClose records the close of an upper file descriptor that could
+// write (see writtenThroughMount).
+func (n *node) noteUpperClose(fd int) {
+	if n.u.watch == nil || n.u.watch.fan == nil && n.u.watch.ino == nil {
+		return
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil && fl&unix.O_ACCMODE != unix.O_RDONLY {
+		n.wroteAt.Store(time.Now().UnixNano())
+	}
 }
