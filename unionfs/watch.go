@@ -103,7 +103,8 @@ type watchState struct {
 	// or file, ignored the ones that did not concern the mount (tests read
 	// them).
 	events, ignored atomic.Uint64
-	warn            func(string)
+	// started is when watching started (node.wroteAt counts from it).
+	started time.Time
 }
 
 // allWatched reports whether every layer is watched at least at its root.
@@ -131,7 +132,7 @@ func (u *unionFS) warnf(format string, args ...any) {
 // watched get short timeouts; startWatch says so in one line.
 func (r *Root) startWatch() {
 	u := r.u
-	w := &watchState{root: &r.node, byLayer: make([]watcher, len(u.layers))}
+	w := &watchState{root: &r.node, byLayer: make([]watcher, len(u.layers)), started: time.Now()}
 	u.watch = w
 	w.long = pickTimeouts(&u.cfg, WatchedTimeout)
 	w.short = pickTimeouts(&u.cfg, ShortTimeout)
@@ -445,9 +446,17 @@ func writtenThroughMount(child *fs.Inode) bool {
 		return false
 	}
 	n.mu.Lock()
-	open := n.passthroughOpen+n.cachedOpen > 0
+	open, at := n.passthroughOpen+n.cachedOpen > 0, n.wroteAt
 	n.mu.Unlock()
-	return open || time.Now().UnixNano()-n.wroteAt.Load() < int64(ownWriteWindow)
+	return open || at != 0 && n.u.watch.tick()-at < int32(ownWriteWindow/wroteTick)
+}
+
+// wroteTick is the unit of node.wroteAt.
+const wroteTick = 10 * time.Millisecond
+
+// tick is the time since the watch started, in wroteTicks (at least 1).
+func (w *watchState) tick() int32 {
+	return int32(time.Since(w.started)/wroteTick) + 1
 }
 
 // noteUpperClose records the close of an upper file descriptor that could
@@ -458,6 +467,9 @@ func (n *node) noteUpperClose(fd int) {
 	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err == nil && fl&unix.O_ACCMODE != unix.O_RDONLY {
-		n.wroteAt.Store(time.Now().UnixNano())
+		now := n.u.watch.tick()
+		n.mu.Lock()
+		n.wroteAt = now
+		n.mu.Unlock()
 	}
 }
