@@ -29,7 +29,7 @@ type inoWatcher struct {
 
 	mu  sync.Mutex
 	wds map[int32]dirPlace // watch → directory
-	dir map[watchKey]int32   // directory → watch
+	dir map[watchKey]int32 // directory → watch
 	wk  int                // eventfd that ends run
 }
 
