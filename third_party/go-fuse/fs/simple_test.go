@@ -64,6 +64,7 @@ type testOptions struct {
 	directMountStrict bool // sets MountOptions.DirectMountStrict
 	disableSplice     bool // sets MountOptions.DisableSplice
 	idMappedMount     bool // sets MountOptions.IDMappedMount
+	ioUring           bool // sets MountOptions.EnableIoUring
 }
 
 // newTestCase creates the directories `orig` and `mnt` inside a temporary
@@ -121,6 +122,7 @@ func newTestCase(t *testing.T, opts *testOptions) *testCase {
 		EnableLocks:       opts.enableLocks,
 		DisableSplice:     opts.disableSplice,
 		IDMappedMount:     opts.idMappedMount,
+		EnableIoUring:     opts.ioUring,
 		Logger:            fsOpts.Logger,
 		PanicHandler:      testutil.PanicHandler(t, fuse.EIO),
 	}

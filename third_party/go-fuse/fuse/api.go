@@ -387,6 +387,18 @@ type MountOptions struct {
 	// ExtraCapabilities is a bitmask of capabilities which
 	// must be enabled in addition to the defaults.
 	ExtraCapabilities uint64
+
+	// EnableIoUring, if set, serves requests over FUSE-over-io_uring
+	// (Linux 6.14+, protocol 7.42) when the kernel offers it in INIT,
+	// which it does only if the fuse module parameter enable_uring
+	// is set. One ring queue is registered per possible CPU; the
+	// kernel hands each request to the queue of the CPU the
+	// calling task runs on. FORGET and INTERRUPT, and all
+	// notifications, still go through /dev/fuse. If the kernel does
+	// not offer io_uring, or registering the queues fails, requests
+	// are served over /dev/fuse as without this option; call
+	// Server.IoUring to find out which happened.
+	EnableIoUring bool
 }
 
 // RawFileSystem is an interface close to the FUSE wire protocol.

@@ -122,6 +122,9 @@ func doInit(server *protocolServer, req *request) {
 		kernelFlags |= input.Flags64() & CAP_AUTO_INVAL_DATA
 	}
 
+	if server.opts.EnableIoUring {
+		kernelFlags |= input.Flags64() & CAP_OVER_IO_URING
+	}
 	kernelFlags = kernelFlags &^ server.opts.DisabledCapabilities
 
 	// maxPages is the maximum request size we want the kernel to use, in units of

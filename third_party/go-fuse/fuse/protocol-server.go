@@ -315,7 +315,14 @@ func (ps *ProtocolServer) HandleRequest(in [][]byte, out [][]byte) (int, Status)
 			cancel: make(chan struct{}),
 		},
 	}
+	return ps.handleIov(req, in, out)
+}
 
+// handleIov is HandleRequest with the request storage passed in, so a
+// transport that serves one request at a time per buffer (io_uring)
+// can reuse it. The input header is copied into req before the
+// filesystem runs, so out may alias in's header.
+func (ps *protocolServer) handleIov(req *requestAlloc, in [][]byte, out [][]byte) (int, Status) {
 	total := iovLen(in)
 	n := copyFromIov(req.smallInputBuf[:min(total, len(req.smallInputBuf))], in, 0)
 	if n < int(unsafe.Sizeof(InHeader{})) {
@@ -364,7 +371,11 @@ func (ps *ProtocolServer) HandleRequest(in [][]byte, out [][]byte) (int, Status)
 			return 0, EIO
 		}
 		if outPayloadSize > 0 {
-			if b, ok := iovSlice(out, int(sizeOfOutHeader)+outSize, outPayloadSize); ok {
+			// The out iov may share memory with the input
+			// payload (io_uring has one payload buffer per
+			// entry); the filesystem may still read the input
+			// while it fills the output.
+			if b, ok := iovSlice(out, int(sizeOfOutHeader)+outSize, outPayloadSize); ok && !overlaps(b, req.inPayload) {
 				direct = b
 				req.outPayload = b
 			} else {
@@ -374,7 +385,7 @@ func (ps *ProtocolServer) HandleRequest(in [][]byte, out [][]byte) (int, Status)
 		}
 	}
 
-	ps.protocolServer.handleRequest(h, &req.request)
+	ps.handleRequest(h, &req.request)
 	if req.suppressReply {
 		return 0, OK
 	}
@@ -425,7 +436,21 @@ func readIntoIov(rr ReadResult, dst [][]byte) (int, Status) {
 		}
 		return copyToIov(dst, slices...), OK
 	}
-	return 0, EIO
+	// Results from Server's own paths (eg. a pipe) have neither.
+	b, code := rr.Bytes(make([]byte, rr.Size()))
+	if !code.Ok() {
+		return 0, code
+	}
+	return copyToIov(dst, b), OK
+}
+
+// overlaps reports whether a and b share memory.
+func overlaps(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	a0, b0 := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
+	return a0 < b0+uintptr(len(b)) && b0 < a0+uintptr(len(a))
 }
 
 func iovLens(in [][]byte) []int {

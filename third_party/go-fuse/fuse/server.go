@@ -69,6 +69,9 @@ type Server struct {
 
 	// for implementing single threaded processing.
 	requestProcessingMu sync.Mutex
+
+	// FUSE over io_uring, if MountOptions.EnableIoUring.
+	uring uringTransport
 }
 
 // SetDebug is deprecated. Use MountOptions.Debug instead.
@@ -278,6 +281,7 @@ func NewServer(fs RawFileSystem, mountPoint string, opts *MountOptions) (*Server
 	// This prepares for Serve being called somewhere, either
 	// synchronously or asynchronously.
 	ms.fuseFD.loops.Add(1)
+	ms.startIoUring()
 	return ms, nil
 }
 
@@ -340,7 +344,7 @@ func (ms *Server) DebugData() string {
 	r = ms.fuseFD.reqReaders
 	ms.fuseFD.reqMu.Unlock()
 
-	return fmt.Sprintf("readers: %d", r)
+	return fmt.Sprintf("readers: %d, io_uring requests: %d", r, ms.uring.requests.Load())
 }
 
 // handleEINTR retries the given function until it doesn't return syscall.EINTR.
@@ -375,6 +379,7 @@ func (ms *Server) Serve() {
 		log.Panic("Serve() must only be called once, you have called it a second time")
 	}
 
+	ms.uring.startServing()
 	ms.loop()
 	ms.fuseFD.loops.Wait()
 
