@@ -83,6 +83,13 @@ type Config struct {
 	// and when it is trusted), which is copied on the first open for write
 	// or truncate. Off, pointers found in the upper are refused (EPERM).
 	Metacopy bool
+	// IoUring is how requests travel between the kernel and the daemon
+	// (-o io_uring=): IoUringOn serves them over FUSE over io_uring (Linux
+	// 6.14+ with the fuse module parameter enable_uring=Y) and fails the
+	// mount when that is unavailable; IoUringAuto uses it when the kernel
+	// offers it and /dev/fuse otherwise; IoUringOff ("" too) always
+	// /dev/fuse.
+	IoUring string
 }
 
 // IDMap maps Size ids from ContainerID (what the mount shows) to HostID
@@ -95,6 +102,13 @@ type IDMap struct {
 const (
 	WhiteoutOCI     = "oci"
 	WhiteoutOverlay = "overlay"
+)
+
+// Values of Config.IoUring.
+const (
+	IoUringAuto = "auto"
+	IoUringOn   = "on"
+	IoUringOff  = "off"
 )
 
 // DefaultWorkName is the workdir used inside the upper when none is given
@@ -115,5 +129,6 @@ func DefaultConfig() Config {
 		Fsync:            true,
 		FsName:           "unionfsd",
 		WhiteoutFormat:   WhiteoutOCI,
+		IoUring:          IoUringOff,
 	}
 }

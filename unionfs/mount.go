@@ -42,6 +42,10 @@ func mountRoot(mountpoint string, cfg Config) (*fuse.Server, *Root, error) {
 		server.Unmount() // Serve then returns and closes root
 		return nil, nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
+	if _, err := server.IoUring(); err != nil && cfg.IoUring == IoUringOn {
+		server.Unmount()
+		return nil, nil, fmt.Errorf("mount %s: io_uring=on: %w", mountpoint, err)
+	}
 	return server, root, nil
 }
 
@@ -104,5 +108,8 @@ func (r *Root) fuseOptions() *fs.Options {
 	if !cfg.Passthrough {
 		opts.MountOptions.MaxStackDepth = 0
 	}
+	// With io_uring=auto the kernel decides: it offers io_uring in INIT
+	// only when its enable_uring parameter is on.
+	opts.MountOptions.EnableIoUring = cfg.IoUring == IoUringOn || cfg.IoUring == IoUringAuto
 	return opts
 }

@@ -35,6 +35,11 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("watch=%s: want auto, fanotify, inotify or off", c.Watch)
 	}
+	switch c.IoUring {
+	case "", IoUringAuto, IoUringOn, IoUringOff:
+	default:
+		return fmt.Errorf("io_uring=%s: want %s, %s or %s", c.IoUring, IoUringAuto, IoUringOn, IoUringOff)
+	}
 	if c.Work != "" && c.Upper == "" {
 		return fmt.Errorf("%s: workdir given without an upper dir", c.Work)
 	}

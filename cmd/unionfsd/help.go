@@ -36,6 +36,10 @@ Flags:
       --watch MODE          how direct changes in the layer dirs reach the
                             kernel's caches: auto (default), fanotify,
                             inotify or off (see below)
+      --io-uring MODE       FUSE over io_uring (Linux 6.14+, fuse module
+                            parameter enable_uring=Y): on (fail the mount if
+                            unavailable), auto (when the kernel offers it),
+                            off (/dev/fuse; the default)
       --timeout D           set the three cache timeouts below at once
       --entry-timeout D     kernel cache time for names
       --attr-timeout D      kernel cache time for attributes
@@ -64,6 +68,7 @@ Mount options (-o):
   passthrough=on|off        as --passthrough
   lower_passthrough=on|off  as --lower-passthrough
   watch=auto|fanotify|inotify|off   as --watch
+  io_uring=auto|on|off      as --io-uring
   timeout=SECS, entry_timeout=SECS, attr_timeout=SECS, negative_timeout=SECS
   fsname=NAME               source shown in /proc/mounts
   metacopy=on|off           chown, chmod, utimes, xattrs copy metadata only

@@ -43,6 +43,7 @@ type flagValues struct {
 	workdir     string
 	passthrough bool
 	lowerPT     bool
+	ioUring     string
 	timeout     time.Duration
 	entry       time.Duration
 	attr        time.Duration
@@ -67,6 +68,7 @@ func newFlagSet(v *flagValues) *pflag.FlagSet {
 	fs.StringVar(&v.workdir, "workdir", "", "copy-up scratch dir")
 	fs.BoolVar(&v.passthrough, "passthrough", def.Passthrough, "FUSE passthrough I/O")
 	fs.BoolVar(&v.lowerPT, "lower-passthrough", def.LowerPassthrough, "pass lower files through in a writable union")
+	fs.StringVar(&v.ioUring, "io-uring", def.IoUring, "FUSE over io_uring: auto, on or off")
 	fs.DurationVar(&v.timeout, "timeout", def.EntryTimeout, "all kernel cache timeouts")
 	fs.DurationVar(&v.entry, "entry-timeout", def.EntryTimeout, "name cache timeout")
 	fs.DurationVar(&v.attr, "attr-timeout", def.AttrTimeout, "attribute cache timeout")
@@ -134,6 +136,13 @@ func applyFlags(fs *pflag.FlagSet, v *flagValues, mo *mountOptions) error {
 	}
 	if fs.Changed("lower-passthrough") {
 		mo.lowerPT = &v.lowerPT
+	}
+	if fs.Changed("io-uring") {
+		m, err := parseIoUring("--io-uring "+v.ioUring, v.ioUring)
+		if err != nil {
+			return err
+		}
+		mo.ioUring = m
 	}
 	if fs.Changed("whiteout-format") {
 		f, err := parseWhiteoutFormat("--whiteout-format "+v.whiteout, v.whiteout)
@@ -353,6 +362,7 @@ type mountOptions struct {
 	fsync       *bool
 	passthrough *bool
 	lowerPT     *bool
+	ioUring     string // "" when not given
 	entry       *time.Duration
 	attr        *time.Duration
 	negative    *time.Duration
@@ -471,7 +481,7 @@ func (mo *mountOptions) set(key, val string, hasVal bool) error {
 
 func valueOption(key string) bool {
 	switch key {
-	case "lowerdir", "upperdir", "workdir", "fsync", "passthrough", "lower_passthrough", "fsname", "watch",
+	case "lowerdir", "upperdir", "workdir", "fsync", "passthrough", "lower_passthrough", "io_uring", "fsname", "watch",
 		"timeout", "entry_timeout", "attr_timeout", "negative_timeout":
 		return true
 	}
@@ -499,6 +509,8 @@ func (mo *mountOptions) setValue(key, val string) error {
 		mo.passthrough, err = parseSwitch(key, val)
 	case "lower_passthrough":
 		mo.lowerPT, err = parseSwitch(key, val)
+	case "io_uring":
+		mo.ioUring, err = parseIoUring("-o io_uring="+val, val)
 	case "fsname":
 		mo.fsName = val
 	case "watch":
@@ -604,6 +616,9 @@ func (mo *mountOptions) applyTo(cfg *unionfs.Config) {
 	}
 	if mo.lowerPT != nil {
 		cfg.LowerPassthrough = *mo.lowerPT
+	}
+	if mo.ioUring != "" {
+		cfg.IoUring = mo.ioUring
 	}
 	if mo.entry != nil {
 		cfg.EntryTimeout = *mo.entry
@@ -740,6 +755,14 @@ func checkNumber(key, val string, max int64) error {
 
 // parseWhiteoutFormat checks a --whiteout-format / whiteout_format= value;
 // what names the setting in the error.
+func parseIoUring(what, val string) (string, error) {
+	switch v := strings.ToLower(val); v {
+	case unionfs.IoUringAuto, unionfs.IoUringOn, unionfs.IoUringOff:
+		return v, nil
+	}
+	return "", usagef("%s: want %s, %s or %s", what, unionfs.IoUringAuto, unionfs.IoUringOn, unionfs.IoUringOff)
+}
+
 func parseWhiteoutFormat(what, val string) (string, error) {
 	switch strings.ToLower(val) {
 	case unionfs.WhiteoutOCI:

@@ -110,6 +110,10 @@ func TestParseTuning(t *testing.T) {
 		{"lower_passthrough=off", []string{"-o", "lower_passthrough=off"}, 0, func(o *options) bool { return !o.cfg.LowerPassthrough }},
 		{"--lower-passthrough=false", []string{"--lower-passthrough=false"}, 0, func(o *options) bool { return !o.cfg.LowerPassthrough }},
 		{"lower flag beats -o", []string{"-o", "lower_passthrough=off", "--lower-passthrough"}, 0, func(o *options) bool { return o.cfg.LowerPassthrough }},
+		{"io_uring default", nil, 0, func(o *options) bool { return o.cfg.IoUring == def.IoUring }},
+		{"-o io_uring=on", []string{"-o", "io_uring=on"}, 0, func(o *options) bool { return o.cfg.IoUring == unionfs.IoUringOn }},
+		{"--io-uring=auto", []string{"--io-uring=auto"}, 0, func(o *options) bool { return o.cfg.IoUring == unionfs.IoUringAuto }},
+		{"--io-uring beats -o", []string{"-o", "io_uring=on", "--io-uring", "off"}, 0, func(o *options) bool { return o.cfg.IoUring == unionfs.IoUringOff }},
 		{"timeout sets all three", []string{"-o", "timeout=0.25"}, 0, func(o *options) bool {
 			q := 250 * time.Millisecond
 			return o.cfg.EntryTimeout == q && o.cfg.AttrTimeout == q && o.cfg.NegativeTimeout == q
@@ -173,6 +177,8 @@ var usageErrorCases = []struct {
 	{[]string{"--workdir", "/w", "a=RO:b=RO", "m"}, "/w: workdir given without an upper dir"},
 	{[]string{"-o", "upperdir=/u", "m"}, "/u: upperdir given without lowerdir"},
 	{[]string{"-o", "upperdir=", "a:b", "m"}, "upperdir=: empty path"},
+	{[]string{"-o", "io_uring=yes", "a:b", "m"}, "-o io_uring=yes: want auto, on or off"},
+	{[]string{"--io-uring", "maybe", "a:b", "m"}, "--io-uring maybe: want auto, on or off"},
 	{[]string{"-o", "lowerdir", "m"}, "lowerdir: needs a value"},
 	{[]string{"-o", "frobnicate", "a:b", "m"}, "-o frobnicate: unknown mount option"},
 	{[]string{"-o", "squash_to_root=1", "a:b", "m"}, "squash_to_root takes no value"},

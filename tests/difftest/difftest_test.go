@@ -143,7 +143,8 @@ func TestUnionfsdDefaultWorkdir(t *testing.T) {
 }
 
 // TestUnionfsdVariants runs the comparison against unionfsd configured
-// the other ways a user can: plain FUSE I/O instead of passthrough, and
+// the other ways a user can: plain FUSE I/O instead of passthrough,
+// requests over FUSE over io_uring (when the kernel has it), and
 // metadata-only copy-up (whose upper holds stubs rather than copies, so
 // only merged views, results and lowers are compared). Overlay-format
 // uppers have their own test (TestUnionfsdOverlayUpperFormat).
@@ -156,12 +157,17 @@ func TestUnionfsdVariants(t *testing.T) {
 		name  string
 		tweak func(*unionfs.Config)
 		o     Options
+		need  func(*testing.T) // skips the variant when the host cannot run it
 	}{
-		{"no-passthrough", func(c *unionfs.Config) { c.Passthrough = false }, Options{}},
-		{"metacopy", func(c *unionfs.Config) { c.Metacopy = true }, Options{SkipUpper: true}},
+		{"no-passthrough", func(c *unionfs.Config) { c.Passthrough = false }, Options{}, nil},
+		{"metacopy", func(c *unionfs.Config) { c.Metacopy = true }, Options{SkipUpper: true}, nil},
+		{"io_uring", func(c *unionfs.Config) { c.IoUring = unionfs.IoUringOn }, Options{}, NeedIoUring},
 	}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
+			if v.need != nil {
+				v.need(t)
+			}
 			s := Setup{Layers: DefaultLayers(), Ref: Overlay, Cand: UnionfsdWith("unionfsd-"+v.name, v.tweak)}
 			for _, c := range scripted {
 				o := v.o

@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
+	"github.com/unionfsd/unionfsd/internal/fuseuring"
 	"github.com/unionfsd/unionfsd/unionfs"
 	"golang.org/x/sys/unix"
 )
@@ -105,7 +107,15 @@ func mountUnionfsdWith(tweak func(*unionfs.Config)) func(lowers []string, upper,
 
 // MountUnionfsd serves unionfsd with cfg at mnt in-process and returns the
 // function that unmounts it (lazily, if it stays busy).
+//
+// UNIONFSD_IO_URING=auto|on|off in the environment sets cfg.IoUring of every
+// unionfsd the harness mounts, to run whole suites over FUSE over io_uring
+// (on needs the kernel's switch, /sys/module/fuse/parameters/enable_uring,
+// set to Y; TestUnionfsdVariants and TestPosixIoUring set it themselves).
 func MountUnionfsd(mnt string, cfg unionfs.Config) (func() error, error) {
+	if m := os.Getenv(IoUringEnv); m != "" {
+		cfg.IoUring = m
+	}
 	server, err := unionfs.Mount(mnt, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("unionfs.Mount %s: %w", mnt, err)
@@ -273,4 +283,24 @@ func AbortFUSE(conn int) error {
 		return fmt.Errorf("abort FUSE connection %d: %w", conn, err)
 	}
 	return nil
+}
+
+// IoUringEnv names the environment variable that sets unionfsd's io_uring
+// mode for every mount of the harness (see MountUnionfsd).
+const IoUringEnv = "UNIONFSD_IO_URING"
+
+// NeedIoUring switches the kernel's FUSE over io_uring on for the test and
+// back after it, or skips the test saying why it cannot (kernel older than
+// 6.14, not root).
+func NeedIoUring(t *testing.T) {
+	t.Helper()
+	restore, err := fuseuring.Set(true)
+	if err != nil {
+		t.Skipf("%v: not testing io_uring=on; the other tests ran over /dev/fuse", err)
+	}
+	t.Cleanup(func() {
+		if err := restore(); err != nil {
+			t.Error(err)
+		}
+	})
 }

@@ -55,6 +55,26 @@ func TestPosix(t *testing.T) {
 	if reason := difftest.CanMount(); reason != "" && *target != "plain" {
 		t.Skip(reason)
 	}
+	runPosix(t, "")
+}
+
+// TestPosixIoUring runs the suite again with unionfsd serving requests over
+// FUSE over io_uring (io_uring=on), switching the kernel's enable_uring on
+// for the run.
+func TestPosixIoUring(t *testing.T) {
+	if reason := difftest.CanMount(); reason != "" {
+		t.Skip(reason)
+	}
+	if *target != "unionfsd" {
+		t.Skip("-posix.target=" + *target + ": io_uring is a unionfsd setting")
+	}
+	difftest.NeedIoUring(t)
+	runPosix(t, unionfs.IoUringOn)
+}
+
+// runPosix runs every posixtest case in each place; ioUring, if set, is
+// unionfsd's io_uring mode.
+func runPosix(t *testing.T, ioUring string) {
 	var names []string
 	for name := range posixtest.All {
 		names = append(names, name)
@@ -68,7 +88,7 @@ func TestPosix(t *testing.T) {
 			}
 			for _, pl := range places {
 				t.Run(pl.name, func(t *testing.T) {
-					mnt := mount(t)
+					mnt := mount(t, ioUring)
 					dir, err := pl.setup(mnt)
 					if err != nil {
 						t.Fatal(err)
@@ -82,7 +102,7 @@ func TestPosix(t *testing.T) {
 
 // mount makes a fresh union for one case and returns its root; the unmount
 // is registered with t.Cleanup.
-func mount(t *testing.T) string {
+func mount(t *testing.T, ioUring string) string {
 	t.Helper()
 	dir := t.TempDir()
 	lower, upper, work, mnt := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"),
@@ -105,6 +125,9 @@ func mount(t *testing.T) string {
 		cfg := unionfs.DefaultConfig()
 		cfg.Lowers = []string{lower}
 		cfg.Upper, cfg.Work = upper, work
+		if ioUring != "" {
+			cfg.IoUring = ioUring
+		}
 		unmount, err = difftest.MountUnionfsd(mnt, cfg)
 	case "overlay":
 		unmount, err = difftest.Overlay.Mount([]string{lower}, upper, work, mnt)
