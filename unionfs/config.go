@@ -129,6 +129,6 @@ func DefaultConfig() Config {
 		Fsync:            true,
 		FsName:           "unionfsd",
 		WhiteoutFormat:   WhiteoutOCI,
-		IoUring:          IoUringOff,
+		IoUring:          IoUringAuto,
 	}
 }

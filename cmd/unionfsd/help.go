@@ -38,8 +38,8 @@ Flags:
                             inotify or off (see below)
       --io-uring MODE       FUSE over io_uring (Linux 6.14+, fuse module
                             parameter enable_uring=Y): on (fail the mount if
-                            unavailable), auto (when the kernel offers it),
-                            off (/dev/fuse; the default)
+                            unavailable), auto (when the kernel offers it;
+                            the default), off (/dev/fuse)
       --timeout D           set the three cache timeouts below at once
       --entry-timeout D     kernel cache time for names
       --attr-timeout D      kernel cache time for attributes
