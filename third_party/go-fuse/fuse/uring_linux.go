@@ -145,9 +145,9 @@ func ringQueueCount() (int, error) {
 	return n, nil
 }
 
-// startIoUring registers the ring entries after INIT. On failure the
-// entries registered so far are released again, and requests keep
-// going through /dev/fuse.
+// startIoUring registers the ring entries after INIT. The kernel
+// switches to the rings once every queue has an entry; if a queue got
+// none, requests keep going through /dev/fuse.
 func (ms *Server) startIoUring() {
 	u := &ms.uring
 	u.start = make(chan struct{})
@@ -175,27 +175,42 @@ func (ms *Server) startIoUring() {
 	payload := max(_FUSE_MIN_READ_BUFFER, ms.opts.MaxWrite, maxPages*syscall.Getpagesize())
 
 	n := queues * uringWorkersPerQueue
-	errs := make(chan error, n)
+	results := make(chan uringRegistration, n)
 	ms.fuseFD.loops.Add(n)
 	for q := 0; q < queues; q++ {
 		for i := 0; i < uringWorkersPerQueue; i++ {
 			w := &uringWorker{server: ms, devFD: fd, qid: q, payloadSize: payload}
-			go w.run(errs)
+			go w.run(results)
 		}
 	}
+	registered := make([]bool, queues)
+	var failed error
 	for i := 0; i < n; i++ {
-		if err := <-errs; err != nil && u.err == nil {
-			u.err = err
+		r := <-results
+		if r.err == nil {
+			registered[r.qid] = true
+		} else if failed == nil {
+			failed = r.err
 		}
 	}
-	if u.err != nil {
-		// Workers that registered keep their entries until the
-		// mount goes away (the kernel has no unregister), but they
-		// are never used: the kernel switches to the rings only when
-		// every queue has an entry, and registration failure turned
-		// io_uring off for this connection.
-		ms.opts.Logger.Printf("%v; serving requests over /dev/fuse", u.err)
+	for q, ok := range registered {
+		if !ok {
+			// Workers that registered keep their entries until the
+			// mount goes away (the kernel has no unregister), unused.
+			u.err = fmt.Errorf("%v; queue %d has no entry, serving requests over /dev/fuse", failed, q)
+			ms.opts.Logger.Print(u.err)
+			return
+		}
 	}
+	if failed != nil {
+		ms.opts.Logger.Printf("%v; every queue has an entry all the same", failed)
+	}
+}
+
+// uringRegistration is a worker's registration result.
+type uringRegistration struct {
+	qid int
+	err error
 }
 
 // uringWorker owns one ring with one entry of one queue.
@@ -225,7 +240,7 @@ type uringWorker struct {
 
 // run is the worker goroutine. It reports the registration result on
 // registered, then serves requests until the connection goes away.
-func (w *uringWorker) run(registered chan<- error) {
+func (w *uringWorker) run(registered chan<- uringRegistration) {
 	defer w.server.fuseFD.loops.Done()
 	// The thread is never unlocked: it exits with the goroutine,
 	// taking its CPU affinity with it.
@@ -238,11 +253,11 @@ func (w *uringWorker) run(registered chan<- error) {
 
 	if err := w.setup(); err != nil {
 		w.close()
-		registered <- fmt.Errorf("io_uring: queue %d: %v", w.qid, err)
+		registered <- uringRegistration{w.qid, fmt.Errorf("io_uring: queue %d: %v", w.qid, err)}
 		return
 	}
 	err := w.register()
-	registered <- err
+	registered <- uringRegistration{w.qid, err}
 	if err != nil {
 		// Closing the ring cancels an entry that did register.
 		w.close()
