@@ -5,6 +5,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/unionfsd/unionfsd/internal/fuseuring"
 )
 
 // Mount validates cfg, mounts the union at mountpoint and serves it in the
@@ -17,6 +19,11 @@ func Mount(mountpoint string, cfg Config) (*fuse.Server, error) {
 
 // mountRoot is Mount, also returning the root (tests look inside).
 func mountRoot(mountpoint string, cfg Config) (*fuse.Server, *Root, error) {
+	// The common reason io_uring=on cannot be honoured is known before
+	// mounting: refuse then, rather than show a mount that goes away again.
+	if cfg.IoUring == IoUringOn && !fuseuring.Enabled() {
+		return nil, nil, fmt.Errorf("mount %s: io_uring=on: the kernel does not offer FUSE over io_uring (%s is not Y)", mountpoint, fuseuring.Param)
+	}
 	root, err := NewRoot(cfg)
 	if err != nil {
 		return nil, nil, err
