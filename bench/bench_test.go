@@ -334,3 +334,19 @@ func TestCheckServing(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectWorkloadsOnce: a derived row named in -only next to its parent is
+// run and reported once (it was listed twice, so every table showed it twice).
+func TestSelectWorkloadsOnce(t *testing.T) {
+	ws, err := selectWorkloads(scales["tiny"], []string{"untar", untarCPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, w := range ws {
+		names = append(names, w.name)
+	}
+	if got := strings.Join(names, ","); got != "untar,"+untarCPU {
+		t.Errorf("-only untar,%s selected %s", untarCPU, got)
+	}
+}

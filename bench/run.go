@@ -242,6 +242,12 @@ func selectWorkloads(s Scale, only []string) ([]*workload, error) {
 		return all, nil
 	}
 	var out []*workload
+	add := func(w *workload) {
+		// A derived row comes with its parent; naming both lists it once.
+		if indexOf(out, w) < 0 {
+			out = append(out, w)
+		}
+	}
 	for _, name := range only {
 		var found *workload
 		for _, w := range all {
@@ -252,10 +258,10 @@ func selectWorkloads(s Scale, only []string) ([]*workload, error) {
 		if found == nil {
 			return nil, fmt.Errorf("-only %s: no such workload (see -list)", name)
 		}
-		out = append(out, found)
+		add(found)
 		for _, w := range all {
 			if w.partOf == name {
-				out = append(out, w)
+				add(w)
 			}
 		}
 	}

@@ -66,7 +66,7 @@ func timed(f func() error) (float64, error) {
 
 func allWorkloads(s Scale) []*workload {
 	ws := []*workload{
-		{name: "find-cold", unit: "s", target: 1.3, showCPU: true,
+		{name: "find-cold", unit: "s", target: 1.0, showCPU: true,
 			what: fmt.Sprintf("find+stat of %d merged entries, fresh mount, caches dropped", s.TreeEntries()),
 			cmd:  "echo 3 >/proc/sys/vm/drop_caches; find MNT/tree -printf '%s %y\\n'",
 			run:  func(e *env, in *instance) (float64, error) { return e.findStat(in, true, false) }},
@@ -133,7 +133,7 @@ func allWorkloads(s Scale) []*workload {
 			methods: []string{"fuse-overlayfs", "unionfs-fuse", "unionfsd"},
 			what:    fmt.Sprintf("daemon CPU (user+sys) over that untar, per file (%d files)", s.TarFiles),
 			cmd:     "utime+stime of /proc/DAEMON/stat after tar minus before, / files"},
-		&workload{name: "rm-rf", unit: "s", target: 5, touches: []string{rmTreeDir}, nativeLast: true, freshFS: true, showCPU: true,
+		&workload{name: "rm-rf", unit: "s", target: 2, touches: []string{rmTreeDir}, nativeLast: true, freshFS: true, showCPU: true,
 			what: fmt.Sprintf("rm -rf of a tree of %d lower files", s.RmFiles),
 			cmd:  "rm -rf MNT/rmtree",
 			run:  (*env).rmRF},
@@ -173,7 +173,7 @@ func allWorkloads(s Scale) []*workload {
 			methods: []string{"overlay", "fuse-overlayfs", "unionfsd"},
 			what:    "apparent size of the upper after that chown, % of the tree's data bytes (metacopy files keep their size)",
 			cmd:     "du -sb UPPER"},
-		&workload{name: "rss-find", unit: "MiB", base: "fuse-overlayfs", target: 1, targetOf: "fuse-overlayfs",
+		&workload{name: "rss-find", unit: "MiB", base: "fuse-overlayfs", target: 1.5, targetOf: "fuse-overlayfs",
 			methods: []string{"fuse-overlayfs", "unionfs-fuse", "unionfsd"},
 			what:    fmt.Sprintf("daemon peak RSS (VmHWM) after find+stat over %d entries", s.TreeEntries()),
 			cmd:     "find MNT/tree -printf '%s %y\\n'; grep VmHWM /proc/DAEMON/status",
@@ -209,7 +209,7 @@ func copyUpWorkloads(s Scale, idx int, size int64) []*workload {
 		}
 		switch {
 		case idx == 0 && !sync:
-			w.target = 1.0
+			w.target = 1.2
 		case idx == 3 && sync:
 			w.target = 0.2
 		}
