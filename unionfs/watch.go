@@ -166,6 +166,15 @@ func (r *Root) startWatch() {
 			rest = append(rest, li)
 		}
 	}
+	if mode == WatchAuto && w.fan == nil {
+		// inotify events carry no pid: the daemon's own creates in the
+		// upper come back as "direct" changes, and the invalidation of a
+		// fresh entry that is already a mountpoint (a container's bind
+		// target) makes the kernel detach that mount (d_invalidate). auto
+		// therefore keeps the short timeouts where fanotify is unavailable.
+		w.long = w.short
+		return
+	}
 	if len(rest) > 0 {
 		ino, errs := newInoWatcher(u, rest)
 		for _, li := range rest {
