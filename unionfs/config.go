@@ -22,7 +22,7 @@ type Config struct {
 	NegativeTimeout time.Duration
 	// Watch says how changes made directly in the layer dirs reach the
 	// kernel's caches: WatchAuto (fanotify when the daemon may use it,
-	// inotify otherwise), WatchFanotify, WatchInotify or WatchOff (only the
+	// short timeouts otherwise), WatchFanotify, WatchInotify or WatchOff (only the
 	// timeouts; "" is WatchOff). See watch.go.
 	Watch string
 	// Warn receives the one-line warnings of watching (a layer that cannot

@@ -27,7 +27,7 @@ import (
 
 // Values of Config.Watch.
 const (
-	WatchAuto     = "auto"     // fanotify when allowed, inotify otherwise
+	WatchAuto     = "auto"     // fanotify when allowed, short timeouts otherwise
 	WatchFanotify = "fanotify" // fanotify filesystem marks; inotify for what they cannot cover
 	WatchInotify  = "inotify"  // inotify watches on the directories the kernel has looked up
 	WatchOff      = "off"      // no watching: short timeouts bound how stale the cache gets
