@@ -2,10 +2,8 @@ package unionfs
 
 import (
 	"encoding/binary"
-	"errors"
 	"os"
 	"strings"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -126,27 +124,8 @@ func (f *fanWatcher) close() {
 // run reads events until close.
 func (f *fanWatcher) run() {
 	defer f.discard()
-	buf := make([]byte, 64<<10)
-	fds := []unix.PollFd{{Fd: int32(f.fd), Events: unix.POLLIN}, {Fd: int32(f.wake), Events: unix.POLLIN}}
-	for {
-		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
-			return
-		}
-		if fds[1].Revents != 0 {
-			close(f.done)
-			return
-		}
-		n, err := unix.Read(f.fd, buf)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-				continue
-			}
-			return
-		}
-		f.handle(buf[:n])
-		if n < len(buf)/2 {
-			time.Sleep(coalesce)
-		}
+	if readEvents(f.fd, f.wake, f.handle) {
+		close(f.done)
 	}
 }
 

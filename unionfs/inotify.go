@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -153,27 +152,7 @@ func (w *inoWatcher) run() {
 		unix.Close(w.fd)
 		unix.Close(w.wk)
 	}()
-	buf := make([]byte, 64<<10)
-	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(w.wk), Events: unix.POLLIN}}
-	for {
-		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
-			return
-		}
-		if fds[1].Revents != 0 {
-			return
-		}
-		n, err := unix.Read(w.fd, buf)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-				continue
-			}
-			return
-		}
-		w.handle(buf[:n])
-		if n < len(buf)/2 {
-			time.Sleep(coalesce)
-		}
-	}
+	readEvents(w.fd, w.wk, w.handle)
 }
 
 const inoEventLen = int(unsafe.Sizeof(unix.InotifyEvent{}))

@@ -482,3 +482,31 @@ func (n *node) noteUpperClose(fd int) {
 		n.mu.Unlock()
 	}
 }
+
+// readEvents reads batches of events from fd (fanotify or inotify) and
+// hands each to handle, until wake becomes readable (it then reports true)
+// or polling fails. After a short read it sleeps for coalesce, so that a
+// burst of changes costs one wake-up per batch instead of one per event.
+func readEvents(fd, wake int, handle func([]byte)) (woken bool) {
+	buf := make([]byte, 64<<10)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
+			return false
+		}
+		if fds[1].Revents != 0 {
+			return true
+		}
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			return false
+		}
+		handle(buf[:n])
+		if n < len(buf)/2 {
+			time.Sleep(coalesce)
+		}
+	}
+}
