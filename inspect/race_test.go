@@ -6,12 +6,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -51,25 +51,7 @@ func swapUnion(t *testing.T) (u *union, host string) {
 // keepSwapping exchanges upper/d and upper/s (the symlink) until the test
 // ends.
 func keepSwapping(t *testing.T, upper string) {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		d, s := filepath.Join(upper, "d"), filepath.Join(upper, "s")
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := unix.Renameat2(unix.AT_FDCWD, d, unix.AT_FDCWD, s, unix.RENAME_EXCHANGE); err != nil {
-				t.Errorf("exchange: %v", err)
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); wg.Wait() })
+	t.Cleanup(testsupport.KeepExchanging(t, filepath.Join(upper, "d"), filepath.Join(upper, "s")))
 }
 
 // fingerprint lists everything under dir with its type, mode, size and

@@ -8,12 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/layers"
-	"golang.org/x/sys/unix"
 )
 
 // TestDiffTarSymlinkSwapRace is the attack on commit of a live container:
@@ -37,26 +36,8 @@ func TestDiffTarSymlinkSwapRace(t *testing.T) {
 	must(os.WriteFile(filepath.Join(upper, "d", "f"), []byte("container data"), 0o644))
 	must(os.Symlink(host, filepath.Join(upper, "s")))
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		d, s := filepath.Join(upper, "d"), filepath.Join(upper, "s")
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			// d becomes the symlink and back, atomically each time.
-			if err := unix.Renameat2(unix.AT_FDCWD, d, unix.AT_FDCWD, s, unix.RENAME_EXCHANGE); err != nil {
-				t.Errorf("exchange: %v", err)
-				return
-			}
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
+	// d becomes the symlink and back, atomically each time.
+	defer testsupport.KeepExchanging(t, filepath.Join(upper, "d"), filepath.Join(upper, "s"))()
 
 	deadline := time.Now().Add(3 * time.Second)
 	runs, clean := 0, 0

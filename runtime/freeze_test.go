@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // TestPidsInNestedNamespace: the processes a pause freezes include those
@@ -119,19 +121,7 @@ func TestFreezerV1AndV2(t *testing.T) {
 	if init == 0 {
 		t.Fatal("no namespace init")
 	}
-	read := func() string {
-		data, _ := os.ReadFile(counter)
-		return string(data)
-	}
-	advancesWithin := func(d time.Duration) bool {
-		a := read()
-		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-			if read() != a {
-				return true
-			}
-		}
-		return false
-	}
+	advancesWithin := func(d time.Duration) bool { return testsupport.ChangesWithin(counter, d) }
 	v1, v2 := freezerMounts()
 	for _, h := range []struct {
 		name  string

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	rt "github.com/unionfsd/unionfsd/runtime"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // TestCommitPausesContainer checks the freezer: while paused, a container
@@ -20,20 +21,8 @@ func TestCommitPausesContainer(t *testing.T) {
 		"echo up; i=0; while :; do i=$((i+1)); echo $i > /n; done")
 	waitLine(t, sc, "up")
 	counter := filepath.Join(e.containerDir("busy"), "upper", "n")
-	read := func() string {
-		data, _ := os.ReadFile(counter)
-		return string(data)
-	}
-	// advances tells whether the counter changes within d.
-	advancesWithin := func(d time.Duration) bool {
-		a := read()
-		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-			if read() != a {
-				return true
-			}
-		}
-		return false
-	}
+	// advancesWithin tells whether the counter changes within d.
+	advancesWithin := func(d time.Duration) bool { return testsupport.ChangesWithin(counter, d) }
 	advances := func() bool { return advancesWithin(10 * time.Second) }
 	if !advances() {
 		t.Fatalf("the counter does not advance in %s: wrong upper path?", counter)
