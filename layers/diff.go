@@ -155,16 +155,50 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	if f != nil {
 		defer f.Close()
 	}
+	var small []byte
+	if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 && hdr.Size <= smallFileSize {
+		if small, err = d.readSmall(f, hdr.Size); err != nil {
+			return fmt.Errorf("commit: %s: %w", full, err)
+		}
+		hdr.Size = int64(len(small))
+	}
 	if err := d.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("commit: %s: %w", full, err)
 	}
 	switch {
+	case small != nil:
+		_, err = d.tw.Write(small)
+		return err
 	case hdr.Typeflag == tar.TypeReg && hdr.Size > 0:
 		return d.copyContent(f, full, hdr.Size)
 	case hdr.Typeflag == tar.TypeDir:
 		return d.walk(f, rel, at)
 	}
 	return nil
+}
+
+// smallFileSize is the size up to which a file's data is read before its
+// header is written, so the header carries the size actually read. A file
+// that a live container (commit --pause=false) truncates and rewrites
+// while we read then goes in as it was at one moment, not as an error;
+// only a larger file that shrinks mid-copy still fails the commit.
+const smallFileSize = 1 << 20
+
+// readSmall reads at most size bytes of the data of the open upper file f.
+func (d *diffWriter) readSmall(f *os.File, size int64) ([]byte, error) {
+	src, err := d.openContent(f)
+	if err != nil {
+		return nil, err
+	}
+	if src != f {
+		defer src.Close()
+	}
+	buf := make([]byte, size)
+	n, err := io.ReadFull(src, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil
+	}
+	return buf[:n], err
 }
 
 // header builds the tar header of one upper entry (name in dir, at for the
@@ -248,7 +282,7 @@ func (d *diffWriter) copyContent(f *os.File, full string, size int64) error {
 	}
 	n, err := io.Copy(d.tw, io.LimitReader(src, size))
 	if err == nil && n != size {
-		err = fmt.Errorf("file shrank while committing (%d of %d bytes)", n, size)
+		err = fmt.Errorf("file shrank while committing (%d of %d bytes); the upper changed while it was read", n, size)
 	}
 	if err != nil {
 		return fmt.Errorf("commit: %s: %w", full, err)

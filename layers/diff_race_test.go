@@ -81,3 +81,55 @@ func checkTarNames(t *testing.T, data []byte) {
 		}
 	}
 }
+
+// TestDiffTarFileRewrittenWhileRead is commit --pause=false of a container
+// that truncates and rewrites a small file over and over: every walk must
+// finish, and the file goes in whole as some version it had (the size in
+// its header is the size read), never as an error or a zero-padded mix.
+func TestDiffTarFileRewrittenWhileRead(t *testing.T) {
+	upper := t.TempDir()
+	counter := filepath.Join(upper, "n")
+	if err := os.WriteFile(counter, []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// What `echo $i > /n` does: truncate, then write.
+			f, err := os.OpenFile(counter, os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				continue
+			}
+			f.WriteString(strings.Repeat("x", i%4096) + "\n")
+			f.Close()
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for run := 0; run < 2000; run++ {
+		var buf bytes.Buffer
+		if err := layers.WriteDiffTar(upper, nil, &buf); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		tr := tar.NewReader(&buf)
+		for {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("run %d: %v", run, err)
+			}
+			data, _ := io.ReadAll(tr)
+			if hdr.Name == "n" && len(data) > 0 && bytes.IndexByte(data, 0) >= 0 {
+				t.Fatalf("run %d: /n has zero bytes in it: %q", run, data)
+			}
+		}
+	}
+}
