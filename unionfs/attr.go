@@ -23,11 +23,11 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 			return eno
 		}
 		if !kill {
-			return n.Getattr(ctx, fh, out)
+			return n.setattrReply(ctx, fh, out)
 		}
 		in.Valid |= fuse.FATTR_KILL_SUIDGID
 	} else if in.Valid&changes == 0 {
-		return n.Getattr(ctx, fh, out)
+		return n.setattrReply(ctx, fh, out)
 	}
 	if n.u.squashing() {
 		st, eno := n.layerStat(fh)
@@ -54,7 +54,21 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	if eno != 0 {
 		return eno
 	}
-	return n.Getattr(ctx, fh, out)
+	return n.setattrReply(ctx, fh, out)
+}
+
+// setattrReply fills a SETATTR reply with the new attributes and their
+// cache time. go-fuse sets the mount's attribute timeout on GETATTR
+// replies only; a SETATTR reply without one (0) makes the kernel ask again
+// at the next stat, or permission check under default_permissions.
+func (n *node) setattrReply(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if eno := n.Getattr(ctx, fh, out); eno != 0 {
+		return eno
+	}
+	if out.Timeout() == 0 {
+		out.SetTimeout(n.u.watch.long.attr)
+	}
+	return 0
 }
 
 // isEmptySetattr reports a SETATTR that changes nothing. With
