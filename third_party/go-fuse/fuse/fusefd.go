@@ -52,6 +52,14 @@ type fuseFD struct {
 // Ownership of fd passes to the returned fuseFD's *os.File. All shared
 // state (pools, buffer pool, accounting constants) is wired up here.
 func (ms *Server) newFuseFD(fd int) (*fuseFD, error) {
+	// Non-blocking, so that os.NewFile puts the fd in the runtime's
+	// netpoller: a reader waiting for the next request then parks its
+	// goroutine instead of blocking an OS thread in read(2), whose P
+	// sysmon would retake (handoffp/startm) every 20 us of the wait:
+	// a wake-up of another thread per request.
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return nil, err
+	}
 	file := os.NewFile(uintptr(fd), "/dev/fuse")
 	conn, err := file.SyscallConn()
 	if err != nil {
@@ -115,10 +123,22 @@ func (r *fuseFD) readRequest() (req *requestAlloc, code Status) {
 	var n int
 	err := handleEINTR(func() error {
 		var err error
-		if cerr := r.withFD(func(fd int) {
+		// conn.Read waits in the netpoller while the kernel has no
+		// request (EAGAIN).
+		cerr := r.conn.Read(func(fd uintptr) bool {
+			n, err = syscall.Read(int(fd), dest)
+			return err != syscall.EAGAIN
+		})
+		if cerr == nil {
+			return err
+		}
+		// Once the connection is gone (unmount, abort) the fd polls
+		// as EPOLLERR, which the netpoller reports as "not pollable";
+		// the read itself says ENODEV.
+		if ferr := r.withFD(func(fd int) {
 			n, err = syscall.Read(fd, dest)
-		}); cerr != nil {
-			return cerr
+		}); ferr != nil {
+			return ferr
 		}
 		return err
 	})
