@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/layers"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
 )
@@ -30,7 +31,7 @@ import (
 // import published.
 func TestImportENOSPC(t *testing.T) {
 	requireRoot(t)
-	archive := imagetest.BusyboxImage(t)
+	archive := testsupport.BusyboxImage(t)
 	busybox, err := imagetest.FindBusybox()
 	if err != nil {
 		t.Skip(err)
@@ -76,7 +77,7 @@ func TestImportENOSPC(t *testing.T) {
 // layer holds the upper's content.
 func TestCommitENOSPC(t *testing.T) {
 	requireRoot(t)
-	archive := imagetest.BusyboxImage(t)
+	archive := testsupport.BusyboxImage(t)
 	fsRoot := mountTmpfs(t, 48<<20)
 	s := openStore(t, filepath.Join(fsRoot, "store"))
 	base := mustImport(t, s, archive)[0]
@@ -230,7 +231,7 @@ func assertStore(t *testing.T, s *layers.Store, names []string) {
 // image, and import fine once space is back.
 func TestImportCLIENOSPC(t *testing.T) {
 	requireRoot(t)
-	archive := imagetest.BusyboxImage(t)
+	archive := testsupport.BusyboxImage(t)
 	crun := buildCrunLite(t)
 	fsRoot := mountTmpfs(t, 16<<20)
 	root := filepath.Join(fsRoot, "store")
@@ -289,7 +290,7 @@ func buildCrunLite(t *testing.T) string {
 // import succeeds.
 func TestImportEIO(t *testing.T) {
 	requireRoot(t)
-	archive := imagetest.BusyboxImage(t)
+	archive := testsupport.BusyboxImage(t)
 	ff := mountFaultFS(t)
 	for i, budget := range []int64{-1, 0, 1 << 20, 3 << 20} {
 		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
