@@ -12,6 +12,7 @@ import (
 
 	"github.com/unionfsd/unionfsd/layers"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
+	"github.com/unionfsd/unionfsd/whiteout"
 	"golang.org/x/sys/unix"
 )
 
@@ -76,7 +77,7 @@ func commitAndReimport(t *testing.T, s *layers.Store, upper string) (merged map[
 	}
 	top := fresh.LayerDirs(again)[0]
 	for _, n := range listDir(t, top) {
-		if strings.HasPrefix(n, ".wh..wh.") && n != ".wh..wh..opq" {
+		if whiteout.IsReserved(n) && !whiteout.IsOpaqueMarker(n) {
 			t.Errorf("reserved name %s exported", n)
 		}
 	}

@@ -102,7 +102,7 @@ func (d *diffWriter) walk(dir *os.File, rel, xattrPath string) error {
 		}
 	}
 	for _, name := range names {
-		if strings.HasPrefix(name, whiteout.MetaPrefix) && name != whiteout.OpaqueName {
+		if whiteout.IsReserved(name) && !whiteout.IsOpaqueMarker(name) {
 			continue // reserved: our workdir and other union bookkeeping
 		}
 		if err := d.entry(dir, name, filepath.Join(rel, name)); err != nil {

@@ -55,13 +55,19 @@ func NameFits(name string) bool { return len(Prefix)+len(name) <= NameMax }
 // a name that never shows in a merged view and that users may not create.
 func IsWhiteoutName(name string) bool { return strings.HasPrefix(name, Prefix) }
 
+// IsReserved reports whether name starts with ".wh..wh.": a name OCI
+// reserves for markers. Besides the opaque marker (IsOpaqueMarker) these are
+// bookkeeping, never content: our workdir (".wh..wh.unionfsd.work"),
+// aufs's ".wh..wh.plnk".
+func IsReserved(name string) bool { return strings.HasPrefix(name, MetaPrefix) }
+
 // IsOpaqueMarker reports whether name is the OCI opaque marker.
 func IsOpaqueMarker(name string) bool { return name == OpaqueName }
 
 // Target returns the name hidden by the whiteout file whName. ok is false for
 // names that are not plain whiteouts (ordinary names and ".wh..wh." markers).
 func Target(whName string) (target string, ok bool) {
-	if !IsWhiteoutName(whName) || strings.HasPrefix(whName, MetaPrefix) {
+	if !IsWhiteoutName(whName) || IsReserved(whName) {
 		return "", false
 	}
 	target = whName[len(Prefix):]

@@ -41,6 +41,12 @@ func TestNames(t *testing.T) {
 			t.Errorf("NameFits of a %d-byte name = %v, want %v", n, !fits, fits)
 		}
 	}
+	for name, want := range map[string]bool{".wh..wh..opq": true, ".wh..wh.unionfsd.work": true, ".wh..wh.plnk": true,
+		".wh.foo": false, ".wh..": false, ".wh.": false, "x.wh..wh.a": false} {
+		if IsReserved(name) != want {
+			t.Errorf("IsReserved(%q) = %v, want %v", name, !want, want)
+		}
+	}
 	if Name("a b") != ".wh.a b" || !IsOpaqueMarker(OpaqueName) {
 		t.Errorf("Name or IsOpaqueMarker wrong")
 	}
