@@ -111,21 +111,6 @@ func TestMountAt(t *testing.T) {
 	}
 }
 
-func TestUnescapeOctal(t *testing.T) {
-	cases := map[string]string{
-		`/plain`:         "/plain",
-		`/a\040b`:        "/a b",
-		`/t\011x\012y`:   "/t\tx\ny",
-		`/back\134slash`: `/back\slash`,
-		`/short\04`:      `/short\04`,
-	}
-	for in, want := range cases {
-		if got := UnescapeOctal(in); got != want {
-			t.Errorf("UnescapeOctal(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // recordHelperEnv makes the test binary act as a daemon saving a record
 // (TestSaveRecordHelper); the tests run it as another user.
 const recordHelperEnv = "UNIONFSD_TEST_SAVE_RECORD"
