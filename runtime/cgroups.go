@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/unionfsd/unionfsd/internal/mountinfo"
+	"github.com/unionfsd/unionfsd/internal/userns"
 )
 
 // Resource limits go to cgroup v2 when its hierarchy offers the controller,
@@ -114,7 +115,7 @@ func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec) (*cgroups, e
 		res = spec.Linux.Resources
 	}
 	v2, v1, names := cgroupWants(res)
-	if inUserNamespace() {
+	if userns.Inside() {
 		// Bundles cannot get here with limits: validation refuses them.
 		if len(names) > 0 {
 			return nil, fmt.Errorf("%s: cannot be enforced for a rootless container (it needs root, or a cgroup v2 tree delegated by systemd)", joinNames(names))

@@ -36,6 +36,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/beneath"
+	"github.com/unionfsd/unionfsd/internal/userns"
 )
 
 // The two names of the pointer xattr.
@@ -62,17 +63,7 @@ func Xattr() string {
 
 // realRoot reports whether we are root in the initial user namespace,
 // where trusted.* xattrs can be set and read.
-var realRoot = sync.OnceValue(func() bool {
-	if os.Geteuid() != 0 {
-		return false
-	}
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
-})
+var realRoot = sync.OnceValue(func() bool { return os.Geteuid() == 0 && userns.Initial() })
 
 // Trusted reports whether pointers in the upper dir at upper may be
 // followed: metacopy must be on, and a rootless daemon additionally needs
