@@ -9,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/beneath"
 	"github.com/unionfsd/unionfsd/internal/metacopy"
+	"github.com/unionfsd/unionfsd/internal/xattr"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -321,49 +321,23 @@ func (d *diffWriter) openContent(f *os.File) (*os.File, error) {
 
 // readXattrs lists the xattrs of path (not following it), minus the union's own.
 func readXattrs(path string) (map[string]string, error) {
-	size, err := unix.Llistxattr(path, nil)
-	if err != nil {
-		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	if size == 0 {
-		return nil, nil
-	}
-	buf := make([]byte, size)
-	size, err = unix.Llistxattr(path, buf)
-	if err != nil {
+	names, err := xattr.List(path)
+	if err != nil || len(names) == 0 {
 		return nil, err
 	}
 	out := map[string]string{}
-	for _, name := range strings.Split(strings.TrimRight(string(buf[:size]), "\x00"), "\x00") {
-		if name == "" || whiteout.IsInternalXattr(name) {
+	for _, name := range names {
+		if whiteout.IsInternalXattr(name) {
 			continue
 		}
-		val, err := getXattr(path, name)
+		val, err := xattr.Get(path, name)
 		if errors.Is(err, unix.ENODATA) || errors.Is(err, fs.ErrPermission) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("xattr %s: %w", name, err)
 		}
-		out[name] = val
+		out[name] = string(val)
 	}
 	return out, nil
-}
-
-func getXattr(path, name string) (string, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Lgetxattr(path, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	}
 }

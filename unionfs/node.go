@@ -12,6 +12,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/xattr"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -336,7 +337,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	var names []string
 	err := n.onTop(func(fd int) (err error) {
-		names, err = fdListxattrs(fd)
+		names, err = xattr.ListFd(fd)
 		return err
 	})
 	if err != nil {
@@ -355,18 +356,4 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 		return uint32(len(buf)), syscall.ERANGE
 	}
 	return uint32(copy(dest, buf)), 0
-}
-
-func splitNul(b []byte) []string {
-	var out []string
-	start := 0
-	for i, c := range b {
-		if c == 0 {
-			if i > start {
-				out = append(out, string(b[start:i]))
-			}
-			start = i + 1
-		}
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/xattr"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -220,7 +221,7 @@ func isOpaqueFd(fd int) (bool, error) {
 		return false, err
 	}
 	for _, x := range whiteout.OpaqueXattrs {
-		if err == nil && !slices.Contains(splitNul(names[:n]), x) {
+		if err == nil && !slices.Contains(xattr.Split(names[:n]), x) {
 			continue
 		}
 		var v [8]byte
