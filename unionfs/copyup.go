@@ -2,37 +2,14 @@ package unionfs
 
 import (
 	"fmt"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/cow"
 	"github.com/unionfsd/unionfsd/internal/units"
 )
-
-// toNode returns our node behind an inode's operations (the root is a *Root).
-func toNode(e fs.InodeEmbedder) *node {
-	switch v := e.(type) {
-	case *node:
-		return v
-	case *Root:
-		return &v.node
-	}
-	return nil
-}
-
-// parentNode returns the node's parent directory, nil for the root or an
-// unlinked node.
-func (n *node) parentNode() *node {
-	_, p := n.Parent()
-	if p == nil {
-		return nil
-	}
-	return toNode(p.Operations())
-}
 
 // copyUp makes n present in the upper, parent directories first, each with
 // its own metadata. Directories get metadata only; files their data, or only
@@ -107,15 +84,6 @@ func (u *unionFS) keepTimes(rel string) func() {
 	}
 }
 
-// parentRel is the relative path of rel's directory.
-func parentRel(rel string) string {
-	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
-		return rel[:i]
-	}
-	return ""
-}
-
-// upperPath is the real path of rel in the upper.
 func (u *unionFS) upperPath(rel string) string { return u.layerPath(upperLayer, rel) }
 
 // retire is called before the upper object name in dir loses its last name. It drops the

@@ -98,6 +98,27 @@ func (n *node) orphaned() bool {
 	return p == nil && !n.IsRoot()
 }
 
+// toNode returns our node behind an inode's operations (the root is a *Root).
+func toNode(e fs.InodeEmbedder) *node {
+	switch v := e.(type) {
+	case *node:
+		return v
+	case *Root:
+		return &v.node
+	}
+	return nil
+}
+
+// parentNode returns the node's parent directory, nil for the root or an
+// unlinked node.
+func (n *node) parentNode() *node {
+	_, p := n.Parent()
+	if p == nil {
+		return nil
+	}
+	return toNode(p.Operations())
+}
+
 // fdPath names an open descriptor's file for path-based calls.
 func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 

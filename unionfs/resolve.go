@@ -13,15 +13,6 @@ import (
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
-// layerPath names rel in layer li for messages and the trace; it is never
-// opened (layerfs.go).
-func (u *unionFS) layerPath(li int, rel string) string {
-	if rel == "" {
-		return u.layers[li].path
-	}
-	return u.layers[li].path + "/" + rel
-}
-
 // openInLayer opens rel in layer li the way the kernel would open it inside
 // the layer: beneath the layer dir, with no symbolic link followed on the
 // way. A name swapped for a symlink (or a dir for a symlink to elsewhere)
@@ -37,13 +28,6 @@ func (u *unionFS) openInLayer(li int, rel string, flags int) (int, error) {
 const openFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_TRUNC | unix.O_NONBLOCK | unix.O_DIRECT |
 	unix.O_DSYNC | unix.O_SYNC | unix.O_NOATIME | unix.O_LARGEFILE | unix.O_CLOEXEC | unix.O_DIRECTORY |
 	unix.O_NOFOLLOW | unix.O_PATH
-
-func joinRel(dir, name string) string {
-	if dir == "" {
-		return name
-	}
-	return dir + "/" + name
-}
 
 // inoOf is the inode number the mount shows for a file found in layer li.
 func (u *unionFS) inoOf(li int, realIno uint64) uint64 {
