@@ -298,25 +298,25 @@ func (d *diffWriter) openContent(f *os.File) (*os.File, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, err
 	}
-	get := func(attr string, dest []byte) (int, error) { return unix.Fgetxattr(int(f.Fd()), attr, dest) }
-	ptr, err := metacopy.ReadWith(get, st.Mode, st.Size)
+	ptr, err := metacopy.ReadFd(int(f.Fd()), st.Mode, st.Size)
 	if err != nil {
 		return nil, err
 	}
-	if !ptr.Present {
+	rel, err := ptr.Data(d.trusted)
+	if err != nil {
+		return nil, fmt.Errorf("metadata-only copy with a pointer that is not trusted here (wrong xattr namespace for this user, malformed, or an upper not ours): %w", err)
+	}
+	if rel == "" {
 		return f, nil
 	}
-	if ptr.Rel == "" || !d.trusted {
-		return nil, fmt.Errorf("metadata-only copy with a pointer that is not trusted here (wrong xattr namespace for this user, malformed, or an upper not ours): %w", metacopy.ErrUntrusted)
-	}
 	if len(d.lowers) == 0 {
-		return nil, fmt.Errorf("metadata-only copy of /%s: its data is in the lower layers, and none were given", ptr.Rel)
+		return nil, fmt.Errorf("metadata-only copy of /%s: its data is in the lower layers, and none were given", rel)
 	}
-	fd, _, err := metacopy.Open(d.lowers, ptr.Rel, unix.O_RDONLY)
+	fd, _, err := metacopy.Open(d.lowers, rel, unix.O_RDONLY)
 	if err != nil {
-		return nil, fmt.Errorf("metadata-only copy: data /%s in the lower layers: %w", ptr.Rel, err)
+		return nil, fmt.Errorf("metadata-only copy: data /%s in the lower layers: %w", rel, err)
 	}
-	return os.NewFile(uintptr(fd), ptr.Rel), nil
+	return os.NewFile(uintptr(fd), rel), nil
 }
 
 // readXattrs lists the xattrs of path (not following it), minus the union's own.

@@ -343,8 +343,11 @@ func (s *Stack) metacopyMark(li int, fd int) string {
 	if syscall.Fstat(fd, &st) != nil {
 		return ""
 	}
-	get := func(attr string, dest []byte) (int, error) { return fdGetxattr(fd, attr, dest) }
-	m := s.metacopyWith(li, get, &st)
+	ptr, err := metacopy.ReadFd(fd, st.Mode, st.Size)
+	if err != nil {
+		return ""
+	}
+	m := s.locateData(li, ptr)
 	switch {
 	case !m.Present:
 		return ""

@@ -151,15 +151,17 @@ func (s *Stack) Metacopy(li int, p string) MetacopyInfo {
 	if syscall.Lstat(p, &st) != nil {
 		return MetacopyInfo{Layer: -1}
 	}
-	get := func(attr string, dest []byte) (int, error) { return unix.Lgetxattr(p, attr, dest) }
-	return s.metacopyWith(li, get, &st)
+	ptr, err := metacopy.Read(p, st.Mode, st.Size)
+	if err != nil {
+		return MetacopyInfo{Layer: -1}
+	}
+	return s.locateData(li, ptr)
 }
 
-// metacopyWith is Metacopy for a file whose xattrs get reads.
-func (s *Stack) metacopyWith(li int, get metacopy.Getter, st *syscall.Stat_t) MetacopyInfo {
+// locateData is Metacopy for the pointer ptr of a file of layer li.
+func (s *Stack) locateData(li int, ptr metacopy.Pointer) MetacopyInfo {
 	info := MetacopyInfo{Layer: -1}
-	ptr, err := metacopy.ReadWith(get, st.Mode, st.Size)
-	if err != nil || !ptr.Present {
+	if !ptr.Present {
 		return info
 	}
 	info.Present, info.Rel = true, ptr.Rel
