@@ -41,7 +41,7 @@ import (
 func WriteDiffTar(upper string, lowers []string, w io.Writer) error {
 	root, err := os.OpenFile(upper, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return err
 	}
 	defer root.Close()
 	dw := &diffWriter{tw: tar.NewWriter(w), root: upper, links: map[[2]uint64]string{}}
@@ -69,7 +69,7 @@ func (d *diffWriter) openLowers(lowers []string) error {
 	for _, l := range lowers {
 		fd, err := unix.Open(l, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("commit: lower %s: %w", l, err)
+			return fmt.Errorf("lower %s: %w", l, err)
 		}
 		d.lowers = append(d.lowers, fd)
 	}
@@ -87,13 +87,13 @@ func (d *diffWriter) closeLowers() {
 func (d *diffWriter) walk(dir *os.File, rel, xattrPath string) error {
 	names, err := dir.Readdirnames(-1)
 	if err != nil {
-		return fmt.Errorf("commit: read %s: %w", filepath.Join(d.root, rel), err)
+		return fmt.Errorf("read %s: %w", filepath.Join(d.root, rel), err)
 	}
 	sort.Strings(names)
 	if rel != "" {
 		opaque, err := whiteout.HasOpaqueXattr(xattrPath)
 		if err != nil {
-			return fmt.Errorf("commit: %s: %w", filepath.Join(d.root, rel), err)
+			return fmt.Errorf("%s: %w", filepath.Join(d.root, rel), err)
 		}
 		if opaque && !contains(names, whiteout.OpaqueName) {
 			if err := d.marker(filepath.Join(rel, whiteout.OpaqueName), dir, "."); err != nil {
@@ -128,7 +128,7 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	full := filepath.Join(d.root, rel)
 	var st unix.Stat_t
 	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	if whiteout.IsOverlayWhiteout(&st) {
 		return d.marker(filepath.Join(filepath.Dir(rel), whiteout.Name(name)), dir, name)
@@ -137,7 +137,7 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	hdr, err := d.header(rel, at, dir, name, &st)
 	if err != nil || hdr == nil {
 		if err != nil {
-			return fmt.Errorf("commit: %s: %w", full, err)
+			return fmt.Errorf("%s: %w", full, err)
 		}
 		return nil
 	}
@@ -150,7 +150,7 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 		f, err = beneath.OpenDir(dir, name, &st)
 	}
 	if err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	if f != nil {
 		defer f.Close()
@@ -158,12 +158,12 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	var small []byte
 	if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 && hdr.Size <= smallFileSize {
 		if small, err = d.readSmall(f, hdr.Size); err != nil {
-			return fmt.Errorf("commit: %s: %w", full, err)
+			return fmt.Errorf("%s: %w", full, err)
 		}
 		hdr.Size = int64(len(small))
 	}
 	if err := d.tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	switch {
 	case small != nil:
@@ -275,17 +275,17 @@ func readlinkat(dir *os.File, name string) (string, error) {
 func (d *diffWriter) copyContent(f *os.File, full string, size int64) error {
 	src, err := d.openContent(f)
 	if err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	if src != f {
 		defer src.Close()
 	}
 	n, err := io.Copy(d.tw, io.LimitReader(src, size))
 	if err == nil && n != size {
-		err = fmt.Errorf("file shrank while committing (%d of %d bytes); the upper changed while it was read", n, size)
+		err = fmt.Errorf("file shrank while it was read (%d of %d bytes): the upper changed meanwhile", n, size)
 	}
 	if err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	return nil
 }
