@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/metacopy"
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -168,7 +169,7 @@ func TestCheckWithoutLowers(t *testing.T) {
 
 // TestCheckWorkdirOnOtherFilesystem reports a workdir copy-up cannot use.
 func TestCheckWorkdirOnOtherFilesystem(t *testing.T) {
-	requireMounts(t)
+	testsupport.RequireFUSE(t)
 	u := newUnion(t, 1)
 	must(t, unix.Mount("tmpfs", u.work, "tmpfs", 0, "size=1m"))
 	t.Cleanup(func() { unix.Unmount(u.work, unix.MNT_DETACH) })

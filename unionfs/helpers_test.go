@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // testUnion is a mounted union over dirs made by the test.
@@ -18,17 +20,6 @@ type testUnion struct {
 	upper  string
 	work   string
 	mnt    string
-}
-
-// requireFUSE skips when the test cannot mount.
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mount tests need root: run the suite with sudo (./scripts/test.sh)")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse: modprobe fuse, or run on a host with FUSE")
-	}
 }
 
 // newLayers makes n lower dirs, an upper, a workdir and a mountpoint.
@@ -50,7 +41,7 @@ func newLayers(t *testing.T, nLowers int) *testUnion {
 // mount mounts the union with cfg adjusted by tweak and unmounts it at cleanup.
 func (tu *testUnion) mount(t *testing.T, tweak func(*Config)) {
 	t.Helper()
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	cfg := DefaultConfig()
 	cfg.Lowers, cfg.Upper, cfg.Work = tu.lowers, tu.upper, tu.work
 	if tweak != nil {
@@ -60,11 +51,7 @@ func (tu *testUnion) mount(t *testing.T, tweak func(*Config)) {
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			unix.Unmount(tu.mnt, unix.MNT_DETACH)
-		}
-	})
+	testsupport.UnmountAtCleanup(t, tu.mnt, srv.Unmount)
 }
 
 func (tu *testUnion) m(rel string) string { return filepath.Join(tu.mnt, rel) }

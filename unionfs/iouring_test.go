@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/fuseuring"
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // setIoUring sets the fuse module's machine-wide enable_uring parameter for
@@ -84,7 +85,7 @@ func newIoUringLayers(t *testing.T) *testUnion {
 
 // TestIoUringOn: with io_uring=on the requests really travel over the ring.
 func TestIoUringOn(t *testing.T) {
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	setIoUring(t, true)
 	tu := newIoUringLayers(t)
 	srv, err := tu.mountServer(t, IoUringOn)
@@ -108,7 +109,7 @@ func TestIoUringOn(t *testing.T) {
 // TestIoUringUnavailable: with the kernel's switch off, io_uring=on refuses
 // to mount and says why, auto falls back to /dev/fuse.
 func TestIoUringUnavailable(t *testing.T) {
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	setIoUring(t, false)
 	tu := newIoUringLayers(t)
 	if _, err := tu.mountServer(t, IoUringOn); err == nil || !strings.Contains(err.Error(), "io_uring") {

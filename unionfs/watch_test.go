@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // watchDeadline is how fast a direct change must show with watching on:
@@ -203,7 +205,7 @@ func TestWatchOwnWritesQuiet(t *testing.T) {
 // mountRoot mounts tu as tu.mount does and returns its root.
 func (tu *testUnion) mountRoot(t *testing.T, tweak func(*Config)) *Root {
 	t.Helper()
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	cfg := DefaultConfig()
 	cfg.Lowers, cfg.Upper, cfg.Work = tu.lowers, tu.upper, tu.work
 	tweak(&cfg)

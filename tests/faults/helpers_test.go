@@ -46,17 +46,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireRoot skips unless the test can mount file systems and FUSE.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("fault tests mount tmpfs, ext4 loop images and FUSE: run them as root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse: modprobe fuse")
-	}
-}
-
 // mountTmpfs mounts a tmpfs of size bytes on a fresh dir and returns it.
 func mountTmpfs(t *testing.T, size int64) string {
 	t.Helper()
