@@ -3,13 +3,11 @@ package unionfs
 import (
 	"errors"
 	"hash/fnv"
-	"slices"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 
-	"github.com/unionfsd/unionfsd/internal/xattr"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -195,32 +193,7 @@ func isOpaqueFd(fd int) (bool, error) {
 	if !isMissing(err) {
 		return false, err
 	}
-	// One listxattr answers for the common dir with no xattrs at all.
-	var names [256]byte
-	n, err := unix.Listxattr(fdPath(fd), names[:])
-	switch {
-	case err == nil && n == 0, errors.Is(err, unix.ENOTSUP):
-		return false, nil
-	case err != nil && !errors.Is(err, unix.ERANGE):
-		return false, err
-	}
-	for _, x := range whiteout.OpaqueXattrs {
-		if err == nil && !slices.Contains(xattr.Split(names[:n]), x) {
-			continue
-		}
-		var v [8]byte
-		vn, err := fdGetxattr(fd, x, v[:])
-		switch {
-		case err == nil && vn == 1 && v[0] == 'y':
-			return true, nil
-		case err == nil, errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP),
-			errors.Is(err, unix.ERANGE), errors.Is(err, unix.EPERM):
-			// not set, a longer value, or not readable by us: not opaque
-		default:
-			return false, err
-		}
-	}
-	return false, nil
+	return whiteout.HasOpaqueXattrFd(fd)
 }
 
 // existsBelow reports whether name is visible in the layers of dirChain under

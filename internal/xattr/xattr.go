@@ -31,8 +31,8 @@ func Get(path, name string) ([]byte, error) {
 	return readSized(func(b []byte) (int, error) { return unix.Lgetxattr(path, name, b) })
 }
 
-// Split turns a listxattr result (NUL-terminated names) into names.
-func Split(b []byte) []string {
+// split turns a listxattr result (NUL-terminated names) into names.
+func split(b []byte) []string {
 	var out []string
 	start := 0
 	for i, c := range b {
@@ -57,7 +57,7 @@ func list(call func([]byte) (int, error)) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Split(b), nil
+	return split(b), nil
 }
 
 // readSized runs a get or list xattr call, which fails with ERANGE for a

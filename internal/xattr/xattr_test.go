@@ -18,8 +18,8 @@ func TestSplit(t *testing.T) {
 		"user.a\x00b\x00": {"user.a", "b"},
 		"a\x00\x00b":      {"a", "b"},
 	} {
-		if got := Split([]byte(in)); !slices.Equal(got, want) {
-			t.Errorf("Split(%q) = %q, want %q", in, got, want)
+		if got := split([]byte(in)); !slices.Equal(got, want) {
+			t.Errorf("split(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
