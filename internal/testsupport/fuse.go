@@ -1,9 +1,12 @@
 package testsupport
 
 import (
+	"flag"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,4 +39,27 @@ func UnmountAtCleanup(t testing.TB, mnt string, unmount func() error) (unmountNo
 	}
 	t.Cleanup(unmountNow)
 	return unmountNow
+}
+
+// MainDetachingMounts runs the tests of m, then detaches the mounts
+// detachAll finds left behind (each one named on stderr, prefixed by pkg,
+// and a failure) and exits. When go test's -timeout is near, which kills
+// the binary without running t.Cleanup, it detaches them first.
+func MainDetachingMounts(m *testing.M, pkg string, detachAll func() []string) {
+	flag.Parse()
+	if f := flag.Lookup("test.timeout"); f != nil {
+		if d, ok := f.Value.(flag.Getter).Get().(time.Duration); ok && d > 0 {
+			time.AfterFunc(d-min(d/10, 10*time.Second), func() {
+				if left := detachAll(); len(left) > 0 {
+					fmt.Fprintf(os.Stderr, "%s: test timeout is near, detached %d mounts: %v\n", pkg, len(left), left)
+				}
+			})
+		}
+	}
+	code := m.Run()
+	if left := detachAll(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "%s: detached %d mounts left behind: %v\n", pkg, len(left), left)
+		code = 1
+	}
+	os.Exit(code)
 }
