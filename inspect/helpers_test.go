@@ -1,12 +1,9 @@
 package inspect
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -87,36 +84,6 @@ func writeFile(t *testing.T, p, content string) {
 	t.Helper()
 	must(t, os.MkdirAll(filepath.Dir(p), 0o755))
 	must(t, os.WriteFile(p, []byte(content), 0o644))
-}
-
-// tree lists "path kind[=content]" for everything under dir, sorted: the
-// merged view a test compares before and after a repair.
-func tree(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		switch {
-		case rel == ".":
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if errors.Is(err, syscall.EIO) {
-				b = []byte("<EIO>") // a metacopy entry whose data is gone
-			} else if err != nil {
-				return err
-			}
-			out = append(out, rel+"="+string(b))
-		default:
-			out = append(out, rel+" "+fi.Mode().Type().String())
-		}
-		return nil
-	})
-	must(t, err)
-	sort.Strings(out)
-	return out
 }
 
 func changeLines(cs []Change) string {

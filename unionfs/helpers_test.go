@@ -84,46 +84,9 @@ func overlayWhiteout(t *testing.T, path string) {
 	}
 }
 
-// listTree returns "path type[:content|->target]" lines for every entry
-// under dir, sorted, the way the tests compare trees.
-func listTree(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		switch {
-		case fi.IsDir():
-			out = append(out, rel+"/")
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			out = append(out, rel+" -> "+target)
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, rel+" = "+string(b))
-		default:
-			out = append(out, rel+" "+fi.Mode().Type().String()[:1])
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", dir, err)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func assertTree(t *testing.T, what, dir string, want []string) {
 	t.Helper()
-	got := listTree(t, dir)
+	got := testsupport.ListTree(t, dir)
 	sort.Strings(want)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("%s tree:\n got: %q\nwant: %q", what, got, want)
