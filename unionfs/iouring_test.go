@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/fuseuring"
 	"github.com/unionfsd/unionfsd/internal/testsupport"
@@ -38,11 +37,7 @@ func (tu *testUnion) mountServer(t *testing.T, mode string) (*fuse.Server, error
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			unix.Unmount(tu.mnt, unix.MNT_DETACH)
-		}
-	})
+	testsupport.UnmountAtCleanup(t, tu.mnt, srv.Unmount)
 	return srv, nil
 }
 

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
@@ -213,11 +211,7 @@ func (tu *testUnion) mountRoot(t *testing.T, tweak func(*Config)) *Root {
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			unix.Unmount(tu.mnt, unix.MNT_DETACH)
-		}
-	})
+	testsupport.UnmountAtCleanup(t, tu.mnt, srv.Unmount)
 	return root
 }
 
