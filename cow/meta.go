@@ -134,6 +134,9 @@ func skippableXattrErr(name string, err error) bool {
 
 // listXattrs returns the xattr names of the object open as fd (through its
 // /proc entry, which leads to the object itself, a symlink included).
+// internal/xattr does the same for the rest of the tree; cow keeps its own
+// (with readSized) because it imports nothing of this module: it is the
+// copy-up engine every other package builds on.
 func listXattrs(fd int) ([]string, error) {
 	p := fdPath(fd)
 	buf, err := readSized(func(b []byte) (int, error) { return unix.Listxattr(p, b) })

@@ -329,7 +329,7 @@ func (e entryAt) convertCharWhiteout() error {
 		return err
 	}
 	defer dir.Close()
-	if err := createEmpty(dir, whiteout.Name(e.name)); err != nil {
+	if err := whiteout.CreateFileAt(int(dir.Fd()), whiteout.Name(e.name)); err != nil {
 		return err
 	}
 	return beneath.Remove(dir, e.name)
@@ -343,7 +343,7 @@ func (e entryAt) convertOpaque() error {
 		return err
 	}
 	defer dir.Close()
-	if err := createEmpty(dir, whiteout.OpaqueName); err != nil {
+	if err := whiteout.CreateFileAt(int(dir.Fd()), whiteout.OpaqueName); err != nil {
 		return err
 	}
 	for _, x := range whiteout.OpaqueXattrs {
@@ -352,17 +352,4 @@ func (e entryAt) convertOpaque() error {
 		}
 	}
 	return nil
-}
-
-// createEmpty makes an empty file (mode 0) name in dir unless an entry of
-// that name is there; a symlink there is an entry, never followed.
-func createEmpty(dir *os.File, name string) error {
-	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err == unix.EEXIST {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return unix.Close(fd)
 }

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/metacopy"
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -57,7 +58,7 @@ func kinds(fs []*Finding) string {
 // can, and the repaired union shows exactly what the damaged one showed.
 func TestCheckRepairsDamagedUpper(t *testing.T) {
 	u := damagedUnion(t)
-	upperBefore := tree(t, u.upper)
+	upperBefore := testsupport.ListTree(t, u.upper)
 	res, err := Check(u.cfg())
 	must(t, err)
 	rel := func(p string) string { return strings.TrimPrefix(p, u.base+"/") }
@@ -74,11 +75,11 @@ func TestCheckRepairsDamagedUpper(t *testing.T) {
 	if got != strings.Join(want, "\n") {
 		t.Fatalf("findings:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
-	if after := tree(t, u.upper); strings.Join(after, "\n") != strings.Join(upperBefore, "\n") {
+	if after := testsupport.ListTree(t, u.upper); strings.Join(after, "\n") != strings.Join(upperBefore, "\n") {
 		t.Errorf("check without repair changed the upper:\n%q\n%q", upperBefore, after)
 	}
 	unmount := u.mountUnionfsd(t) // (mounting clears the temp file too)
-	before := tree(t, u.mnt)
+	before := testsupport.ListTree(t, u.mnt)
 	unmount()
 
 	for _, f := range res.Findings {
@@ -100,7 +101,7 @@ func TestCheckRepairsDamagedUpper(t *testing.T) {
 	}
 	assertOCIOnly(t, u)
 	u.mountUnionfsd(t)
-	if after := tree(t, u.mnt); strings.Join(after, "\n") != strings.Join(before, "\n") {
+	if after := testsupport.ListTree(t, u.mnt); strings.Join(after, "\n") != strings.Join(before, "\n") {
 		t.Errorf("repair changed the merged view:\nbefore %q\nafter  %q", before, after)
 	}
 }
@@ -168,7 +169,7 @@ func TestCheckWithoutLowers(t *testing.T) {
 
 // TestCheckWorkdirOnOtherFilesystem reports a workdir copy-up cannot use.
 func TestCheckWorkdirOnOtherFilesystem(t *testing.T) {
-	requireMounts(t)
+	testsupport.RequireFUSE(t)
 	u := newUnion(t, 1)
 	must(t, unix.Mount("tmpfs", u.work, "tmpfs", 0, "size=1m"))
 	t.Cleanup(func() { unix.Unmount(u.work, unix.MNT_DETACH) })

@@ -1,16 +1,14 @@
 package inspect
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -40,21 +38,10 @@ func (u *union) cfg() unionfs.Config {
 
 func (u *union) m(rel string) string { return filepath.Join(u.mnt, rel) }
 
-// requireMounts skips unless the test can mount FUSE and kernel overlay.
-func requireMounts(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mount tests need root: run go test as root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse: modprobe fuse")
-	}
-}
-
 // mountUnionfsd serves the union in-process until fn returns or the test ends.
 func (u *union) mountUnionfsd(t *testing.T) (unmount func()) {
 	t.Helper()
-	requireMounts(t)
+	testsupport.RequireFUSE(t)
 	cfg := unionfs.DefaultConfig()
 	cfg.Upper, cfg.Work, cfg.Lowers = u.upper, u.work, u.lowers
 	cfg.EntryTimeout, cfg.AttrTimeout, cfg.NegativeTimeout = 0, 0, 0
@@ -63,25 +50,14 @@ func (u *union) mountUnionfsd(t *testing.T) (unmount func()) {
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
-	done := false
-	unmount = func() {
-		if done {
-			return
-		}
-		done = true
-		if err := srv.Unmount(); err != nil {
-			unix.Unmount(u.mnt, unix.MNT_DETACH)
-		}
-	}
-	t.Cleanup(unmount)
-	return unmount
+	return testsupport.UnmountAtCleanup(t, u.mnt, srv.Unmount)
 }
 
 // mountOverlay mounts kernel overlay on the same layers (own workdir) and
 // returns the unmount function.
 func (u *union) mountOverlay(t *testing.T) (unmount func()) {
 	t.Helper()
-	requireMounts(t)
+	testsupport.RequireFUSE(t)
 	work := u.base + "/ovl-work"
 	must(t, os.MkdirAll(work, 0o755))
 	opts := "lowerdir=" + strings.Join(u.lowers, ":") + ",upperdir=" + u.upper + ",workdir=" + work +
@@ -89,20 +65,12 @@ func (u *union) mountOverlay(t *testing.T) (unmount func()) {
 	if err := unix.Mount("overlay", u.mnt, "overlay", 0, opts); err != nil {
 		t.Skipf("kernel overlay mount failed (modprobe overlay?): %v", err)
 	}
-	done := false
-	unmount = func() {
-		if done {
-			return
-		}
-		done = true
-		if err := unix.Unmount(u.mnt, 0); err != nil {
-			unix.Unmount(u.mnt, unix.MNT_DETACH)
-		}
+	unmountNow := testsupport.UnmountAtCleanup(t, u.mnt, func() error { return unix.Unmount(u.mnt, 0) })
+	return func() {
+		unmountNow()
 		// overlay leaves its work/ subdir behind; it is not part of the test.
 		os.RemoveAll(work)
 	}
-	t.Cleanup(unmount)
-	return unmount
 }
 
 func must(t *testing.T, err error) {
@@ -116,36 +84,6 @@ func writeFile(t *testing.T, p, content string) {
 	t.Helper()
 	must(t, os.MkdirAll(filepath.Dir(p), 0o755))
 	must(t, os.WriteFile(p, []byte(content), 0o644))
-}
-
-// tree lists "path kind[=content]" for everything under dir, sorted: the
-// merged view a test compares before and after a repair.
-func tree(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		switch {
-		case rel == ".":
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if errors.Is(err, syscall.EIO) {
-				b = []byte("<EIO>") // a metacopy entry whose data is gone
-			} else if err != nil {
-				return err
-			}
-			out = append(out, rel+"="+string(b))
-		default:
-			out = append(out, rel+" "+fi.Mode().Type().String())
-		}
-		return nil
-	})
-	must(t, err)
-	sort.Strings(out)
-	return out
 }
 
 func changeLines(cs []Change) string {

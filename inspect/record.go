@@ -4,20 +4,18 @@
 package inspect
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/mountinfo"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -318,7 +316,7 @@ func overlayLayers(mnt, opts string) (unionfs.Config, error) {
 	var cfg unionfs.Config
 	for _, o := range strings.Split(opts, ",") {
 		k, v, _ := strings.Cut(o, "=")
-		v = UnescapeOctal(v)
+		v = mountinfo.Unescape(v)
 		switch k {
 		case "lowerdir":
 			cfg.Lowers = append(cfg.Lowers, splitColons(v)...)
@@ -356,9 +354,7 @@ func splitColons(s string) []string {
 }
 
 // Mount is one line of /proc/self/mountinfo.
-type Mount struct {
-	Point, FSType, Source, SuperOpts string
-}
+type Mount = mountinfo.Mount
 
 // MountAt returns the topmost mount at dir (absolute, symlink-free): the
 // one a path lookup at dir enters.
@@ -375,29 +371,7 @@ func MountAt(dir string) (Mount, bool) {
 }
 
 // Mounts lists the mounts of our mount namespace, in mountinfo order.
-func Mounts() ([]Mount, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var out []Mount
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// ID parentID major:minor root mountpoint options ... - fstype source superopts
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 2 {
-			continue
-		}
-		m := Mount{Point: UnescapeOctal(f[4]), FSType: g[0], Source: UnescapeOctal(g[1])}
-		if len(g) >= 3 {
-			m.SuperOpts = g[2]
-		}
-		out = append(out, m)
-	}
-	return out, sc.Err()
-}
+func Mounts() ([]Mount, error) { return mountinfo.Read() }
 
 // IsMountPoint reports whether dir (absolute, symlink-free) is the mount
 // point of a mount in our mount namespace.
@@ -412,26 +386,6 @@ func IsMountPoint(dir string) (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// UnescapeOctal undoes the kernel's \NNN escapes (\040 for a space, \011,
-// \012, \134) in mountinfo fields.
-func UnescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // UpperInUse names a live mount that writes to upper: a recorded unionfsd

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 func TestEscapePath(t *testing.T) {
@@ -90,7 +92,7 @@ func TestFindMountOverlay(t *testing.T) {
 // mountinfo escapes, the one below once the top one is gone, and nothing
 // after that.
 func TestMountAt(t *testing.T) {
-	requireMounts(t)
+	testsupport.RequireFUSE(t)
 	dir := filepath.Join(t.TempDir(), "with space")
 	must(t, os.Mkdir(dir, 0o755))
 	for _, src := range []string{"inspect-below", "inspect-top"} {
@@ -108,21 +110,6 @@ func TestMountAt(t *testing.T) {
 	}
 	if m, ok := MountAt(dir); ok {
 		t.Errorf("MountAt(%q) after unmounting both = %+v", dir, m)
-	}
-}
-
-func TestUnescapeOctal(t *testing.T) {
-	cases := map[string]string{
-		`/plain`:         "/plain",
-		`/a\040b`:        "/a b",
-		`/t\011x\012y`:   "/t\tx\ny",
-		`/back\134slash`: `/back\slash`,
-		`/short\04`:      `/short\04`,
-	}
-	for in, want := range cases {
-		if got := UnescapeOctal(in); got != want {
-			t.Errorf("UnescapeOctal(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 
@@ -149,7 +136,7 @@ func TestSaveRecordHelper(t *testing.T) {
 // the record; a dir with a loose mode is refused too. Without anything in
 // the way the dir is made with mode 0700.
 func TestRecordDirTakenByOther(t *testing.T) {
-	requireMounts(t) // root: to act as two users
+	testsupport.RequireFUSE(t) // root: to act as two users
 	const victim, attacker = 65534, 1000
 	bin := copyTestBinary(t)
 	cases := []struct {

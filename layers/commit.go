@@ -98,7 +98,7 @@ func writeLayerBlob(upper string, lowers []string, path string, c Compression) (
 	}
 	diffHash := digest.SHA256.Digester()
 	if err := WriteDiffTar(upper, lowers, io.MultiWriter(zw, diffHash.Hash())); err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("commit: %w", err)
 	}
 	if err := zw.Close(); err != nil {
 		return "", "", fmt.Errorf("commit: compress: %w", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/unionfsd/unionfsd/layers"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
+	"github.com/unionfsd/unionfsd/whiteout"
 	"golang.org/x/sys/unix"
 )
 
@@ -76,7 +77,7 @@ func commitAndReimport(t *testing.T, s *layers.Store, upper string) (merged map[
 	}
 	top := fresh.LayerDirs(again)[0]
 	for _, n := range listDir(t, top) {
-		if strings.HasPrefix(n, ".wh..wh.") && n != ".wh..wh..opq" {
+		if whiteout.IsReserved(n) && !whiteout.IsOpaqueMarker(n) {
 			t.Errorf("reserved name %s exported", n)
 		}
 	}
@@ -267,3 +268,31 @@ func (stallWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 func (stallWriter) Close() error { return nil }
+
+// TestErrorContextOnce: the diff tar names the file that failed and leaves
+// the word "commit" to the caller that commits, so `unionfsd diff` does not
+// report a commit and a commit says "commit:" once.
+func TestErrorContextOnce(t *testing.T) {
+	if !isRoot() {
+		t.Skip("the metacopy pointer is a trusted.* xattr: needs root")
+	}
+	s := openStore(t)
+	importBase(t, s)
+	upper := t.TempDir()
+	f := filepath.Join(upper, "f")
+	if err := os.WriteFile(f, []byte("xx"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A pointer to data no lower layer has: both must fail.
+	if err := unix.Lsetxattr(f, "trusted.unionfsd.metacopy", []byte("no/such/data"), 0); err != nil {
+		t.Fatal(err)
+	}
+	err := layers.WriteDiffTar(upper, nil, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "commit") {
+		t.Errorf("WriteDiffTar: %v; want an error that does not speak of a commit", err)
+	}
+	_, err = s.Commit(upper, "base:1", "committed:1", layers.CommitOptions{})
+	if err == nil || !strings.HasPrefix(err.Error(), "commit: ") || strings.Count(err.Error(), "commit:") != 1 {
+		t.Errorf("Commit: %v; want one \"commit: \" in front", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -27,12 +28,7 @@ func TestCommitUnionfsMount(t *testing.T) {
 // copy-up on or off: with it on, a chmod of a lower file leaves a metacopy
 // entry, and the commit must put the lower data in the layer.
 func commitUnionfsMount(t *testing.T, metacopy bool) {
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse: FUSE mounts need it (modprobe fuse)")
-	}
-	if !isRoot() {
-		t.Skip("unionfs.Mount here mounts directly and needs root")
-	}
+	testsupport.RequireFUSE(t)
 	s := openStore(t)
 	base := importBase(t, s)
 	dir := t.TempDir()

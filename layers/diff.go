@@ -9,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/beneath"
 	"github.com/unionfsd/unionfsd/internal/metacopy"
+	"github.com/unionfsd/unionfsd/internal/xattr"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -41,7 +41,7 @@ import (
 func WriteDiffTar(upper string, lowers []string, w io.Writer) error {
 	root, err := os.OpenFile(upper, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return err
 	}
 	defer root.Close()
 	dw := &diffWriter{tw: tar.NewWriter(w), root: upper, links: map[[2]uint64]string{}}
@@ -69,7 +69,7 @@ func (d *diffWriter) openLowers(lowers []string) error {
 	for _, l := range lowers {
 		fd, err := unix.Open(l, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("commit: lower %s: %w", l, err)
+			return fmt.Errorf("lower %s: %w", l, err)
 		}
 		d.lowers = append(d.lowers, fd)
 	}
@@ -87,13 +87,13 @@ func (d *diffWriter) closeLowers() {
 func (d *diffWriter) walk(dir *os.File, rel, xattrPath string) error {
 	names, err := dir.Readdirnames(-1)
 	if err != nil {
-		return fmt.Errorf("commit: read %s: %w", filepath.Join(d.root, rel), err)
+		return fmt.Errorf("read %s: %w", filepath.Join(d.root, rel), err)
 	}
 	sort.Strings(names)
 	if rel != "" {
 		opaque, err := whiteout.HasOpaqueXattr(xattrPath)
 		if err != nil {
-			return fmt.Errorf("commit: %s: %w", filepath.Join(d.root, rel), err)
+			return fmt.Errorf("%s: %w", filepath.Join(d.root, rel), err)
 		}
 		if opaque && !contains(names, whiteout.OpaqueName) {
 			if err := d.marker(filepath.Join(rel, whiteout.OpaqueName), dir, "."); err != nil {
@@ -102,7 +102,7 @@ func (d *diffWriter) walk(dir *os.File, rel, xattrPath string) error {
 		}
 	}
 	for _, name := range names {
-		if strings.HasPrefix(name, whiteout.MetaPrefix) && name != whiteout.OpaqueName {
+		if whiteout.IsReserved(name) && !whiteout.IsOpaqueMarker(name) {
 			continue // reserved: our workdir and other union bookkeeping
 		}
 		if err := d.entry(dir, name, filepath.Join(rel, name)); err != nil {
@@ -128,7 +128,7 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	full := filepath.Join(d.root, rel)
 	var st unix.Stat_t
 	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	if whiteout.IsOverlayWhiteout(&st) {
 		return d.marker(filepath.Join(filepath.Dir(rel), whiteout.Name(name)), dir, name)
@@ -137,7 +137,7 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	hdr, err := d.header(rel, at, dir, name, &st)
 	if err != nil || hdr == nil {
 		if err != nil {
-			return fmt.Errorf("commit: %s: %w", full, err)
+			return fmt.Errorf("%s: %w", full, err)
 		}
 		return nil
 	}
@@ -150,7 +150,7 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 		f, err = beneath.OpenDir(dir, name, &st)
 	}
 	if err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	if f != nil {
 		defer f.Close()
@@ -158,12 +158,12 @@ func (d *diffWriter) entry(dir *os.File, name, rel string) error {
 	var small []byte
 	if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 && hdr.Size <= smallFileSize {
 		if small, err = d.readSmall(f, hdr.Size); err != nil {
-			return fmt.Errorf("commit: %s: %w", full, err)
+			return fmt.Errorf("%s: %w", full, err)
 		}
 		hdr.Size = int64(len(small))
 	}
 	if err := d.tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	switch {
 	case small != nil:
@@ -275,17 +275,17 @@ func readlinkat(dir *os.File, name string) (string, error) {
 func (d *diffWriter) copyContent(f *os.File, full string, size int64) error {
 	src, err := d.openContent(f)
 	if err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	if src != f {
 		defer src.Close()
 	}
 	n, err := io.Copy(d.tw, io.LimitReader(src, size))
 	if err == nil && n != size {
-		err = fmt.Errorf("file shrank while committing (%d of %d bytes); the upper changed while it was read", n, size)
+		err = fmt.Errorf("file shrank while it was read (%d of %d bytes): the upper changed meanwhile", n, size)
 	}
 	if err != nil {
-		return fmt.Errorf("commit: %s: %w", full, err)
+		return fmt.Errorf("%s: %w", full, err)
 	}
 	return nil
 }
@@ -298,72 +298,46 @@ func (d *diffWriter) openContent(f *os.File) (*os.File, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, err
 	}
-	get := func(attr string, dest []byte) (int, error) { return unix.Fgetxattr(int(f.Fd()), attr, dest) }
-	ptr, err := metacopy.ReadWith(get, st.Mode, st.Size)
+	ptr, err := metacopy.ReadFd(int(f.Fd()), st.Mode, st.Size)
 	if err != nil {
 		return nil, err
 	}
-	if !ptr.Present {
+	rel, err := ptr.Data(d.trusted)
+	if err != nil {
+		return nil, fmt.Errorf("metadata-only copy with a pointer that is not trusted here (wrong xattr namespace for this user, malformed, or an upper not ours): %w", err)
+	}
+	if rel == "" {
 		return f, nil
 	}
-	if ptr.Rel == "" || !d.trusted {
-		return nil, fmt.Errorf("metadata-only copy with a pointer that is not trusted here (wrong xattr namespace for this user, malformed, or an upper not ours): %w", metacopy.ErrUntrusted)
-	}
 	if len(d.lowers) == 0 {
-		return nil, fmt.Errorf("metadata-only copy of /%s: its data is in the lower layers, and none were given", ptr.Rel)
+		return nil, fmt.Errorf("metadata-only copy of /%s: its data is in the lower layers, and none were given", rel)
 	}
-	fd, _, err := metacopy.Open(d.lowers, ptr.Rel, unix.O_RDONLY)
+	fd, _, err := metacopy.Open(d.lowers, rel, unix.O_RDONLY)
 	if err != nil {
-		return nil, fmt.Errorf("metadata-only copy: data /%s in the lower layers: %w", ptr.Rel, err)
+		return nil, fmt.Errorf("metadata-only copy: data /%s in the lower layers: %w", rel, err)
 	}
-	return os.NewFile(uintptr(fd), ptr.Rel), nil
+	return os.NewFile(uintptr(fd), rel), nil
 }
 
 // readXattrs lists the xattrs of path (not following it), minus the union's own.
 func readXattrs(path string) (map[string]string, error) {
-	size, err := unix.Llistxattr(path, nil)
-	if err != nil {
-		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	if size == 0 {
-		return nil, nil
-	}
-	buf := make([]byte, size)
-	size, err = unix.Llistxattr(path, buf)
-	if err != nil {
+	names, err := xattr.List(path)
+	if err != nil || len(names) == 0 {
 		return nil, err
 	}
 	out := map[string]string{}
-	for _, name := range strings.Split(strings.TrimRight(string(buf[:size]), "\x00"), "\x00") {
-		if name == "" || whiteout.IsInternalXattr(name) {
+	for _, name := range names {
+		if whiteout.IsInternalXattr(name) {
 			continue
 		}
-		val, err := getXattr(path, name)
+		val, err := xattr.Get(path, name)
 		if errors.Is(err, unix.ENODATA) || errors.Is(err, fs.ErrPermission) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("xattr %s: %w", name, err)
 		}
-		out[name] = val
+		out[name] = string(val)
 	}
 	return out, nil
-}
-
-func getXattr(path, name string) (string, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Lgetxattr(path, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	}
 }

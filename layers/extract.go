@@ -305,7 +305,7 @@ func isLongWhiteout(c string) bool {
 func (x *extractor) longWhiteout(hdr *tar.Header, comps []string, pfd int, target string) error {
 	tcomps := append(append([]string(nil), comps[:len(comps)-1]...), target)
 	return x.create(hdr, tcomps, pfd, target, "whiteout (char 0/0)", func() error {
-		return unix.Mknodat(pfd, target, unix.S_IFCHR, 0)
+		return whiteout.MakeDeviceAt(pfd, target)
 	})
 }
 

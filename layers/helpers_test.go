@@ -182,7 +182,7 @@ func applyLayer(t *testing.T, merged map[string]node, dir string) {
 func underReserved(rel string) bool {
 	comps := strings.Split(rel, "/")
 	for _, c := range comps[:len(comps)-1] {
-		if strings.HasPrefix(c, whiteout.MetaPrefix) {
+		if whiteout.IsReserved(c) {
 			return true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/layers"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
 	"golang.org/x/sys/unix"
@@ -234,7 +235,7 @@ func TestImportNameOverrideAndCompressedArchive(t *testing.T) {
 }
 
 func TestBusyboxImage(t *testing.T) {
-	p := imagetest.BusyboxImage(t)
+	p := testsupport.BusyboxImage(t)
 	s := openStore(t)
 	imgs := mustImport(t, s, p)
 	dir := s.LayerDirs(imgs[0])[0]

@@ -13,6 +13,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/unionfsd/unionfsd/internal/userns"
 )
 
 // ingest verifies and stages the blobs and layers of a set of planned
@@ -338,7 +340,7 @@ func (g *ingest) stream(raw io.Reader, size int64, blobFile *os.File, layerDir, 
 		tarIn = io.TeeReader(tarStream, io.MultiWriter(diffHash.Hash(), tarCount))
 	}
 	if layerDir != "" {
-		_, err = Extract(tarIn, filepath.Join(layerDir, "diff"), ExtractOptions{AsRoot: os.Geteuid() == 0, InUserNS: inUserNamespace(), Warn: g.warn})
+		_, err = Extract(tarIn, filepath.Join(layerDir, "diff"), ExtractOptions{AsRoot: os.Geteuid() == 0, InUserNS: userns.Inside(), Warn: g.warn})
 	}
 	if err == nil {
 		// Drain what the tar reader left (padding past the end marker).
@@ -431,14 +433,4 @@ func shortName(name string) string {
 		}
 	}
 	return name
-}
-
-// inUserNamespace reports whether we run in a user namespace other than the
-// initial one, whose uid map is the identity over all ids.
-func inUserNamespace() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	return strings.Join(strings.Fields(string(b)), " ") != "0 0 4294967295"
 }

@@ -63,11 +63,7 @@ func (s *Store) removeRecord(ref string) (*RemoveResult, error) {
 		return nil, err
 	}
 	defer lk.unlock()
-	idx, err := s.readIndex()
-	if err != nil {
-		return nil, err
-	}
-	rec, err := idx.find(ref)
+	idx, rec, err := s.findRecord(ref)
 	if err != nil {
 		return nil, err
 	}

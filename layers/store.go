@@ -199,15 +199,25 @@ func (s *Store) Images() ([]*Image, error) {
 // latest), a full config digest "sha256:HEX", or a unique ID prefix of at
 // least 4 hex digits.
 func (s *Store) Image(ref string) (*Image, error) {
-	idx, err := s.readIndex()
-	if err != nil {
-		return nil, err
-	}
-	rec, err := idx.find(ref)
+	_, rec, err := s.findRecord(ref)
 	if err != nil {
 		return nil, err
 	}
 	return s.loadImage(rec)
+}
+
+// findRecord reads the index and finds the record of the image ref names
+// (see Image for the forms of ref).
+func (s *Store) findRecord(ref string) (*index, *imageRecord, error) {
+	idx, err := s.readIndex()
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := idx.find(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return idx, rec, nil
 }
 
 // loadImage reads the config and manifest blobs of rec.

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,9 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/unionfsd/unionfsd/internal/mountinfo"
+	"github.com/unionfsd/unionfsd/internal/userns"
 )
 
 // Resource limits go to cgroup v2 when its hierarchy offers the controller,
@@ -113,7 +115,7 @@ func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec) (*cgroups, e
 		res = spec.Linux.Resources
 	}
 	v2, v1, names := cgroupWants(res)
-	if inUserNamespace() {
+	if userns.Inside() {
 		// Bundles cannot get here with limits: validation refuses them.
 		if len(names) > 0 {
 			return nil, fmt.Errorf("%s: cannot be enforced for a rootless container (it needs root, or a cgroup v2 tree delegated by systemd)", joinNames(names))
@@ -295,14 +297,9 @@ func removeCgroupDirs(id string) {
 func detectHierarchies() *hierarchies {
 	h := &hierarchies{v2Ctrl: map[string]bool{}, v1: map[string]string{}}
 	own := ownCgroups()
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return h
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		h.addMount(sc.Text(), own)
+	mounts, _ := mountinfo.Read()
+	for _, m := range mounts {
+		h.addMount(m, own)
 	}
 	if h.v2 != "" {
 		data, _ := os.ReadFile(filepath.Join(h.v2, "cgroup.controllers"))
@@ -313,24 +310,16 @@ func detectHierarchies() *hierarchies {
 	return h
 }
 
-// addMount notes a cgroup mount from one mountinfo line.
-func (h *hierarchies) addMount(line string, own map[string]string) {
-	pre, post, ok := strings.Cut(line, " - ")
-	if !ok {
-		return
-	}
-	pf, qf := strings.Fields(pre), strings.Fields(post)
-	if len(pf) < 5 || len(qf) < 3 {
-		return
-	}
-	root, mnt := pf[3], pf[4]
-	switch qf[0] {
+// addMount notes a cgroup mount.
+func (h *hierarchies) addMount(m mountinfo.Mount, own map[string]string) {
+	root, mnt := m.Root, m.Point
+	switch m.FSType {
 	case "cgroup2":
 		if h.v2 == "" {
 			h.v2 = mnt
 		}
 	case "cgroup":
-		for _, opt := range strings.Split(qf[2], ",") {
+		for _, opt := range strings.Split(m.SuperOpts, ",") {
 			path, ok := own[opt]
 			if !ok || !(opt == "memory" || opt == "pids" || opt == "cpu" || opt == "devices") {
 				continue

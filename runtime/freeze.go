@@ -13,6 +13,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/userns"
 )
 
 // Pausing a container (for commit, as podman does) freezes every process
@@ -38,7 +40,7 @@ func Pause(root, ref string) (thaw func() error, err error) {
 	if st.Status != specs.StateRunning && st.Status != specs.StateCreated {
 		return func() error { return nil }, nil
 	}
-	if os.Geteuid() != 0 || inUserNamespace() {
+	if os.Geteuid() != 0 || userns.Inside() {
 		return nil, fmt.Errorf("pause container %s: freezing needs root (a cgroup freezer); commit with --pause=false", c.Name)
 	}
 	fz, err := newFreezer(c.ID)

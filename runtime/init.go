@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/userns"
 	"github.com/unionfsd/unionfsd/runtime/seccomp"
 )
 
@@ -134,7 +135,7 @@ func (in *containerInit) setupRootfs() error {
 			return err
 		}
 	}
-	r := &rootfsSetup{rootfs: rootfs, bundle: in.c.Bundle, spec: in.spec, userns: inUserNamespace(),
+	r := &rootfsSetup{rootfs: rootfs, bundle: in.c.Bundle, spec: in.spec, userns: userns.Inside(),
 		union: in.c.Kind == KindImage, warn: in.rep.warn}
 	if err := r.prepare(); err != nil {
 		return err
@@ -430,15 +431,4 @@ func (in *containerInit) chdir() error {
 		return fmt.Errorf("chdir to the working dir %s: %w", cwd, err)
 	}
 	return nil
-}
-
-// inUserNamespace tells whether we run in a user namespace other than the
-// initial one (whose map is the identity over all ids).
-func inUserNamespace() bool {
-	data, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(data))
-	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 }

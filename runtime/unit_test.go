@@ -10,6 +10,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/mountinfo"
 )
 
 // The container tests proper (real containers) are in cmd/crun-lite; these
@@ -155,7 +157,8 @@ func TestCgroupMountinfo(t *testing.T) {
 		"33 25 0:29 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw",
 		"34 25 0:30 / /proc rw - proc proc rw",
 	} {
-		h.addMount(line, own)
+		m, _ := mountinfo.ParseLine(line)
+		h.addMount(m, own)
 	}
 	want := map[string]string{"memory": "/sys/fs/cgroup/memory/sandbox/x", "cpu": "/sys/fs/cgroup/cpu,cpuacct"}
 	if !reflect.DeepEqual(h.v1, want) || h.v2 != "/sys/fs/cgroup/unified" {

@@ -1,40 +1,15 @@
 package unionfs
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/cow"
 	"github.com/unionfsd/unionfsd/internal/units"
-	"github.com/unionfsd/unionfsd/whiteout"
 )
-
-// toNode returns our node behind an inode's operations (the root is a *Root).
-func toNode(e fs.InodeEmbedder) *node {
-	switch v := e.(type) {
-	case *node:
-		return v
-	case *Root:
-		return &v.node
-	}
-	return nil
-}
-
-// parentNode returns the node's parent directory, nil for the root or an
-// unlinked node.
-func (n *node) parentNode() *node {
-	_, p := n.Parent()
-	if p == nil {
-		return nil
-	}
-	return toNode(p.Operations())
-}
 
 // copyUp makes n present in the upper, parent directories first, each with
 // its own metadata. Directories get metadata only; files their data, or only
@@ -109,108 +84,7 @@ func (u *unionFS) keepTimes(rel string) func() {
 	}
 }
 
-// parentRel is the relative path of rel's directory.
-func parentRel(rel string) string {
-	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
-		return rel[:i]
-	}
-	return ""
-}
-
-// upperPath is the real path of rel in the upper.
 func (u *unionFS) upperPath(rel string) string { return u.layerPath(upperLayer, rel) }
-
-// createWhiteout writes the OCI whiteout for dir/name in the upper: a hard
-// link to one shared empty file in the workdir, as overlay links its 0/0
-// whiteouts to one shared device. A link is atomic and much cheaper than a
-// new inode (rm -rf of a lower tree makes one whiteout per file). The
-// whiteout is still an empty regular file under its .wh. name, which is all
-// the OCI rules look at; exports write each as a file of its own.
-func (u *unionFS) createWhiteout(dir, name string) error {
-	p := joinRel(dir, whiteout.Name(name))
-	err := u.at(upperLayer, p, u.linkWhiteout)
-	if errors.Is(err, syscall.EEXIST) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("whiteout %s: %w", u.upperPath(p), err)
-	}
-	u.note("whiteout %s", u.upperPath(p))
-	return nil
-}
-
-// sharedWhiteoutName is the file in the workdir every whiteout links to.
-const sharedWhiteoutName = "whiteout"
-
-// linkWhiteout links name in dir to the shared whiteout, making a new one
-// when it is missing or has as many links as the filesystem allows; if
-// linking is not possible at all, name gets an empty file of its own.
-func (u *unionFS) linkWhiteout(dir int, name string) error {
-	work := u.cow.WorkFd()
-	err := unix.Linkat(work, sharedWhiteoutName, dir, name, 0)
-	if err == syscall.ENOENT || err == syscall.EMLINK {
-		if err = u.newSharedWhiteout(); err == nil {
-			err = unix.Linkat(work, sharedWhiteoutName, dir, name, 0)
-		}
-	}
-	if err == nil || err == syscall.EEXIST {
-		return err
-	}
-	return unix.Mknodat(dir, name, syscall.S_IFREG, 0)
-}
-
-// newSharedWhiteout puts a fresh empty file at the shared whiteout's name,
-// atomically.
-func (u *unionFS) newSharedWhiteout() error {
-	work, tmp := u.cow.WorkFd(), u.cow.TempName()
-	if err := unix.Mknodat(work, tmp, syscall.S_IFREG, 0); err != nil {
-		return err
-	}
-	if err := unix.Renameat(work, tmp, work, sharedWhiteoutName); err != nil {
-		unix.Unlinkat(work, tmp, 0)
-		return err
-	}
-	return nil
-}
-
-// removeWhiteout deletes the upper's whiteout for dir/name if there is one.
-func (u *unionFS) removeWhiteout(dir, name string) error {
-	if !whiteout.NameFits(name) {
-		return nil
-	}
-	p := joinRel(dir, whiteout.Name(name))
-	err := u.at(upperLayer, p, func(d int, n string) error { return unix.Unlinkat(d, n, 0) })
-	if err == nil {
-		u.note("removed whiteout %s", u.upperPath(p))
-	}
-	if err == nil || errors.Is(err, syscall.ENOENT) {
-		return nil
-	}
-	return fmt.Errorf("remove whiteout %s: %w", u.upperPath(p), err)
-}
-
-// clearUpperDir removes the whiteouts and markers of an upper directory whose
-// merged view is empty, so the directory itself can be removed or replaced.
-func (u *unionFS) clearUpperDir(rel string) error {
-	return u.inDir(upperLayer, rel, func(dir int) error {
-		ents, err := readDirentsFd(dir)
-		if err != nil {
-			return err
-		}
-		for _, e := range ents {
-			if e.name == "." || e.name == ".." {
-				continue
-			}
-			if !whiteout.IsWhiteoutName(e.name) && !(e.dtype == syscall.DT_CHR && isOverlayWhiteoutAt(dir, e.name)) {
-				return syscall.ENOTEMPTY
-			}
-			if err := cow.RemoveAllAt(dir, e.name); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
 
 // retire is called before the upper object name in dir loses its last name. It drops the
 // object's copy-up mapping and bumps the generation of its inode number, so

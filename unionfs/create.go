@@ -229,15 +229,6 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	return n.finish(ctx, e, out)
 }
 
-// touch creates an empty file name in dir (markers and whiteouts).
-func touch(dir int, name string) error {
-	fd, err := unix.Openat(dir, name, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	return syscall.Close(fd)
-}
-
 // Mknod makes a device node, fifo or socket in the upper. A 0/0 character
 // device would read back as an overlay whiteout, so it is refused.
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (ino *fs.Inode, eno syscall.Errno) {

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // shortTimeouts makes the kernel's caches, and with them the directory
@@ -42,7 +44,7 @@ func TestCachedDirAfterDirectChange(t *testing.T) {
 	pastTimeouts()
 	writeFile(t, tu.m("d/b"), "b")
 	if !exists(filepath.Join(tu.upper, "d", "b")) || exists(filepath.Join(tu.upper, "d-old", "b")) {
-		t.Errorf("d/b created in the directory that was renamed away: upper holds %v", listTree(t, tu.upper))
+		t.Errorf("d/b created in the directory that was renamed away: upper holds %v", testsupport.ListTree(t, tu.upper))
 	}
 	if exists(tu.m("d/a")) {
 		t.Errorf("d/a still shows after d was replaced")
@@ -93,8 +95,8 @@ func TestCachedDirSwappedForSymlink(t *testing.T) {
 	if err := os.WriteFile(tu.m("d/c"), []byte("c"), 0o644); err == nil {
 		t.Errorf("creating d/c after the cached descriptor expired succeeded")
 	}
-	if got := listTree(t, victim); len(got) != 0 {
-		t.Errorf("created outside the layers: %v (upper %v)", got, listTree(t, tu.upper))
+	if got := testsupport.ListTree(t, victim); len(got) != 0 {
+		t.Errorf("created outside the layers: %v (upper %v)", got, testsupport.ListTree(t, tu.upper))
 	}
 }
 
@@ -113,7 +115,7 @@ func TestCachedDirAfterRenameAndRmdir(t *testing.T) {
 	must(t, os.Mkdir(tu.m("p"), 0o755))
 	writeFile(t, tu.m("p/b"), "b")
 	if !exists(filepath.Join(tu.upper, "p", "b")) || exists(filepath.Join(tu.upper, "q", "b")) {
-		t.Errorf("p/b after renaming p to q: upper holds %v", listTree(t, tu.upper))
+		t.Errorf("p/b after renaming p to q: upper holds %v", testsupport.ListTree(t, tu.upper))
 	}
 
 	must(t, os.Remove(tu.m("p/b")))
@@ -121,7 +123,7 @@ func TestCachedDirAfterRenameAndRmdir(t *testing.T) {
 	must(t, os.Mkdir(tu.m("p"), 0o755))
 	writeFile(t, tu.m("p/c"), "c")
 	if !exists(filepath.Join(tu.upper, "p", "c")) {
-		t.Errorf("p/c after rmdir and mkdir of p: upper holds %v", listTree(t, tu.upper))
+		t.Errorf("p/c after rmdir and mkdir of p: upper holds %v", testsupport.ListTree(t, tu.upper))
 	}
 
 	// A merged directory removed and made again is opaque: the lower
@@ -133,7 +135,7 @@ func TestCachedDirAfterRenameAndRmdir(t *testing.T) {
 	must(t, os.Mkdir(tu.m("low"), 0o755))
 	writeFile(t, tu.m("low/z"), "z")
 	if exists(tu.m("low/x")) || !exists(filepath.Join(tu.upper, "low", "z")) {
-		t.Errorf("low after rmdir and mkdir: mount %v, upper %v", listTree(t, tu.mnt), listTree(t, tu.upper))
+		t.Errorf("low after rmdir and mkdir: mount %v, upper %v", testsupport.ListTree(t, tu.mnt), testsupport.ListTree(t, tu.upper))
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // testUnion is a mounted union over dirs made by the test.
@@ -18,17 +20,6 @@ type testUnion struct {
 	upper  string
 	work   string
 	mnt    string
-}
-
-// requireFUSE skips when the test cannot mount.
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mount tests need root: run the suite with sudo (./scripts/test.sh)")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse: modprobe fuse, or run on a host with FUSE")
-	}
 }
 
 // newLayers makes n lower dirs, an upper, a workdir and a mountpoint.
@@ -50,7 +41,7 @@ func newLayers(t *testing.T, nLowers int) *testUnion {
 // mount mounts the union with cfg adjusted by tweak and unmounts it at cleanup.
 func (tu *testUnion) mount(t *testing.T, tweak func(*Config)) {
 	t.Helper()
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	cfg := DefaultConfig()
 	cfg.Lowers, cfg.Upper, cfg.Work = tu.lowers, tu.upper, tu.work
 	if tweak != nil {
@@ -60,11 +51,7 @@ func (tu *testUnion) mount(t *testing.T, tweak func(*Config)) {
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			unix.Unmount(tu.mnt, unix.MNT_DETACH)
-		}
-	})
+	testsupport.UnmountAtCleanup(t, tu.mnt, srv.Unmount)
 }
 
 func (tu *testUnion) m(rel string) string { return filepath.Join(tu.mnt, rel) }
@@ -97,46 +84,9 @@ func overlayWhiteout(t *testing.T, path string) {
 	}
 }
 
-// listTree returns "path type[:content|->target]" lines for every entry
-// under dir, sorted, the way the tests compare trees.
-func listTree(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		switch {
-		case fi.IsDir():
-			out = append(out, rel+"/")
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			out = append(out, rel+" -> "+target)
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, rel+" = "+string(b))
-		default:
-			out = append(out, rel+" "+fi.Mode().Type().String()[:1])
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", dir, err)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func assertTree(t *testing.T, what, dir string, want []string) {
 	t.Helper()
-	got := listTree(t, dir)
+	got := testsupport.ListTree(t, dir)
 	sort.Strings(want)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("%s tree:\n got: %q\nwant: %q", what, got, want)

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/fuseuring"
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // setIoUring sets the fuse module's machine-wide enable_uring parameter for
@@ -37,11 +37,7 @@ func (tu *testUnion) mountServer(t *testing.T, mode string) (*fuse.Server, error
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			unix.Unmount(tu.mnt, unix.MNT_DETACH)
-		}
-	})
+	testsupport.UnmountAtCleanup(t, tu.mnt, srv.Unmount)
 	return srv, nil
 }
 
@@ -84,7 +80,7 @@ func newIoUringLayers(t *testing.T) *testUnion {
 
 // TestIoUringOn: with io_uring=on the requests really travel over the ring.
 func TestIoUringOn(t *testing.T) {
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	setIoUring(t, true)
 	tu := newIoUringLayers(t)
 	srv, err := tu.mountServer(t, IoUringOn)
@@ -108,7 +104,7 @@ func TestIoUringOn(t *testing.T) {
 // TestIoUringUnavailable: with the kernel's switch off, io_uring=on refuses
 // to mount and says why, auto falls back to /dev/fuse.
 func TestIoUringUnavailable(t *testing.T) {
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	setIoUring(t, false)
 	tu := newIoUringLayers(t)
 	if _, err := tu.mountServer(t, IoUringOn); err == nil || !strings.Contains(err.Error(), "io_uring") {

@@ -198,32 +198,6 @@ func fdRemovexattr(fd int, attr string) error {
 	return unix.Removexattr(fdPath(fd), attr)
 }
 
-// fdListxattrs returns the xattr names of the object fd.
-func fdListxattrs(fd int) ([]string, error) {
-	p := fdPath(fd)
-	sz, err := unix.Listxattr(p, nil)
-	for err == nil {
-		if sz == 0 {
-			return nil, nil
-		}
-		buf := make([]byte, sz)
-		var n int
-		n, err = unix.Listxattr(p, buf)
-		if errors.Is(err, syscall.ERANGE) {
-			sz, err = unix.Listxattr(p, nil)
-			continue
-		}
-		if err != nil {
-			break
-		}
-		return splitNul(buf[:n]), nil
-	}
-	if errors.Is(err, syscall.ENOTSUP) {
-		return nil, nil
-	}
-	return nil, err
-}
-
 // readlinkFd reads the symlink opened as fd.
 func readlinkFd(fd int) ([]byte, error) {
 	buf := make([]byte, 4096)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -161,7 +162,7 @@ func TestLongPaths(t *testing.T) {
 // deleted by copying its directory up whole and making it opaque; the
 // merged view is exactly what a whiteout would give.
 func TestLongNamesDeleteWithoutDevices(t *testing.T) {
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	tu := newLayers(t, 1)
 	base := filepath.Dir(tu.upper)
 	ovl := filepath.Join(base, "ovl")

@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/unionfsd/unionfsd/internal/userns"
 )
 
 // Lower files through passthrough in a writable union (Config.LowerPassthrough).
@@ -219,8 +221,7 @@ func (n *node) anyLowerHandle() *handle {
 // go-fuse falls back to ordinary I/O, and lower files are better read
 // through the daemon as before (no split, readers see copy-ups).
 func canPassthrough() bool {
-	if m, err := os.ReadFile("/proc/self/uid_map"); err != nil ||
-		strings.Join(strings.Fields(string(m)), " ") != "0 0 4294967295" {
+	if !userns.Initial() {
 		return false
 	}
 	f, err := os.Open("/proc/self/status")

@@ -31,13 +31,10 @@ import (
 func (u *unionFS) metacopyData(dir int, name string, st *syscall.Stat_t) (string, error) {
 	get := func(attr string, dest []byte) (int, error) { return getxattrAt(dir, name, attr, dest) }
 	ptr, err := metacopy.ReadWith(get, st.Mode, st.Size)
-	if err != nil || !ptr.Present {
+	if err != nil {
 		return "", err
 	}
-	if ptr.Rel == "" || !u.metacopyTrusted {
-		return "", metacopy.ErrUntrusted
-	}
-	return ptr.Rel, nil
+	return ptr.Data(u.metacopyTrusted)
 }
 
 // metacopyBlocks is the block count a metadata-only copy reports: its data's.

@@ -12,6 +12,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/xattr"
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
@@ -95,6 +96,27 @@ var (
 func (n *node) orphaned() bool {
 	_, p := n.Parent()
 	return p == nil && !n.IsRoot()
+}
+
+// toNode returns our node behind an inode's operations (the root is a *Root).
+func toNode(e fs.InodeEmbedder) *node {
+	switch v := e.(type) {
+	case *node:
+		return v
+	case *Root:
+		return &v.node
+	}
+	return nil
+}
+
+// parentNode returns the node's parent directory, nil for the root or an
+// unlinked node.
+func (n *node) parentNode() *node {
+	_, p := n.Parent()
+	if p == nil {
+		return nil
+	}
+	return toNode(p.Operations())
 }
 
 // fdPath names an open descriptor's file for path-based calls.
@@ -336,7 +358,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	var names []string
 	err := n.onTop(func(fd int) (err error) {
-		names, err = fdListxattrs(fd)
+		names, err = xattr.ListFd(fd)
 		return err
 	})
 	if err != nil {
@@ -355,18 +377,4 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 		return uint32(len(buf)), syscall.ERANGE
 	}
 	return uint32(copy(dest, buf)), 0
-}
-
-func splitNul(b []byte) []string {
-	var out []string
-	start := 0
-	for i, c := range b {
-		if c == 0 {
-			if i > start {
-				out = append(out, string(b[start:i]))
-			}
-			start = i + 1
-		}
-	}
-	return out
 }

@@ -244,26 +244,6 @@ func (u *unionFS) renameUpper(sdir int, sname string, ddir int, dname string, sr
 	return err
 }
 
-// renameThenWhiteout renames and puts a 0/0 device at the source where
-// RENAME_WHITEOUT is missing (filesystem or privilege). The device is made
-// in the workdir first, so after the rename only a rename within the upper
-// is left to do; the lower name shows for the moment in between.
-func (u *unionFS) renameThenWhiteout(sdir int, sname string, ddir int, dname string) error {
-	work, tmp := u.cow.WorkFd(), u.cow.TempName()
-	if err := unix.Mknodat(work, tmp, unix.S_IFCHR, 0); err != nil {
-		return err
-	}
-	if err := unix.Renameat(sdir, sname, ddir, dname); err != nil {
-		unix.Unlinkat(work, tmp, 0)
-		return err
-	}
-	if err := unix.Renameat2(work, tmp, sdir, sname, unix.RENAME_NOREPLACE); err != nil {
-		unix.Unlinkat(work, tmp, 0)
-		u.note("no whiteout at %s: %v", sname, err)
-	}
-	return nil
-}
-
 // copyUpChild copies up the source of a rename through its node, so the
 // node keeps its inode number and learns its new layer.
 func (n *node) copyUpChild(src *removal) error {

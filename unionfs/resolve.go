@@ -3,7 +3,6 @@ package unionfs
 import (
 	"errors"
 	"hash/fnv"
-	"slices"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -11,15 +10,6 @@ import (
 
 	"github.com/unionfsd/unionfsd/whiteout"
 )
-
-// layerPath names rel in layer li for messages and the trace; it is never
-// opened (layerfs.go).
-func (u *unionFS) layerPath(li int, rel string) string {
-	if rel == "" {
-		return u.layers[li].path
-	}
-	return u.layers[li].path + "/" + rel
-}
 
 // openInLayer opens rel in layer li the way the kernel would open it inside
 // the layer: beneath the layer dir, with no symbolic link followed on the
@@ -36,13 +26,6 @@ func (u *unionFS) openInLayer(li int, rel string, flags int) (int, error) {
 const openFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_TRUNC | unix.O_NONBLOCK | unix.O_DIRECT |
 	unix.O_DSYNC | unix.O_SYNC | unix.O_NOATIME | unix.O_LARGEFILE | unix.O_CLOEXEC | unix.O_DIRECTORY |
 	unix.O_NOFOLLOW | unix.O_PATH
-
-func joinRel(dir, name string) string {
-	if dir == "" {
-		return name
-	}
-	return dir + "/" + name
-}
 
 // inoOf is the inode number the mount shows for a file found in layer li.
 func (u *unionFS) inoOf(li int, realIno uint64) uint64 {
@@ -210,32 +193,7 @@ func isOpaqueFd(fd int) (bool, error) {
 	if !isMissing(err) {
 		return false, err
 	}
-	// One listxattr answers for the common dir with no xattrs at all.
-	var names [256]byte
-	n, err := unix.Listxattr(fdPath(fd), names[:])
-	switch {
-	case err == nil && n == 0, errors.Is(err, unix.ENOTSUP):
-		return false, nil
-	case err != nil && !errors.Is(err, unix.ERANGE):
-		return false, err
-	}
-	for _, x := range whiteout.OpaqueXattrs {
-		if err == nil && !slices.Contains(splitNul(names[:n]), x) {
-			continue
-		}
-		var v [8]byte
-		vn, err := fdGetxattr(fd, x, v[:])
-		switch {
-		case err == nil && vn == 1 && v[0] == 'y':
-			return true, nil
-		case err == nil, errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP),
-			errors.Is(err, unix.ERANGE), errors.Is(err, unix.EPERM):
-			// not set, a longer value, or not readable by us: not opaque
-		default:
-			return false, err
-		}
-	}
-	return false, nil
+	return whiteout.HasOpaqueXattrFd(fd)
 }
 
 // existsBelow reports whether name is visible in the layers of dirChain under

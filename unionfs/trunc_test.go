@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // smallUpper mounts a tmpfs of size bytes and makes upper and work dirs in
@@ -65,7 +67,7 @@ func statTrunc(t *testing.T, merged, upper string) truncResult {
 // does the same, and both leave the same file. truncate(2) to 0 copies no
 // data either (overlay copies the whole file first there and fails).
 func TestTruncateCopiesNoData(t *testing.T) {
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	base := t.TempDir()
 	lower := filepath.Join(base, "lower")
 	mkdirAll(t, lower)

@@ -188,7 +188,7 @@ func checkWorkPlace(work, upper string, lowers []string) error {
 		return fmt.Errorf("%s: workdir contains upper dir %s", work, upper)
 	case isWithin(work, upper):
 		first := strings.SplitN(strings.TrimPrefix(work, upper+"/"), "/", 2)[0]
-		if !strings.HasPrefix(first, whiteout.MetaPrefix) {
+		if !whiteout.IsReserved(first) {
 			return fmt.Errorf("%s: workdir is inside upper dir %s and would show in the union "+
 				"(put it beside the upper dir)", work, upper)
 		}

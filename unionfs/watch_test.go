@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // watchDeadline is how fast a direct change must show with watching on:
@@ -203,7 +203,7 @@ func TestWatchOwnWritesQuiet(t *testing.T) {
 // mountRoot mounts tu as tu.mount does and returns its root.
 func (tu *testUnion) mountRoot(t *testing.T, tweak func(*Config)) *Root {
 	t.Helper()
-	requireFUSE(t)
+	testsupport.RequireFUSE(t)
 	cfg := DefaultConfig()
 	cfg.Lowers, cfg.Upper, cfg.Work = tu.lowers, tu.upper, tu.work
 	tweak(&cfg)
@@ -211,11 +211,7 @@ func (tu *testUnion) mountRoot(t *testing.T, tweak func(*Config)) *Root {
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			unix.Unmount(tu.mnt, unix.MNT_DETACH)
-		}
-	})
+	testsupport.UnmountAtCleanup(t, tu.mnt, srv.Unmount)
 	return root
 }
 

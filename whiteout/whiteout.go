@@ -15,6 +15,7 @@ package whiteout
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -55,13 +56,19 @@ func NameFits(name string) bool { return len(Prefix)+len(name) <= NameMax }
 // a name that never shows in a merged view and that users may not create.
 func IsWhiteoutName(name string) bool { return strings.HasPrefix(name, Prefix) }
 
+// IsReserved reports whether name starts with ".wh..wh.": a name OCI
+// reserves for markers. Besides the opaque marker (IsOpaqueMarker) these are
+// bookkeeping, never content: our workdir (".wh..wh.unionfsd.work"),
+// aufs's ".wh..wh.plnk".
+func IsReserved(name string) bool { return strings.HasPrefix(name, MetaPrefix) }
+
 // IsOpaqueMarker reports whether name is the OCI opaque marker.
 func IsOpaqueMarker(name string) bool { return name == OpaqueName }
 
 // Target returns the name hidden by the whiteout file whName. ok is false for
 // names that are not plain whiteouts (ordinary names and ".wh..wh." markers).
 func Target(whName string) (target string, ok bool) {
-	if !IsWhiteoutName(whName) || strings.HasPrefix(whName, MetaPrefix) {
+	if !IsWhiteoutName(whName) || IsReserved(whName) {
 		return "", false
 	}
 	target = whName[len(Prefix):]
@@ -90,17 +97,31 @@ var OpaqueXattrs = []string{TrustedOpaqueXattr, UserOpaqueXattr, FuseOverlayfsOp
 // opaque xattr set to "y". Missing xattrs, or filesystems without xattr
 // support, mean "not opaque".
 func HasOpaqueXattr(path string) (bool, error) {
+	return hasOpaqueXattr(path, false)
+}
+
+// HasOpaqueXattrFd is HasOpaqueXattr for a directory open as fd (O_PATH
+// included). It goes through the fd's /proc entry, which leads to the
+// directory itself: the f*xattr calls refuse O_PATH descriptors.
+func HasOpaqueXattrFd(fd int) (bool, error) {
+	return hasOpaqueXattr("/proc/self/fd/"+strconv.Itoa(fd), true)
+}
+
+// hasOpaqueXattr is HasOpaqueXattr, following a final symlink when follow
+// is set (for /proc/self/fd entries). Direct calls, not func values, so the
+// buffers stay on the stack.
+func hasOpaqueXattr(path string, follow bool) (bool, error) {
 	// One listxattr answers for the common dir with no xattrs at all; this
 	// runs for every merged directory lookup in every layer.
 	var names [256]byte
-	n, err := unix.Llistxattr(path, names[:])
+	n, err := listxattr(path, follow, names[:])
 	switch {
 	case err == nil && n == 0, errors.Is(err, unix.ENOTSUP):
 		return false, nil
 	case err == nil:
 		for _, x := range OpaqueXattrs {
 			if hasName(names[:n], x) {
-				if opaque, err := opaqueValue(path, x); opaque || err != nil {
+				if opaque, err := opaqueValue(path, follow, x); opaque || err != nil {
 					return opaque, err
 				}
 			}
@@ -109,13 +130,27 @@ func HasOpaqueXattr(path string) (bool, error) {
 	case errors.Is(err, unix.ERANGE):
 		// Too many names for the buffer: ask for each mark instead.
 		for _, x := range OpaqueXattrs {
-			if opaque, err := opaqueValue(path, x); opaque || err != nil {
+			if opaque, err := opaqueValue(path, follow, x); opaque || err != nil {
 				return opaque, err
 			}
 		}
 		return false, nil
 	}
 	return false, err
+}
+
+func listxattr(path string, follow bool, dest []byte) (int, error) {
+	if follow {
+		return unix.Listxattr(path, dest)
+	}
+	return unix.Llistxattr(path, dest)
+}
+
+func getxattr(path string, follow bool, attr string, dest []byte) (int, error) {
+	if follow {
+		return unix.Getxattr(path, attr, dest)
+	}
+	return unix.Lgetxattr(path, attr, dest)
 }
 
 // hasName reports whether a listxattr result holds name.
@@ -134,9 +169,9 @@ func hasName(list []byte, name string) bool {
 }
 
 // opaqueValue reports whether the xattr x of path is "y".
-func opaqueValue(path, x string) (bool, error) {
+func opaqueValue(path string, follow bool, x string) (bool, error) {
 	var buf [8]byte
-	n, err := unix.Lgetxattr(path, x, buf[:])
+	n, err := getxattr(path, follow, x, buf[:])
 	switch {
 	case err == nil:
 		return n == 1 && buf[0] == 'y', nil

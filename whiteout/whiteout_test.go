@@ -41,6 +41,12 @@ func TestNames(t *testing.T) {
 			t.Errorf("NameFits of a %d-byte name = %v, want %v", n, !fits, fits)
 		}
 	}
+	for name, want := range map[string]bool{".wh..wh..opq": true, ".wh..wh.unionfsd.work": true, ".wh..wh.plnk": true,
+		".wh.foo": false, ".wh..": false, ".wh.": false, "x.wh..wh.a": false} {
+		if IsReserved(name) != want {
+			t.Errorf("IsReserved(%q) = %v, want %v", name, !want, want)
+		}
+	}
 	if Name("a b") != ".wh.a b" || !IsOpaqueMarker(OpaqueName) {
 		t.Errorf("Name or IsOpaqueMarker wrong")
 	}
@@ -97,6 +103,16 @@ func TestOverlayFormat(t *testing.T) {
 		if got, err := IsOpaqueDir(d); err != nil || got != c.want {
 			t.Errorf("IsOpaqueDir = %v %v, want %v", got, err, c.want)
 		}
+		// The same by an O_PATH descriptor (the marker file aside).
+		fd, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xattrMark, _ := HasOpaqueXattr(d)
+		if got, err := HasOpaqueXattrFd(fd); err != nil || got != xattrMark {
+			t.Errorf("HasOpaqueXattrFd = %v %v, HasOpaqueXattr %v", got, err, xattrMark)
+		}
+		unix.Close(fd)
 	}
 	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.redirect", "user.unionfsd.metacopy", "trusted.unionfsd.metacopy", "user.fuseoverlayfs.opaque"} {
 		if !IsInternalXattr(x) {

@@ -30,12 +30,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/beneath"
+	"github.com/unionfsd/unionfsd/internal/userns"
 )
 
 // The two names of the pointer xattr.
@@ -62,17 +64,7 @@ func Xattr() string {
 
 // realRoot reports whether we are root in the initial user namespace,
 // where trusted.* xattrs can be set and read.
-var realRoot = sync.OnceValue(func() bool {
-	if os.Geteuid() != 0 {
-		return false
-	}
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
-})
+var realRoot = sync.OnceValue(func() bool { return os.Geteuid() == 0 && userns.Initial() })
 
 // Trusted reports whether pointers in the upper dir at upper may be
 // followed: metacopy must be on, and a rootless daemon additionally needs
@@ -106,6 +98,29 @@ type Getter func(attr string, dest []byte) (int, error)
 // the caller has (ReadWith for a file reached through a descriptor).
 func Read(path string, mode uint32, size int64) (Pointer, error) {
 	return ReadWith(func(attr string, dest []byte) (int, error) { return unix.Lgetxattr(path, attr, dest) }, mode, size)
+}
+
+// ReadFd reads the pointer of the upper file open as fd (O_PATH
+// included: it goes through the fd's /proc entry, which leads to the file
+// itself).
+func ReadFd(fd int, mode uint32, size int64) (Pointer, error) {
+	p := "/proc/self/fd/" + strconv.Itoa(fd)
+	return ReadWith(func(attr string, dest []byte) (int, error) { return unix.Getxattr(p, attr, dest) }, mode, size)
+}
+
+// Data is the layer-relative path of the data p points to, "" when the
+// file carries no pointer. A pointer present but refused (not in Xattr's
+// namespace, malformed) or one the caller may not follow (trusted false:
+// metacopy off, an upper not ours; see Trusted) is ErrUntrusted: never
+// followed, and never read as the upper file's own, empty, content.
+func (p Pointer) Data(trusted bool) (string, error) {
+	switch {
+	case !p.Present:
+		return "", nil
+	case p.Rel == "" || !trusted:
+		return "", ErrUntrusted
+	}
+	return p.Rel, nil
 }
 
 // ReadWith reads the pointer of an upper file through get. Only regular

@@ -133,3 +133,49 @@ func TestRootlessTrust(t *testing.T) {
 		t.Errorf("as nobody: %v %s", err, out)
 	}
 }
+
+// TestReadFdData reads a pointer through an O_PATH descriptor (as the
+// union's Stack does) and decides with Data whether it may be followed.
+func TestReadFdData(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, 10); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	read := func() Pointer {
+		t.Helper()
+		ptr, err := ReadFd(fd, unix.S_IFREG, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ptr
+	}
+	if rel, err := read().Data(true); rel != "" || err != nil {
+		t.Errorf("no pointer: Data = %q, %v", rel, err)
+	}
+	if err := unix.Setxattr(p, Xattr(), Value("d/f"), 0); err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			t.Skip("no xattrs here")
+		}
+		t.Fatal(err)
+	}
+	if rel, err := read().Data(true); rel != "d/f" || err != nil {
+		t.Errorf("trusted pointer: Data = %q, %v", rel, err)
+	}
+	if rel, err := read().Data(false); rel != "" || !errors.Is(err, ErrUntrusted) {
+		t.Errorf("pointer not to be followed: Data = %q, %v", rel, err)
+	}
+	if err := unix.Setxattr(p, Xattr(), Value("../etc/shadow"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if rel, err := read().Data(true); rel != "" || !errors.Is(err, ErrUntrusted) {
+		t.Errorf("malformed pointer: Data = %q, %v", rel, err)
+	}
+}

@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
-	"testing"
 )
 
 // BusyboxPaths are where Debian's busybox-static puts its binary.
@@ -32,7 +29,7 @@ func FindBusybox() (string, error) {
 	return "", ErrNoBusybox
 }
 
-// BusyboxSpec is the image description BusyboxImage writes: one layer with
+// BusyboxSpec is the image description WriteBusyboxImage writes: one layer with
 // /bin/busybox, applet symlinks, /etc/passwd, /etc/group, /tmp and /root.
 func BusyboxSpec() (Image, error) {
 	bin, err := FindBusybox()
@@ -68,23 +65,4 @@ func WriteBusyboxImage(p string) error {
 		return err
 	}
 	return WriteDockerArchive(p, img)
-}
-
-// BusyboxImage writes a docker-save tarball of busybox:latest into a temp
-// dir of t and returns its path; it skips the test when busybox-static is
-// not installed.
-func BusyboxImage(t testing.TB) string {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("busybox image needs linux")
-	}
-	p := filepath.Join(t.TempDir(), "busybox.tar")
-	err := WriteBusyboxImage(p)
-	if errors.Is(err, ErrNoBusybox) {
-		t.Skip(err.Error())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -371,20 +371,12 @@ func dockerArchive(imgs []Image) (*archiveWriter, error) {
 
 // WriteDockerArchive writes a docker-save tarball holding imgs.
 func WriteDockerArchive(p string, imgs ...Image) error {
-	a, err := dockerArchive(imgs)
-	if err != nil {
-		return err
-	}
-	return a.tarTo(p)
+	return write(dockerArchive, imgs, (*archiveWriter).tarTo, p)
 }
 
 // WriteDockerDir writes the same members as WriteDockerArchive into a directory.
 func WriteDockerDir(dir string, imgs ...Image) error {
-	a, err := dockerArchive(imgs)
-	if err != nil {
-		return err
-	}
-	return a.dirTo(dir)
+	return write(dockerArchive, imgs, (*archiveWriter).dirTo, dir)
 }
 
 // ociLayout returns the members of an OCI image layout.
@@ -433,20 +425,22 @@ func ociLayout(imgs []Image) (*archiveWriter, error) {
 
 // WriteOCILayout writes an OCI image layout directory holding imgs.
 func WriteOCILayout(dir string, imgs ...Image) error {
-	a, err := ociLayout(imgs)
-	if err != nil {
-		return err
-	}
-	return a.dirTo(dir)
+	return write(ociLayout, imgs, (*archiveWriter).dirTo, dir)
 }
 
 // WriteOCIArchive writes an OCI image layout as a tar file.
 func WriteOCIArchive(p string, imgs ...Image) error {
-	a, err := ociLayout(imgs)
+	return write(ociLayout, imgs, (*archiveWriter).tarTo, p)
+}
+
+// write lays imgs out as layout's members and writes them to p with out
+// (a tar file or a directory).
+func write(layout func([]Image) (*archiveWriter, error), imgs []Image, out func(*archiveWriter, string) error, p string) error {
+	a, err := layout(imgs)
 	if err != nil {
 		return err
 	}
-	return a.tarTo(p)
+	return out(a, p)
 }
 
 func goarch() string { return runtime.GOARCH }

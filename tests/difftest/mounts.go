@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/unionfsd/unionfsd/internal/fuseuring"
+	"github.com/unionfsd/unionfsd/internal/mountinfo"
 	"github.com/unionfsd/unionfsd/unionfs"
 	"golang.org/x/sys/unix"
 )
@@ -244,20 +244,14 @@ func DetachAll() []string {
 // minor number of its device), or -1 if it is not a FUSE mount. It reads
 // /proc/self/mountinfo, never the mount itself.
 func fuseConn(mnt string) int {
-	info, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return -1
 	}
 	conn := -1
-	for _, line := range strings.Split(string(info), "\n") {
-		f := strings.Fields(line)
-		sep := slices.Index(f, "-")
-		if len(f) < 5 || sep < 0 || sep+1 >= len(f) || f[4] != mnt || !strings.HasPrefix(f[sep+1], "fuse") {
-			continue
-		}
-		var major, minor int
-		if _, err := fmt.Sscanf(f[2], "%d:%d", &major, &minor); err == nil {
-			conn = minor // the last mount on mnt is the visible one
+	for _, m := range mounts {
+		if m.Point == mnt && strings.HasPrefix(m.FSType, "fuse") {
+			conn = m.Minor // the last mount on mnt is the visible one
 		}
 	}
 	return conn

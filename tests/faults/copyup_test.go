@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // TestCopyUpENOSPC opens a lower file bigger than the space left in the
@@ -14,7 +16,7 @@ import (
 // lower content visible, no file in the upper and nothing in the workdir;
 // once space is back the same open and append succeed.
 func TestCopyUpENOSPC(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireFUSE(t)
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			fsRoot := b.mount(t, 8<<20)

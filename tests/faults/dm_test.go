@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/tests/difftest"
 )
 
@@ -39,7 +40,7 @@ func dmMissing() string {
 // back it succeeds. TestEIOBrokenUpper covers the same ground through a
 // FUSE file system on hosts without device-mapper.
 func TestEIODeviceMapper(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireFUSE(t)
 	if why := dmMissing(); why != "" {
 		t.Skip("device-mapper EIO test: " + why)
 	}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // eioLower makes the lower layer the EIO tests work on: a big file, a
@@ -44,7 +46,7 @@ var opsUnderFault = []struct {
 // daemon must keep serving reads; once the file system works again every
 // operation succeeds.
 func TestEIOBrokenUpper(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireFUSE(t)
 	ff := mountFaultFS(t)
 	lower := eioLower(t)
 	u := mountUnion(t, lower, filepath.Join(ff.mnt, "upper"), filepath.Join(ff.mnt, "work"))
@@ -75,7 +77,7 @@ func TestEIOBrokenUpper(t *testing.T) {
 // with EIO, show the lower content unchanged and leave only complete
 // copies in the upper; once writes work again both succeed.
 func TestEIOFlakyUpper(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireFUSE(t)
 	ff := mountFaultFS(t)
 	lower := eioLower(t)
 	u := mountUnion(t, lower, filepath.Join(ff.mnt, "upper"), filepath.Join(ff.mnt, "work"))

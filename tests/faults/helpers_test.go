@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -21,41 +20,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/tests/difftest"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
-// TestMain detaches the union mounts left behind when go test's -timeout
-// is about to kill the binary (which skips t.Cleanup).
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if f := flag.Lookup("test.timeout"); f != nil {
-		if d, ok := f.Value.(flag.Getter).Get().(time.Duration); ok && d > 0 {
-			time.AfterFunc(d-min(d/10, 10*time.Second), func() {
-				if left := difftest.DetachAll(); len(left) > 0 {
-					fmt.Fprintf(os.Stderr, "faults: test timeout is near, detached %v\n", left)
-				}
-			})
-		}
-	}
-	code := m.Run()
-	if left := difftest.DetachAll(); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "faults: detached mounts left behind: %v\n", left)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-// requireRoot skips unless the test can mount file systems and FUSE.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("fault tests mount tmpfs, ext4 loop images and FUSE: run them as root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse: modprobe fuse")
-	}
-}
+// TestMain detaches the mounts left behind (testsupport.MainDetachingMounts).
+func TestMain(m *testing.M) { testsupport.MainDetachingMounts(m, "faults", difftest.DetachAll) }
 
 // mountTmpfs mounts a tmpfs of size bytes on a fresh dir and returns it.
 func mountTmpfs(t *testing.T, size int64) string {

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // TestRenameDirENOSPC renames a lower directory whose files do not fit in
@@ -16,7 +18,7 @@ import (
 // name. What the upper holds by then must be complete copies of lower
 // files only. Once space is back the same rename succeeds.
 func TestRenameDirENOSPC(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireFUSE(t)
 	fsRoot := mountTmpfs(t, 8<<20)
 	lower := filepath.Join(t.TempDir(), "lower")
 	for i := 0; i < 8; i++ {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/layers"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
 )
@@ -29,8 +30,8 @@ import (
 // succeeds and the image is complete, even where it reuses what the failed
 // import published.
 func TestImportENOSPC(t *testing.T) {
-	requireRoot(t)
-	archive := imagetest.BusyboxImage(t)
+	testsupport.RequireFUSE(t)
+	archive := testsupport.BusyboxImage(t)
 	busybox, err := imagetest.FindBusybox()
 	if err != nil {
 		t.Skip(err)
@@ -75,8 +76,8 @@ func TestImportENOSPC(t *testing.T) {
 // base image; once space is back the same commit succeeds and the new
 // layer holds the upper's content.
 func TestCommitENOSPC(t *testing.T) {
-	requireRoot(t)
-	archive := imagetest.BusyboxImage(t)
+	testsupport.RequireFUSE(t)
+	archive := testsupport.BusyboxImage(t)
 	fsRoot := mountTmpfs(t, 48<<20)
 	s := openStore(t, filepath.Join(fsRoot, "store"))
 	base := mustImport(t, s, archive)[0]
@@ -229,8 +230,8 @@ func assertStore(t *testing.T, s *layers.Store, names []string) {
 // it must exit non-zero with a one-line error naming the cause, list no
 // image, and import fine once space is back.
 func TestImportCLIENOSPC(t *testing.T) {
-	requireRoot(t)
-	archive := imagetest.BusyboxImage(t)
+	testsupport.RequireFUSE(t)
+	archive := testsupport.BusyboxImage(t)
 	crun := buildCrunLite(t)
 	fsRoot := mountTmpfs(t, 16<<20)
 	root := filepath.Join(fsRoot, "store")
@@ -288,8 +289,8 @@ func buildCrunLite(t *testing.T) string {
 // leave the store consistent with no image; once writes work the same
 // import succeeds.
 func TestImportEIO(t *testing.T) {
-	requireRoot(t)
-	archive := imagetest.BusyboxImage(t)
+	testsupport.RequireFUSE(t)
+	archive := testsupport.BusyboxImage(t)
 	ff := mountFaultFS(t)
 	for i, budget := range []int64{-1, 0, 1 << 20, 3 << 20} {
 		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {

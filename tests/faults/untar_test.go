@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // TestUntarENOSPC extracts, with GNU tar through the mount, an archive
@@ -20,7 +22,7 @@ import (
 // workdir. Once space is back the same extraction succeeds and the merged
 // view is exactly the archive.
 func TestUntarENOSPC(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireFUSE(t)
 	tarBin, err := exec.LookPath("tar")
 	if err != nil {
 		t.Skip("tar missing: apt-get install tar")

@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/posixtest"
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/tests/difftest"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
@@ -145,19 +145,5 @@ func mount(t *testing.T, ioUring string) string {
 	return mnt
 }
 
-// TestMain detaches mounts left behind if go test's -timeout is about to
-// kill the binary (which skips t.Cleanup).
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if f := flag.Lookup("test.timeout"); f != nil {
-		if d, ok := f.Value.(flag.Getter).Get().(time.Duration); ok && d > 0 {
-			time.AfterFunc(d-min(d/10, 10*time.Second), func() { difftest.DetachAll() })
-		}
-	}
-	code := m.Run()
-	if left := difftest.DetachAll(); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "posix: detached %d mounts left behind: %v\n", len(left), left)
-		code = 1
-	}
-	os.Exit(code)
-}
+// TestMain detaches the mounts left behind (testsupport.MainDetachingMounts).
+func TestMain(m *testing.M) { testsupport.MainDetachingMounts(m, "posix", difftest.DetachAll) }

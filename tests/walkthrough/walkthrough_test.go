@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
 )
 
@@ -84,12 +85,7 @@ func TestWalkthrough(t *testing.T) {
 // the walk-through.
 func requirePrereqs(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the walk-through mounts FUSE and kernel overlay: run the tests as root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("/dev/fuse missing: modprobe fuse")
-	}
+	testsupport.RequireFUSE(t)
 	if fsys, err := os.ReadFile("/proc/filesystems"); err != nil || !bytes.Contains(fsys, []byte("\toverlay\n")) {
 		t.Skip("kernel overlay missing: modprobe overlay")
 	}

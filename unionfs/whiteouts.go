@@ -12,6 +12,10 @@ import (
 	"github.com/unionfsd/unionfsd/whiteout"
 )
 
+// Whiteouts and opaque marks in the upper: every one the union writes or
+// removes is written or removed here (the bytes on disk by package
+// whiteout's CreateFileAt and MakeDeviceAt).
+//
 // The upper's own format for deletions and opaque dirs (Config.WhiteoutFormat):
 // OCI (".wh.NAME" beside the name, ".wh..wh..opq" inside a dir) by default,
 // or kernel overlay's (a 0/0 char device in place of the name, an opaque
@@ -41,7 +45,7 @@ func (u *unionFS) needsOpaqueParent(name string) bool {
 // a 0/0 device, trying once in the workdir.
 func (u *unionFS) probeDeviceWhiteouts() bool {
 	work, tmp := u.cow.WorkFd(), u.cow.TempName()
-	if unix.Mknodat(work, tmp, unix.S_IFCHR, 0) != nil {
+	if whiteout.MakeDeviceAt(work, tmp) != nil {
 		return false
 	}
 	unix.Unlinkat(work, tmp, 0)
@@ -112,7 +116,7 @@ func (u *unionFS) markOpaque(dir int, name string) error {
 	}
 	defer unix.Close(fd)
 	if !u.overlayFormat() {
-		return touch(fd, whiteout.OpaqueName)
+		return whiteout.CreateFileAt(fd, whiteout.OpaqueName)
 	}
 	x := whiteout.TrustedOpaqueXattr
 	if os.Geteuid() != 0 {
@@ -137,7 +141,7 @@ func (u *unionFS) opaqueMarkName(path string) string {
 // over the entry (exchanged and removed, for an emptied directory).
 func (u *unionFS) whiteoutInPlace(dir, name string, upperEntry bool) error {
 	p := u.upperPath(joinRel(dir, name))
-	mk := func(tmp cow.At) error { return unix.Mknodat(tmp.Dir, tmp.Name, unix.S_IFCHR, 0) }
+	mk := func(tmp cow.At) error { return whiteout.MakeDeviceAt(tmp.Dir, tmp.Name) }
 	err := u.at(upperLayer, joinRel(dir, name), func(d int, n string) error {
 		if upperEntry {
 			u.retire(d, n)
@@ -149,5 +153,117 @@ func (u *unionFS) whiteoutInPlace(dir, name string, upperEntry bool) error {
 		return fmt.Errorf("whiteout %s: %w", p, err)
 	}
 	u.note("whiteout %s (char 0/0)", p)
+	return nil
+}
+
+// createWhiteout writes the OCI whiteout for dir/name in the upper: a hard
+// link to one shared empty file in the workdir, as overlay links its 0/0
+// whiteouts to one shared device. A link is atomic and much cheaper than a
+// new inode (rm -rf of a lower tree makes one whiteout per file). The
+// whiteout is still an empty regular file under its .wh. name, which is all
+// the OCI rules look at; exports write each as a file of its own.
+func (u *unionFS) createWhiteout(dir, name string) error {
+	p := joinRel(dir, whiteout.Name(name))
+	err := u.at(upperLayer, p, u.linkWhiteout)
+	if errors.Is(err, syscall.EEXIST) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("whiteout %s: %w", u.upperPath(p), err)
+	}
+	u.note("whiteout %s", u.upperPath(p))
+	return nil
+}
+
+// sharedWhiteoutName is the file in the workdir every whiteout links to.
+const sharedWhiteoutName = "whiteout"
+
+// linkWhiteout links name in dir to the shared whiteout, making a new one
+// when it is missing or has as many links as the filesystem allows; if
+// linking is not possible at all, name gets an empty file of its own.
+func (u *unionFS) linkWhiteout(dir int, name string) error {
+	work := u.cow.WorkFd()
+	err := unix.Linkat(work, sharedWhiteoutName, dir, name, 0)
+	if err == syscall.ENOENT || err == syscall.EMLINK {
+		if err = u.newSharedWhiteout(); err == nil {
+			err = unix.Linkat(work, sharedWhiteoutName, dir, name, 0)
+		}
+	}
+	if err == nil || err == syscall.EEXIST {
+		return err
+	}
+	return whiteout.CreateFileAt(dir, name)
+}
+
+// newSharedWhiteout puts a fresh empty file at the shared whiteout's name,
+// atomically.
+func (u *unionFS) newSharedWhiteout() error {
+	work, tmp := u.cow.WorkFd(), u.cow.TempName()
+	if err := whiteout.CreateFileAt(work, tmp); err != nil {
+		return err
+	}
+	if err := unix.Renameat(work, tmp, work, sharedWhiteoutName); err != nil {
+		unix.Unlinkat(work, tmp, 0)
+		return err
+	}
+	return nil
+}
+
+// removeWhiteout deletes the upper's whiteout for dir/name if there is one.
+func (u *unionFS) removeWhiteout(dir, name string) error {
+	if !whiteout.NameFits(name) {
+		return nil
+	}
+	p := joinRel(dir, whiteout.Name(name))
+	err := u.at(upperLayer, p, func(d int, n string) error { return unix.Unlinkat(d, n, 0) })
+	if err == nil {
+		u.note("removed whiteout %s", u.upperPath(p))
+	}
+	if err == nil || errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("remove whiteout %s: %w", u.upperPath(p), err)
+}
+
+// clearUpperDir removes the whiteouts and markers of an upper directory whose
+// merged view is empty, so the directory itself can be removed or replaced.
+func (u *unionFS) clearUpperDir(rel string) error {
+	return u.inDir(upperLayer, rel, func(dir int) error {
+		ents, err := readDirentsFd(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if e.name == "." || e.name == ".." {
+				continue
+			}
+			if !whiteout.IsWhiteoutName(e.name) && !(e.dtype == syscall.DT_CHR && isOverlayWhiteoutAt(dir, e.name)) {
+				return syscall.ENOTEMPTY
+			}
+			if err := cow.RemoveAllAt(dir, e.name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// renameThenWhiteout renames and puts a 0/0 device at the source where
+// RENAME_WHITEOUT is missing (filesystem or privilege). The device is made
+// in the workdir first, so after the rename only a rename within the upper
+// is left to do; the lower name shows for the moment in between.
+func (u *unionFS) renameThenWhiteout(sdir int, sname string, ddir int, dname string) error {
+	work, tmp := u.cow.WorkFd(), u.cow.TempName()
+	if err := whiteout.MakeDeviceAt(work, tmp); err != nil {
+		return err
+	}
+	if err := unix.Renameat(sdir, sname, ddir, dname); err != nil {
+		unix.Unlinkat(work, tmp, 0)
+		return err
+	}
+	if err := unix.Renameat2(work, tmp, sdir, sname, unix.RENAME_NOREPLACE); err != nil {
+		unix.Unlinkat(work, tmp, 0)
+		u.note("no whiteout at %s: %v", sname, err)
+	}
 	return nil
 }

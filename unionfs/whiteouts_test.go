@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // TestOverlayUpperFormat writes the upper in kernel-overlay format, then
@@ -24,7 +26,7 @@ func TestOverlayUpperFormat(t *testing.T) {
 	must(t, os.Mkdir(tu.m("d"), 0o755))
 	must(t, os.WriteFile(tu.m("d/new"), []byte("n"), 0o644))
 	must(t, os.Rename(tu.m("f"), tu.m("e/f2")))
-	merged := listTree(t, tu.mnt)
+	merged := testsupport.ListTree(t, tu.mnt)
 
 	var st syscall.Stat_t
 	must(t, syscall.Lstat(tu.upper+"/gone", &st))
