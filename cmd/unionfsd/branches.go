@@ -26,6 +26,20 @@ func branchLayers(cfg *unionfs.Config, pos []string, mountpoint *string) error {
 	return nil
 }
 
+// dirsLayers handles unionfs-fuse's "-o dirs=BRANCHES [SOURCE] MOUNTPOINT",
+// the form an fstab entry can use.
+func dirsLayers(cfg *unionfs.Config, spec string, pos []string, mountpoint *string) error {
+	if err := sourceAndMountpoint(cfg, pos, "dirs=", mountpoint); err != nil {
+		return err
+	}
+	upper, lowers, err := parseBranches(spec)
+	if err != nil {
+		return err
+	}
+	cfg.Upper, cfg.Lowers = upper, lowers
+	return nil
+}
+
 // branch is one element of a unionfs-fuse branch list.
 type branch struct {
 	path string

@@ -18,6 +18,7 @@ type options struct {
 	help       bool
 	version    bool
 	trace      traceOptions
+	peer       peerOptions // what prepare still has to do for them
 }
 
 // usageError is bad command-line syntax (exit status 2), as opposed to input
@@ -104,14 +105,21 @@ func parseArgs(args []string, euid int) (*options, error) {
 		return nil, err
 	}
 	mo.applyTo(&cfg)
-	cfg.AllowOther = mo.allowOther || euid == 0
+	if cfg.AllowOther, err = allowOther(mo, euid); err != nil {
+		return nil, err
+	}
 	cfg.Debug = v.debug || mo.debug
 	if fs.Changed("trace") && v.trace == "" {
 		return nil, usagef("--trace=: empty file name (--trace alone traces to stderr)")
 	}
-	if o.trace, err = parseTrace(v.trace, v.tracePaths, v.traceOps); err != nil {
+	traceDest := v.trace
+	if !fs.Changed("trace") {
+		traceDest = mo.peer.debugFile // unionfs-fuse's spelling of --trace=FILE
+	}
+	if o.trace, err = parseTrace(traceDest, v.tracePaths, v.traceOps); err != nil {
 		return nil, err
 	}
+	o.peer = mo.peer
 	// Tracing to stderr needs the terminal, which the daemon lets go of.
 	o.foreground = v.foreground || cfg.Debug || o.trace.dest == traceStderr
 	o.cfg = cfg
@@ -182,11 +190,21 @@ func applyFlags(fs *pflag.FlagSet, v *flagValues, mo *mountOptions) error {
 // layersFromArgs fills the layer fields of cfg from the -o options and the
 // positional arguments, in whichever of the two syntaxes they use.
 func layersFromArgs(cfg *unionfs.Config, mo *mountOptions, pos []string, mountpoint *string) error {
-	if mo.lowerdir != nil || mo.upperdir != "" {
-		if err := overlayLayers(cfg, mo, pos, mountpoint); err != nil {
-			return err
-		}
-	} else if err := branchLayers(cfg, pos, mountpoint); err != nil {
+	overlay := mo.lowerdir != nil || mo.upperdir != ""
+	var err error
+	switch {
+	case overlay && mo.peer.dirs != "":
+		return usagef("-o dirs=%s: give the layers either as dirs= or as lowerdir=/upperdir=", mo.peer.dirs)
+	case overlay && mo.peer.chroot != "":
+		return usagef("-o chroot=%s: applies to branch lists, not to lowerdir=/upperdir=", mo.peer.chroot)
+	case overlay:
+		err = overlayLayers(cfg, mo, pos, mountpoint)
+	case mo.peer.dirs != "":
+		err = dirsLayers(cfg, mo.peer.dirs, pos, mountpoint)
+	default:
+		err = branchLayers(cfg, pos, mountpoint)
+	}
+	if err != nil {
 		return err
 	}
 	if mo.workdir != "" {

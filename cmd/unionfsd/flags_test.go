@@ -64,7 +64,7 @@ func TestParseLayers(t *testing.T) {
 		{"escaped comma in -o", []string{"-o", `lowerdir=/a\,b:/c`, "mnt"},
 			want{lowers: []string{"/a,b", "/c"}, mountpoint: "mnt"}},
 		{"generic mount options ignored", []string{"-o", "nosuid,nodev,relatime,_netdev,nofail," +
-			"default_permissions,nonempty,subtype=x,x-systemd.automount,comment=hi,index=off,lowerdir=l", "mnt"},
+			"default_permissions,nonempty,subtype=unionfsd,x-systemd.automount,comment=hi,index=off,lowerdir=l", "mnt"},
 			want{lowers: []string{"l"}, mountpoint: "mnt"}},
 	}
 	for _, c := range cases {

@@ -82,6 +82,9 @@ func prepare(o *options, euid int) error {
 	if err := checkCanMount(mnt, &o.cfg, euid); err != nil {
 		return err
 	}
+	if err := o.peer.prepare(&o.cfg); err != nil {
+		return err
+	}
 	if err := checkLayersApart(mnt, &o.cfg); err != nil {
 		return err
 	}

@@ -16,6 +16,18 @@ func overlayLayers(cfg *unionfs.Config, mo *mountOptions, pos []string, mountpoi
 	if mo.lowerdir == nil {
 		return usagef("%s: upperdir given without lowerdir", mo.upperdir)
 	}
+	if err := sourceAndMountpoint(cfg, pos, "lowerdir=", mountpoint); err != nil {
+		return err
+	}
+	cfg.Lowers = mo.lowerdir
+	cfg.Upper = mo.upperdir
+	return nil
+}
+
+// sourceAndMountpoint reads the "[SOURCE] MOUNTPOINT" that follows layers
+// given as options (with names the option in the error); mount(8) passes
+// the fstab source first.
+func sourceAndMountpoint(cfg *unionfs.Config, pos []string, with string, mountpoint *string) error {
 	switch len(pos) {
 	case 1:
 		*mountpoint = pos[0]
@@ -27,10 +39,8 @@ func overlayLayers(cfg *unionfs.Config, mo *mountOptions, pos []string, mountpoi
 	case 0:
 		return usagef("missing MOUNTPOINT")
 	default:
-		return usagef("too many arguments: want [SOURCE] MOUNTPOINT with lowerdir=, got %q", pos)
+		return usagef("too many arguments: want [SOURCE] MOUNTPOINT with %s, got %q", with, pos)
 	}
-	cfg.Lowers = mo.lowerdir
-	cfg.Upper = mo.upperdir
 	return nil
 }
 
@@ -55,6 +65,7 @@ type mountOptions struct {
 	// (suid/nosuid, dev/nodev) wins.
 	noExec, suid, dev bool
 	containerOptions
+	peer peerOptions // unionfs-fuse's, libfuse's and fuse-overlayfs's (peeropts.go)
 }
 
 // containerOptions are the fuse-overlayfs options that containers-storage
@@ -69,19 +80,13 @@ var ignoredOptions = map[string]bool{
 	"iversion": true, "noiversion": true, "silent": true, "loud": true,
 	"auto": true, "noauto": true, "user": true, "nouser": true, "users": true,
 	"owner": true, "group": true, "defaults": true, "_netdev": true, "nofail": true,
-	"default_permissions": true, "nonempty": true, "cow": true, "userxattr": true,
-	// fuse-overlayfs: the mount never enforces ACLs (we do not ask the
-	// kernel for FUSE_POSIX_ACL; mode bits decide), so noacl is what we do
-	// anyway. ACL xattrs are kept as data.
-	"noacl": true,
+	"userxattr": true,
 }
 
-// ignoredValueOptions take a value we ignore: fuse's subtype, overlay
-// features that only change the on-disk format of kernel overlay, SELinux
+// ignoredValueOptions take a value we ignore: overlay's uuid=, SELinux
 // labels and fstab comments.
 var ignoredValueOptions = map[string]bool{
-	"subtype": true, "comment": true, "redirect_dir": true, "index": true,
-	"xino": true, "nfs_export": true, "uuid": true,
+	"comment": true, "uuid": true,
 	"context": true, "fscontext": true, "defcontext": true, "rootcontext": true,
 }
 
@@ -111,6 +116,9 @@ var flagOptions = map[string]bool{"ro": true, "rw": true, "allow_other": true, "
 
 // set applies one -o option.
 func (mo *mountOptions) set(key, val string, hasVal bool) error {
+	if peer, err := mo.peer.setPeer(key, val, hasVal); peer {
+		return err
+	}
 	if hasVal {
 		if flagOptions[key] || ignoredOptions[key] {
 			return usagef("-o %s=%s: %s takes no value", key, val, key)
