@@ -34,6 +34,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if isAutoUnmountWatcher() {
+		return watchAndUnmount(args)
+	}
 	if len(args) > 0 {
 		if sub, ok := subcommands[args[0]]; ok {
 			return sub(args[1:])

@@ -29,6 +29,7 @@ type peerOptions struct {
 	debugFile     string // trace destination from debug_file=
 	allowRoot     bool
 	hideMetaFiles bool
+	autoUnmount   bool // unmount when the daemon dies (autounmount.go)
 }
 
 // peerOption is one entry of peerOptionTable.
@@ -68,8 +69,7 @@ var peerOptionTable = map[string]peerOption{
 	"kernel_cache":        {}, // pages are always kept across opens (FOPEN_KEEP_CACHE)
 	"allow_root":          {set: func(po *peerOptions, _, _ string) error { po.allowRoot = true; return nil }},
 	"subtype":             {value: true, set: checkSubtype},
-	"auto_unmount": {refuse: "unionfsd unmounts when stopped by SIGTERM, SIGINT or SIGHUP, " +
-		"but a killed daemon leaves the mount behind (ENOTCONN)"},
+	"auto_unmount":        {set: func(po *peerOptions, _, _ string) error { po.autoUnmount = true; return nil }},
 	"max_read": {value: true, refuse: "the size of read requests is unionfsd's to choose " +
 		"(reads of passed-through files never reach it)"},
 

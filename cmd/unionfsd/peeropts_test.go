@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,7 +71,7 @@ var peerCases = map[string]peerCase{
 	"fsname=mine":         {check: func(o *options) bool { return o.cfg.FsName == "mine" }},
 	"subtype=unionfsd":    {check: same},
 	"subtype=sshfs":       {refused: "-o subtype=sshfs: not supported: the type is always fuse.unionfsd"},
-	"auto_unmount":        {refused: "-o auto_unmount: not supported"},
+	"auto_unmount":        {check: func(o *options) bool { return o.peer.autoUnmount }},
 	"max_read=131072":     {refused: "-o max_read=131072: not supported"},
 
 	// fuse-overlayfs
@@ -428,6 +429,58 @@ func TestAllowRootMount(t *testing.T) {
 			assertNothingLeft(t, b)
 		})
 	}
+}
+
+// TestAutoUnmountMount: with auto_unmount, a daemon killed with SIGKILL
+// takes its mount with it (without, the mount would stay, answering
+// ENOTCONN), and the watcher ends; a daemon stopped the usual way unmounts
+// itself and the watcher leaves the mountpoint alone.
+func TestAutoUnmountMount(t *testing.T) {
+	requireRoot(t)
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			b := newLayout(t)
+			r := runCLI(t, runOpts{}, "-o", "auto_unmount", b.up+":"+b.l2+":"+b.l1, b.mnt)
+			if r.code != 0 || r.stderr != "" {
+				t.Fatalf("mount: exit %d, stderr %q", r.code, r.stderr)
+			}
+			pid := daemonWithWatcher(t, b.mnt)
+			if got := readFile(t, b.mnt+"/a"); got != "a from l1\n" {
+				t.Errorf("a = %q", got)
+			}
+			syscall.Kill(pid, sig)
+			if !waitGone(pid, 5*time.Second) {
+				t.Fatalf("daemon %d still running after %v", pid, sig)
+			}
+			if !eventually(5*time.Second, func() bool { _, ok := mountAt(b.mnt); return !ok }) {
+				t.Errorf("%s still mounted after the daemon died of %v", b.mnt, sig)
+			}
+			assertNothingLeft(t, b) // the watcher ended too
+		})
+	}
+}
+
+// daemonWithWatcher returns the pid of the daemon serving mnt, which must
+// have exactly one other process of ours: its auto_unmount watcher.
+func daemonWithWatcher(t *testing.T, mnt string) int {
+	t.Helper()
+	pids := daemonsFor(mnt)
+	if len(pids) != 2 {
+		t.Fatalf("want the daemon and its watcher for %s, found %v", mnt, pids)
+	}
+	for i, p := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// pid (comm) state ppid ...
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if f[1] == strconv.Itoa(pids[1-i]) {
+			return pids[1-i] // p is the watcher, its parent the daemon
+		}
+	}
+	t.Fatalf("neither of %v is the other's parent", pids)
+	return 0
 }
 
 // TestDebugFileMount: debug_file= writes the operation trace to the file.
