@@ -77,6 +77,9 @@ func mountCommand(args []string, rep reporter) int {
 // prepare runs every check that can fail before the mount. Checks without
 // side effects come first: Validate may create the workdir.
 func prepare(o *options, euid int) error {
+	if err := checkKernel(); err != nil {
+		return err
+	}
 	mnt, err := checkMountpoint(o.mountpoint)
 	if err != nil {
 		return err
