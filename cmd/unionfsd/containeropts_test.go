@@ -5,12 +5,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/unionfs"
 )
 
 // Tests of the fuse-overlayfs options containers-storage passes to its
@@ -260,5 +263,82 @@ func assertOverlayWhiteouts(t *testing.T, up string) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("upper/dir holds %s, want it empty (the xattr marks it opaque)", strings.Join(names, " "))
+	}
+}
+
+// TestParseContainerOptions covers the fuse-overlayfs options that
+// containers-storage passes to a mount_program, and the whiteout format.
+func TestParseContainerOptions(t *testing.T) {
+	u32 := func(v uint32) *uint32 { return &v }
+	def := unionfs.DefaultConfig()
+	cases := []struct {
+		name  string
+		args  []string
+		check func(c unionfs.Config) bool
+	}{
+		{"defaults", nil, func(c unionfs.Config) bool {
+			return c.UIDMap == nil && c.GIDMap == nil && c.SquashUID == nil && c.SquashGID == nil &&
+				!c.StaticNlink && c.WhiteoutFormat == unionfs.WhiteoutOCI && !c.Metacopy && c.Fsync == def.Fsync
+		}},
+		// ID:MAPPED:COUNT: ID is stored in the layers (HostID), MAPPED is shown (ContainerID).
+		{"uidmapping and gidmapping", []string{"-o", "uidmapping=0:100000:1:1:200000:65535,gidmapping=0:300000:10"},
+			func(c unionfs.Config) bool {
+				return reflect.DeepEqual(c.UIDMap, []unionfs.IDMap{
+					{HostID: 0, ContainerID: 100000, Size: 1}, {HostID: 1, ContainerID: 200000, Size: 65535}}) &&
+					reflect.DeepEqual(c.GIDMap, []unionfs.IDMap{{HostID: 0, ContainerID: 300000, Size: 10}})
+			}},
+		// containers-storage's spelling, with a colon in front.
+		{"leading colon", []string{"-o", "uidmapping=:0:1:65536,gidmapping=:0:2:10:10:20:5"}, func(c unionfs.Config) bool {
+			return reflect.DeepEqual(c.UIDMap, []unionfs.IDMap{{HostID: 0, ContainerID: 1, Size: 65536}}) &&
+				reflect.DeepEqual(c.GIDMap, []unionfs.IDMap{{HostID: 0, ContainerID: 2, Size: 10}, {HostID: 10, ContainerID: 20, Size: 5}})
+		}},
+		{"squash_to_root", []string{"-o", "squash_to_root"}, func(c unionfs.Config) bool {
+			return reflect.DeepEqual(c.SquashUID, u32(0)) && reflect.DeepEqual(c.SquashGID, u32(0))
+		}},
+		{"squash_to_uid beats squash_to_root", []string{"-o", "squash_to_uid=1000,squash_to_root"},
+			func(c unionfs.Config) bool {
+				return reflect.DeepEqual(c.SquashUID, u32(1000)) && reflect.DeepEqual(c.SquashGID, u32(0))
+			}},
+		{"squash_to_gid alone", []string{"-o", "squash_to_gid=5"}, func(c unionfs.Config) bool {
+			return c.SquashUID == nil && reflect.DeepEqual(c.SquashGID, u32(5))
+		}},
+		{"static_nlink", []string{"-o", "static_nlink"}, func(c unionfs.Config) bool { return c.StaticNlink }},
+		{"metacopy=on", []string{"-o", "metacopy=on"}, func(c unionfs.Config) bool { return c.Metacopy }},
+		{"metacopy=off", []string{"-o", "metacopy=on,metacopy=off"}, func(c unionfs.Config) bool { return !c.Metacopy }},
+		{"whiteout_format=overlay", []string{"-o", "whiteout_format=overlay"}, func(c unionfs.Config) bool {
+			return c.WhiteoutFormat == unionfs.WhiteoutOverlay
+		}},
+		{"--whiteout-format", []string{"--whiteout-format", "overlay"}, func(c unionfs.Config) bool {
+			return c.WhiteoutFormat == unionfs.WhiteoutOverlay
+		}},
+		{"flag beats -o", []string{"-o", "whiteout_format=overlay", "--whiteout-format=oci"}, func(c unionfs.Config) bool {
+			return c.WhiteoutFormat == unionfs.WhiteoutOCI
+		}},
+		{"no-ops", []string{"-o", "noacl,threaded=1,xattr_permissions=2,fsync=0"}, func(c unionfs.Config) bool {
+			return !c.Fsync && c.UIDMap == nil && c.SquashUID == nil
+		}},
+		// What podman 4 passed in this repository's tests, SELinux label
+		// and empty option included.
+		{"containers-storage command line", []string{"-o", "lowerdir=/s/l/A:/s/l/B,upperdir=/s/x/diff," +
+			"workdir=/s/x/work,,volatile,uidmapping=:0:1:65536,gidmapping=:0:1:65536,xattr_permissions=2," +
+			`context="system_u:object_r:container_file_t:s0:c1,c2"`}, func(c unionfs.Config) bool {
+			return reflect.DeepEqual(c.Lowers, []string{"/s/l/A", "/s/l/B"}) && c.Upper == "/s/x/diff" &&
+				c.Work == "/s/x/work" && !c.Fsync && len(c.UIDMap) == 1 && len(c.GIDMap) == 1
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append(append([]string{}, c.args...), "/up:/lo", "/mnt")
+			if strings.Contains(strings.Join(c.args, " "), "lowerdir=") {
+				args = append(append([]string{}, c.args...), "/s/x/merged")
+			}
+			o, err := parseArgs(args, 0)
+			if err != nil {
+				t.Fatalf("parseArgs(%q): %v", args, err)
+			}
+			if !c.check(o.cfg) {
+				t.Fatalf("parseArgs(%q) gave %+v", args, o.cfg)
+			}
+		})
 	}
 }

@@ -213,6 +213,14 @@ func serve(o *options, rep reporter) int {
 	if err != nil {
 		return rep.fail(mountError(o.mountpoint, err))
 	}
+	if o.peer.autoUnmount {
+		watch, err := startAutoUnmount(o.mountpoint)
+		if err != nil {
+			server.Unmount()
+			return rep.fail(err)
+		}
+		defer watch.Close()
+	}
 	done := make(chan struct{})
 	go func() {
 		server.Wait()

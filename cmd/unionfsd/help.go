@@ -83,12 +83,14 @@ Mount options (-o):
   static_nlink              directories report nlink 1
   noexec, nosuid, nodev     mount flags; nosuid and nodev are the default;
   exec, suid, dev           clear them (suid and dev: root only)
-  Accepted and ignored: cow, rw, debug (= -d), default_permissions, nonempty,
-  *atime, lazytime, sync, async,
-  auto, noauto, user, users, _netdev, nofail, defaults, subtype=, x-*,
-  comment=, context=, userxattr, index=, redirect_dir=, xino=, noacl (ACLs
-  are never enforced), threaded=N (always parallel), xattr_permissions=N
+  Accepted and ignored: rw, debug (= -d), *atime, lazytime, sync, async,
+  auto, noauto, user, users, _netdev, nofail, defaults, x-*, comment=,
+  context=, userxattr, threaded=N (always parallel), xattr_permissions=N
   (ownership is always stored in the inode).
+  The options of unionfs-fuse, libfuse and fuse-overlayfs (cow, max_files=N,
+  chroot=DIR, dirs=BRANCHES, debug_file=FILE, use_ino, allow_root, noacl,
+  xino=, ...) work where unionfsd can do what they mean there and are refused
+  otherwise: README.md, "Options from unionfs-fuse, libfuse and fuse-overlayfs".
 
 Watching and cache timeouts: the kernel caches names, attributes and misses.
 Changes made through the mount always show at once. Changes made directly in

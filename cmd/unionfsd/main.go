@@ -34,6 +34,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if isAutoUnmountWatcher() {
+		return watchAndUnmount(args)
+	}
 	if len(args) > 0 {
 		if sub, ok := subcommands[args[0]]; ok {
 			return sub(args[1:])
@@ -74,12 +77,18 @@ func mountCommand(args []string, rep reporter) int {
 // prepare runs every check that can fail before the mount. Checks without
 // side effects come first: Validate may create the workdir.
 func prepare(o *options, euid int) error {
+	if err := checkKernel(); err != nil {
+		return err
+	}
 	mnt, err := checkMountpoint(o.mountpoint)
 	if err != nil {
 		return err
 	}
 	o.mountpoint = mnt
 	if err := checkCanMount(mnt, &o.cfg, euid); err != nil {
+		return err
+	}
+	if err := o.peer.prepare(&o.cfg); err != nil {
 		return err
 	}
 	if err := checkLayersApart(mnt, &o.cfg); err != nil {

@@ -64,7 +64,7 @@ func TestParseLayers(t *testing.T) {
 		{"escaped comma in -o", []string{"-o", `lowerdir=/a\,b:/c`, "mnt"},
 			want{lowers: []string{"/a,b", "/c"}, mountpoint: "mnt"}},
 		{"generic mount options ignored", []string{"-o", "nosuid,nodev,relatime,_netdev,nofail," +
-			"default_permissions,nonempty,subtype=x,x-systemd.automount,comment=hi,index=off,lowerdir=l", "mnt"},
+			"default_permissions,nonempty,subtype=unionfsd,x-systemd.automount,comment=hi,index=off,lowerdir=l", "mnt"},
 			want{lowers: []string{"l"}, mountpoint: "mnt"}},
 	}
 	for _, c := range cases {
@@ -225,121 +225,6 @@ func TestParseUsageErrors(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), c.says) {
 			t.Errorf("parseArgs(%q) = %q, want it to say %q", c.args, err, c.says)
-		}
-	}
-}
-
-// splitListCases are branch and lowerdir lists and their elements.
-var splitListCases = map[string][]string{
-	"":       {""},
-	"a":      {"a"},
-	"a:b":    {"a", "b"},
-	`a\:b:c`: {"a:b", "c"},
-	`a\b:c`:  {`a\b`, "c"},
-	"a::":    {"a", "", ""},
-	`a\`:     {`a\`},
-}
-
-func TestSplitList(t *testing.T) {
-	cases := splitListCases
-	for in, want := range cases {
-		if got := splitList(in, ':'); !reflect.DeepEqual(got, want) {
-			t.Errorf("splitList(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-// TestParseContainerOptions covers the fuse-overlayfs options that
-// containers-storage passes to a mount_program, and the whiteout format.
-func TestParseContainerOptions(t *testing.T) {
-	u32 := func(v uint32) *uint32 { return &v }
-	def := unionfs.DefaultConfig()
-	cases := []struct {
-		name  string
-		args  []string
-		check func(c unionfs.Config) bool
-	}{
-		{"defaults", nil, func(c unionfs.Config) bool {
-			return c.UIDMap == nil && c.GIDMap == nil && c.SquashUID == nil && c.SquashGID == nil &&
-				!c.StaticNlink && c.WhiteoutFormat == unionfs.WhiteoutOCI && !c.Metacopy && c.Fsync == def.Fsync
-		}},
-		// ID:MAPPED:COUNT: ID is stored in the layers (HostID), MAPPED is shown (ContainerID).
-		{"uidmapping and gidmapping", []string{"-o", "uidmapping=0:100000:1:1:200000:65535,gidmapping=0:300000:10"},
-			func(c unionfs.Config) bool {
-				return reflect.DeepEqual(c.UIDMap, []unionfs.IDMap{
-					{HostID: 0, ContainerID: 100000, Size: 1}, {HostID: 1, ContainerID: 200000, Size: 65535}}) &&
-					reflect.DeepEqual(c.GIDMap, []unionfs.IDMap{{HostID: 0, ContainerID: 300000, Size: 10}})
-			}},
-		// containers-storage's spelling, with a colon in front.
-		{"leading colon", []string{"-o", "uidmapping=:0:1:65536,gidmapping=:0:2:10:10:20:5"}, func(c unionfs.Config) bool {
-			return reflect.DeepEqual(c.UIDMap, []unionfs.IDMap{{HostID: 0, ContainerID: 1, Size: 65536}}) &&
-				reflect.DeepEqual(c.GIDMap, []unionfs.IDMap{{HostID: 0, ContainerID: 2, Size: 10}, {HostID: 10, ContainerID: 20, Size: 5}})
-		}},
-		{"squash_to_root", []string{"-o", "squash_to_root"}, func(c unionfs.Config) bool {
-			return reflect.DeepEqual(c.SquashUID, u32(0)) && reflect.DeepEqual(c.SquashGID, u32(0))
-		}},
-		{"squash_to_uid beats squash_to_root", []string{"-o", "squash_to_uid=1000,squash_to_root"},
-			func(c unionfs.Config) bool {
-				return reflect.DeepEqual(c.SquashUID, u32(1000)) && reflect.DeepEqual(c.SquashGID, u32(0))
-			}},
-		{"squash_to_gid alone", []string{"-o", "squash_to_gid=5"}, func(c unionfs.Config) bool {
-			return c.SquashUID == nil && reflect.DeepEqual(c.SquashGID, u32(5))
-		}},
-		{"static_nlink", []string{"-o", "static_nlink"}, func(c unionfs.Config) bool { return c.StaticNlink }},
-		{"metacopy=on", []string{"-o", "metacopy=on"}, func(c unionfs.Config) bool { return c.Metacopy }},
-		{"metacopy=off", []string{"-o", "metacopy=on,metacopy=off"}, func(c unionfs.Config) bool { return !c.Metacopy }},
-		{"whiteout_format=overlay", []string{"-o", "whiteout_format=overlay"}, func(c unionfs.Config) bool {
-			return c.WhiteoutFormat == unionfs.WhiteoutOverlay
-		}},
-		{"--whiteout-format", []string{"--whiteout-format", "overlay"}, func(c unionfs.Config) bool {
-			return c.WhiteoutFormat == unionfs.WhiteoutOverlay
-		}},
-		{"flag beats -o", []string{"-o", "whiteout_format=overlay", "--whiteout-format=oci"}, func(c unionfs.Config) bool {
-			return c.WhiteoutFormat == unionfs.WhiteoutOCI
-		}},
-		{"no-ops", []string{"-o", "noacl,threaded=1,xattr_permissions=2,fsync=0"}, func(c unionfs.Config) bool {
-			return !c.Fsync && c.UIDMap == nil && c.SquashUID == nil
-		}},
-		// What podman 4 passed in this repository's tests, SELinux label
-		// and empty option included.
-		{"containers-storage command line", []string{"-o", "lowerdir=/s/l/A:/s/l/B,upperdir=/s/x/diff," +
-			"workdir=/s/x/work,,volatile,uidmapping=:0:1:65536,gidmapping=:0:1:65536,xattr_permissions=2," +
-			`context="system_u:object_r:container_file_t:s0:c1,c2"`}, func(c unionfs.Config) bool {
-			return reflect.DeepEqual(c.Lowers, []string{"/s/l/A", "/s/l/B"}) && c.Upper == "/s/x/diff" &&
-				c.Work == "/s/x/work" && !c.Fsync && len(c.UIDMap) == 1 && len(c.GIDMap) == 1
-		}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			args := append(append([]string{}, c.args...), "/up:/lo", "/mnt")
-			if strings.Contains(strings.Join(c.args, " "), "lowerdir=") {
-				args = append(append([]string{}, c.args...), "/s/x/merged")
-			}
-			o, err := parseArgs(args, 0)
-			if err != nil {
-				t.Fatalf("parseArgs(%q): %v", args, err)
-			}
-			if !c.check(o.cfg) {
-				t.Fatalf("parseArgs(%q) gave %+v", args, o.cfg)
-			}
-		})
-	}
-}
-
-// splitOptionsCases are -o arguments and their options.
-var splitOptionsCases = map[string][]string{
-	"a,b":                   {"a", "b"},
-	`a\,b,c`:                {"a,b", "c"},
-	`x="p,q",y`:             {`x="p,q"`, "y"},
-	`context="a:b:c1,c2",z`: {`context="a:b:c1,c2"`, "z"},
-	"a,,b,":                 {"a", "", "b", ""},
-}
-
-func TestSplitOptions(t *testing.T) {
-	cases := splitOptionsCases
-	for in, want := range cases {
-		if got := splitOptions(in); !reflect.DeepEqual(got, want) {
-			t.Errorf("splitOptions(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
