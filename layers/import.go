@@ -54,6 +54,31 @@ func detectFormat(src source) (Format, error) {
 // tar). All digests are verified before anything becomes visible: on any
 // error the store is left as it was.
 func (s *Store) Import(path string, opts ImportOptions) ([]*Image, error) {
+	return s.importFrom(path, opts, func(staging string) (source, error) { return openSource(path, staging) })
+}
+
+// ImportReader imports the archive (a tar, possibly compressed) read from
+// r, such as a pipe, naming it where in messages. The archive is spooled
+// into the store's staging area first: the formats need random access.
+func (s *Store) ImportReader(r io.Reader, where string, opts ImportOptions) ([]*Image, error) {
+	return s.importFrom(where, opts, func(staging string) (source, error) {
+		spool, err := os.CreateTemp(staging, "stdin-*")
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", where, err)
+		}
+		if _, err := io.Copy(spool, r); err != nil {
+			spool.Close()
+			return nil, fmt.Errorf("import %s: %w", where, err)
+		}
+		if _, err := spool.Seek(0, io.SeekStart); err != nil {
+			spool.Close()
+			return nil, fmt.Errorf("import %s: %w", where, err)
+		}
+		return openTarSource(where, spool, staging)
+	})
+}
+
+func (s *Store) importFrom(path string, opts ImportOptions, open func(staging string) (source, error)) ([]*Image, error) {
 	gc, err := s.lockShared()
 	if err != nil {
 		return nil, err
@@ -65,7 +90,7 @@ func (s *Store) Import(path string, opts ImportOptions) ([]*Image, error) {
 	}
 	defer removeTree(staging)
 
-	src, err := openSource(path, staging)
+	src, err := open(staging)
 	if err != nil {
 		return nil, err
 	}
