@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unionfsd/unionfsd/layers/imagetest"
+)
+
+// freshEnv is an env with an empty store (newEnv imports busybox).
+func freshEnv(t *testing.T) *env {
+	t.Helper()
+	needContainers(t)
+	e := &env{t: t, store: filepath.Join(t.TempDir(), "store")}
+	t.Cleanup(e.cleanup)
+	return e
+}
+
+// skopeoPush copies the test busybox into the registry with skopeo, which
+// writes a docker schema 2 manifest with gzip layers.
+func skopeoPush(t *testing.T, ref string) {
+	t.Helper()
+	out, err := exec.Command("skopeo", "copy", "-q", "--dest-tls-verify=false", "docker-archive:"+busyboxTar, "docker://"+ref).CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo copy to %s: %v\n%s", ref, err, out)
+	}
+}
+
+// TestPullPushRun: an image skopeo pushed is pulled and run; tagged and
+// pushed again by crun-lite, it is pulled by the digest push printed into
+// a fresh store and run by that digest.
+func TestPullPushRun(t *testing.T) {
+	e := freshEnv(t)
+	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	skopeoPush(t, reg+"/lib/busybox:1")
+
+	e.mustRun("pull", reg+"/lib/busybox:1")
+	if out := e.mustRun("run", "--rm", reg+"/lib/busybox:1", "cat", "/etc/group"); !strings.HasPrefix(out, "root:x:0:") {
+		t.Errorf("run of the pulled image: %q", out)
+	}
+	e.mustRun("tag", reg+"/lib/busybox:1", "mine:2")
+	pushed := strings.TrimSpace(e.mustRun("push", "mine:2", reg+"/team/mine:2"))
+	if !strings.HasPrefix(pushed, reg+"/team/mine@sha256:") {
+		t.Fatalf("push printed %q, want %s/team/mine@sha256:...", pushed, reg)
+	}
+
+	e2 := freshEnv(t)
+	out := e2.mustRun("pull", pushed)
+	if !strings.Contains(out, "sha256:") {
+		t.Errorf("pull by digest printed %q", out)
+	}
+	if r := e2.run("run", "--rm", pushed, "true"); r.code != 0 {
+		t.Errorf("run by digest: %v", r)
+	}
+	if r := e2.run("run", "--rm", reg+"/team/mine:2", "true"); r.code == 0 {
+		t.Errorf("a pull by digest named the image by tag too: %v", r)
+	}
+}
+
+// TestImportStdin: skopeo writing a docker-archive into a pipe, crun-lite
+// import - reading it (the command line); then the image runs.
+func TestImportStdin(t *testing.T) {
+	e := freshEnv(t)
+	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	skopeoPush(t, reg+"/lib/busybox:1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	skopeo := exec.CommandContext(ctx, "skopeo", "copy", "-q", "--src-tls-verify=false", "docker://"+reg+"/lib/busybox:1", "docker-archive:/dev/stdout:piped/busybox:7")
+	imp := e.cmd(ctx, "import", "-")
+	pipe, err := skopeo.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp.Stdin = pipe
+	var impOut, impErr, skErr strings.Builder
+	imp.Stdout, imp.Stderr, skopeo.Stderr = &impOut, &impErr, &skErr
+	if err := skopeo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	impRunErr := imp.Run()
+	pipe.Close() // a writer left alone now gets EPIPE instead of blocking
+	skopeoErr := skopeo.Wait()
+	if impRunErr != nil || !strings.Contains(impOut.String(), "piped/busybox:7") {
+		t.Fatalf("import - from a pipe: %v %q %q", impRunErr, impOut.String(), impErr.String())
+	}
+	if skopeoErr != nil {
+		t.Fatalf("skopeo: %v %s", skopeoErr, skErr.String())
+	}
+	if r := e.run("run", "--rm", "piped/busybox:7", "true"); r.code != 0 {
+		t.Errorf("run of the piped image: %v", r)
+	}
+}
+
+// TestRegistryErrors: each bad input gets one line on stderr and its exit
+// code; nothing here needs containers.
+func TestRegistryErrors(t *testing.T) {
+	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	root := filepath.Join(t.TempDir(), "store")
+	t.Setenv("REGISTRY_AUTH_FILE", filepath.Join(t.TempDir(), "auth.json"))
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	closed := imagetest.ClosedLoopbackAddr(t)
+	cases := []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"pull", reg + "/nothing/here:1"}, exitNotFound, "image not found"},
+		{[]string{"pull", "team/UPPER"}, exitFailure, "invalid reference format"},
+		{[]string{"pull", closed + "/x:1"}, exitFailure, "registry unreachable"},
+		{[]string{"pull"}, exitUsage, "want one IMAGE"},
+		{[]string{"push", "nope:1", reg + "/x:1"}, exitNotFound, "image not found: nope:1"},
+		{[]string{"push", "nope:1", reg + "/x@sha256:" + strings.Repeat("0", 64)}, exitFailure, "not a digest"},
+		{[]string{"tag", "nope:1", "x:2"}, exitNotFound, "image not found: nope:1"},
+		{[]string{"tag", "nope:1", "Bad Name"}, exitFailure, "invalid reference format"},
+		{[]string{"logout", reg}, exitFailure, "not logged in"},
+		{[]string{"login", "-u", "x", "-p", "y", closed}, exitFailure, "registry unreachable"},
+	}
+	for _, tc := range cases {
+		code, _, errOut := cli(t, root, tc.args...)
+		first, _, _ := strings.Cut(errOut, "\n")
+		oneLine := tc.code == exitUsage || strings.Count(errOut, "\n") == 1
+		if code != tc.code || !strings.Contains(first, tc.err) || !oneLine {
+			t.Errorf("crun-lite %v: exit %d, stderr %q; want exit %d and one line with %q", tc.args, code, errOut, tc.code, tc.err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "images.json")); err == nil {
+		if code, out, _ := cli(t, root, "images", "--ids"); code != 0 || out != "" {
+			t.Errorf("failed pulls left images: %q", out)
+		}
+	}
+}
