@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,5 +133,59 @@ func TestRegistryErrors(t *testing.T) {
 		if code, out, _ := cli(t, root, "images", "--ids"); code != 0 || out != "" {
 			t.Errorf("failed pulls left images: %q", out)
 		}
+	}
+}
+
+// TestPullRootless: an unprivileged user pulls an image with files of
+// other owners into their own store; the pull goes through the same user
+// namespace as a rootless import, so the layer keeps the owners (as
+// subordinate ids) and a rootless container shows the image's. import -
+// works for the user too.
+func TestPullRootless(t *testing.T) {
+	needContainers(t)
+	cred, home, subStart := testUser(t)
+	if subStart < 0 {
+		t.Skip("the test user got no /etc/subuid range")
+	}
+	fuseMode(t, 0o666)
+	e := &env{t: t, store: filepath.Join(home, "store"), cred: cred, home: home}
+	t.Cleanup(e.cleanup)
+	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	img, err := imagetest.BusyboxSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.Names = []string{"owned:1"}
+	img.Layers[0].Entries = append(img.Layers[0].Entries, imagetest.File("owned", "owned\n", 0o640).WithOwner(123, 456))
+	archive := filepath.Join(t.TempDir(), "owned.tar")
+	if err := imagetest.WriteDockerArchive(archive, img); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("skopeo", "copy", "-q", "--dest-tls-verify=false", "docker-archive:"+archive, "docker://"+reg+"/owned:1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo: %v %s", err, out)
+	}
+
+	e.mustRun("pull", reg+"/owned:1")
+	matches, _ := filepath.Glob(filepath.Join(e.store, "layers", "*", "diff", "owned"))
+	var st syscall.Stat_t
+	if len(matches) != 1 || syscall.Lstat(matches[0], &st) != nil || st.Uid != uint32(subStart+122) {
+		t.Errorf("pulled layer's /owned: %v uid %d, want uid %d (image uid 123 through the subordinate range)", matches, st.Uid, subStart+122)
+	}
+	if got := e.mustRun("run", "--rm", "--rootless", reg+"/owned:1", "stat", "-c", "%u:%g", "/owned"); got != "123:456\n" {
+		t.Errorf("rootless container of the pulled image shows %q, want 123:456", got)
+	}
+
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := e.cmd(ctx, "import", "-", "--name", "piped:2")
+	cmd.Stdin = f
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "piped:2") {
+		t.Errorf("rootless import -: %v %s", err, out)
 	}
 }

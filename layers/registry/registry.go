@@ -121,6 +121,8 @@ func describe(what string, ref fmt.Stringer, err error) error {
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		switch {
+		case hasCode(terr, transport.BlobUnknownErrorCode):
+			return fmt.Errorf("%s %s: the registry lost a blob of the image: %s", what, ref, oneLine(err))
 		case terr.StatusCode == http.StatusNotFound || hasCode(terr, transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode):
 			return fmt.Errorf("%s %s: %w (the registry has no such repository or tag)", what, ref, layers.ErrImageNotFound)
 		case terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden:

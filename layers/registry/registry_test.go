@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -194,7 +195,20 @@ func TestPushPullRoundTrip(t *testing.T) {
 		t.Errorf("REPO@DIGEST does not find the pulled image: %v", err)
 	}
 
-	// A second pull of the same image downloads nothing and changes nothing.
+	// Layers the store has are not downloaded again: with the layer blobs
+	// deleted from the registry, a pull into the store that has them still
+	// works, and one into an empty store fails.
+	for _, l := range want.Layers {
+		req, _ := http.NewRequest(http.MethodDelete, "http://"+reg+"/v2/team/demo/blobs/"+l.Digest.String(), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("delete blob %s from the registry: %v %v", l.Digest, err, resp)
+		}
+		resp.Body.Close()
+	}
+	if _, err := pull(t, openStore(t), reg+"/team/demo:1"); err == nil || !strings.Contains(err.Error(), "lost a blob") {
+		t.Fatalf("pull into an empty store without the layer blobs in the registry: %v", err)
+	}
 	got2, err := pull(t, byTag, reg+"/team/demo:1")
 	if err != nil || got2.ID != want.ID {
 		t.Fatalf("second pull: %v", err)
