@@ -26,6 +26,9 @@ type ImportOptions struct {
 	Progress Progress
 	// Warn receives one line per skipped item (devices rootless, ...).
 	Warn func(msg string)
+	// Where, if set, names the source in messages instead of its path
+	// (a pull's staging dir is named after the image it holds).
+	Where string
 }
 
 // Format is an archive format known to Import and Export.
@@ -54,7 +57,22 @@ func detectFormat(src source) (Format, error) {
 // tar). All digests are verified before anything becomes visible: on any
 // error the store is left as it was.
 func (s *Store) Import(path string, opts ImportOptions) ([]*Image, error) {
-	return s.importFrom(path, opts, func(staging string) (source, error) { return openSource(path, staging) })
+	if opts.Where == "" {
+		return s.importFrom(path, opts, func(staging string) (source, error) { return openSource(path, staging) })
+	}
+	return s.importFrom(opts.Where, opts, func(staging string) (source, error) {
+		src, err := openSource(path, staging)
+		if err != nil {
+			return nil, err
+		}
+		switch src := src.(type) {
+		case *dirSource:
+			src.dir = opts.Where
+		case *tarSource:
+			src.path = opts.Where
+		}
+		return src, nil
+	})
 }
 
 // ImportReader imports the archive (a tar, possibly compressed) read from

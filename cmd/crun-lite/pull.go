@@ -57,8 +57,8 @@ func runPull(g *globals, args []string) error {
 		return err
 	}
 	defer layers.RemoveTempDir(f.Dir)
-	if err := importFetched(g, s, f); err != nil {
-		return fmt.Errorf("pull %s: %w", named, err)
+	if err := importFetched(g, s, f, named.String()); err != nil {
+		return err
 	}
 	return s.AddRepoDigest(f.ID, f.RepoDigest)
 }
@@ -66,11 +66,14 @@ func runPull(g *globals, args []string) error {
 // importFetched imports a downloaded layout as import does a file, in the
 // user namespace of a rootless store when there is one, and prints the
 // image as import does.
-func importFetched(g *globals, s *layers.Store, f *registry.Fetched) error {
+func importFetched(g *globals, s *layers.Store, f *registry.Fetched, ref string) error {
 	if handled, err := rt.ImportMapped(s.Root(), f.Dir, ""); handled {
-		return err
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", ref, err)
+		}
+		return nil
 	}
-	imgs, err := s.Import(f.Dir, layers.ImportOptions{Progress: g.progress(), Warn: g.warn})
+	imgs, err := s.Import(f.Dir, layers.ImportOptions{Progress: g.progress(), Warn: g.warn, Where: ref})
 	if err != nil {
 		return err
 	}

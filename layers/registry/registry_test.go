@@ -48,7 +48,7 @@ func pull(t *testing.T, s *layers.Store, ref string) (*layers.Image, error) {
 		return nil, err
 	}
 	defer layers.RemoveTempDir(f.Dir)
-	imgs, err := s.Import(f.Dir, layers.ImportOptions{})
+	imgs, err := s.Import(f.Dir, layers.ImportOptions{Where: ref})
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func TestPullHostileImage(t *testing.T) {
 	}
 	pushRaw(t, reg+"/hostile", eb, nil, "escape")
 
-	for _, tc := range []struct{ tag, want string }{{"swapped", "diff_id mismatch"}, {"escape", "escaped"}} {
+	for _, tc := range []struct{ tag, want string }{{"swapped", "hostile:swapped: manifest sha256:"}, {"swapped", "diff_id mismatch"}, {"escape", "escaped"}} {
 		s := openStore(t)
 		_, err := pull(t, s, reg+"/hostile:"+tc.tag)
 		t.Logf("pull %s: %v", tc.tag, err)
