@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/unionfsd/unionfsd/layers/imagetest"
 )
 
@@ -188,4 +190,57 @@ func TestPullRootless(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "piped:2") {
 		t.Errorf("rootless import -: %v %s", err, out)
 	}
+}
+
+// TestLoginPasswordStdin: echo PASS | crun-lite login --password-stdin, as
+// scripts log in; then a pull of a private image works, and after logout it
+// is refused.
+func TestLoginPasswordStdin(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{Htpasswd: "bob:" + string(hash) + "\n"})
+	dir := t.TempDir()
+	authFile := filepath.Join(dir, "auth.json")
+	store := filepath.Join(dir, "store")
+	crun := func(stdin string, args ...string) (string, error) {
+		cmd := exec.Command(crunBin, append([]string{"--root", store}, args...)...)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + dir, "REGISTRY_AUTH_FILE=" + authFile}
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := exec.Command("skopeo", "copy", "-q", "--dest-tls-verify=false", "--dest-creds", "bob:pw",
+		"docker-archive:"+busyboxArchive(t), "docker://"+reg+"/private/bb:1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo: %v %s", err, out)
+	}
+	if out, err := crun("", "pull", reg+"/private/bb:1"); err == nil || !strings.Contains(out, "access denied") {
+		t.Errorf("pull before login: %v %q", err, out)
+	}
+	if out, err := crun("nope\n", "login", "-u", "bob", "--password-stdin", reg); err == nil || !strings.Contains(out, "invalid username or password") {
+		t.Errorf("login with a wrong password: %v %q", err, out)
+	}
+	if out, err := crun("pw\n", "login", "-u", "bob", "--password-stdin", reg); err != nil || !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("login: %v %q", err, out)
+	}
+	if out, err := crun("", "pull", reg+"/private/bb:1"); err != nil {
+		t.Errorf("pull after login: %v %q", err, out)
+	}
+	if out, err := crun("", "logout", reg); err != nil {
+		t.Errorf("logout: %v %q", err, out)
+	}
+	if data, _ := os.ReadFile(authFile); strings.Contains(string(data), reg) {
+		t.Errorf("logout left the registry in %s: %s", authFile, data)
+	}
+}
+
+// busyboxArchive is the busybox test image, or a skip without busybox-static.
+func busyboxArchive(t *testing.T) string {
+	t.Helper()
+	if busyboxTar == "" {
+		t.Skip("busybox-static is not installed")
+	}
+	return busyboxTar
 }
