@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/distribution/reference"
 	"github.com/unionfsd/unionfsd/layers/registry"
@@ -32,7 +33,7 @@ func runTag(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.Tag(args[0], args[1]); err != nil {
+	if _, err := s.Tag(args[0], strings.TrimPrefix(args[1], "docker://")); err != nil {
 		return fmt.Errorf("tag %s: %w", args[0], err)
 	}
 	return nil

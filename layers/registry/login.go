@@ -102,6 +102,11 @@ func Login(ctx context.Context, host, user, password string, opts Options) error
 // registry uses tokens, basic auth otherwise).
 func checkLogin(ctx context.Context, reg name.Registry, auth authn.Authenticator, opts Options) error {
 	tr, err := transport.NewWithContext(ctx, reg, auth, opts.transport(), []string{reg.Scope(transport.PullScope)})
+	var terr *transport.Error
+	if errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden) {
+		// A token service refused the credentials.
+		return fmt.Errorf("login %s: invalid username or password (%d)", reg.RegistryStr(), terr.StatusCode)
+	}
 	if err != nil {
 		return describe("login", stringer(reg.RegistryStr()), err)
 	}
