@@ -60,14 +60,17 @@ func Push(ctx context.Context, s *layers.Store, src string, dest reference.Named
 func showPushProgress(p layers.Progress, label string, updates <-chan ggcrv1.Update, done chan<- struct{}) {
 	defer close(done)
 	var bar io.WriteCloser
-	var shown int64
+	var shown, total int64
 	for u := range updates {
 		if bar == nil && u.Total > 0 {
-			bar = p.Start(label, u.Total)
+			total = u.Total
+			bar = p.Start(label, total)
 		}
-		if bar != nil && u.Complete > shown {
-			bar.Write(make([]byte, u.Complete-shown))
-			shown = u.Complete
+		// ggcr may raise Total as it goes (the manifest comes last); a bar's
+		// total is fixed, so the count stops at the first one.
+		if done := min(u.Complete, total); bar != nil && done > shown {
+			bar.Write(make([]byte, done-shown))
+			shown = done
 		}
 	}
 	if bar != nil {

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -361,3 +363,98 @@ func TestParseReference(t *testing.T) {
 }
 
 func zeros() string { return strings.Repeat("0", 64) }
+
+// countingProgress records the bytes each bar got.
+type countingProgress struct {
+	mu   sync.Mutex
+	bars map[string]*countingBar
+}
+
+type countingBar struct {
+	p      *countingProgress
+	total  int64
+	n      int64
+	closed bool
+}
+
+func (c *countingProgress) Start(label string, total int64) io.WriteCloser {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bars == nil {
+		c.bars = map[string]*countingBar{}
+	}
+	b := &countingBar{p: c, total: total}
+	c.bars[label] = b
+	return b
+}
+
+func (b *countingBar) Write(p []byte) (int, error) {
+	b.p.mu.Lock()
+	defer b.p.mu.Unlock()
+	b.n += int64(len(p))
+	return len(p), nil
+}
+
+func (b *countingBar) Close() error {
+	b.p.mu.Lock()
+	defer b.p.mu.Unlock()
+	b.closed = true
+	return nil
+}
+
+// TestProgressAndConcurrentPulls: a pull shows one bar per downloaded layer
+// that ends at the layer's size, a push one bar for its bytes; two pulls
+// of one image into one store at once both succeed with one image stored.
+func TestProgressAndConcurrentPulls(t *testing.T) {
+	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	b := smallImage(t, "p")
+	pushRaw(t, reg+"/prog", b, nil, "1")
+	named, _ := ParseReference(reg + "/prog:1")
+
+	s := openStore(t)
+	var pp countingProgress
+	unlock, _ := s.LockShared()
+	f, err := Fetch(context.Background(), s, named, Options{Progress: &pp})
+	unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers.RemoveTempDir(f.Dir)
+	if len(pp.bars) != len(b.Layers) {
+		t.Errorf("%d bars for %d layers", len(pp.bars), len(b.Layers))
+	}
+	for _, l := range b.Layers {
+		bar := pp.bars["pull "+strings.TrimPrefix(l.Digest, "sha256:")[:12]]
+		if bar == nil || bar.n != int64(len(l.Blob)) || bar.total != int64(len(l.Blob)) || !bar.closed {
+			t.Errorf("bar of layer %s: %+v, want %d bytes and closed", l.Digest, bar, len(l.Blob))
+		}
+	}
+
+	if _, err := pull(t, s, reg+"/prog:1"); err != nil {
+		t.Fatal(err)
+	}
+	var push countingProgress
+	dest, _ := ParseReference(reg + "/prog-copy:1")
+	if _, err := Push(context.Background(), s, reg+"/prog:1", dest, Options{Progress: &push}); err != nil {
+		t.Fatal(err)
+	}
+	if bar := push.bars["push "+dest.String()]; bar == nil || bar.n != bar.total || bar.n == 0 || !bar.closed {
+		t.Errorf("push bar: %+v", bar)
+	}
+
+	shared := openStore(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = pull(t, shared, reg+"/prog:1")
+		}()
+	}
+	wg.Wait()
+	imgs, _ := shared.Images()
+	if errs[0] != nil || errs[1] != nil || len(imgs) != 1 {
+		t.Errorf("two pulls at once: %v, %d images", errs, len(imgs))
+	}
+}
