@@ -26,6 +26,9 @@ type ImportOptions struct {
 	Progress Progress
 	// Warn receives one line per skipped item (devices rootless, ...).
 	Warn func(msg string)
+	// Where, if set, names the source in messages instead of its path
+	// (a pull's staging dir is named after the image it holds).
+	Where string
 }
 
 // Format is an archive format known to Import and Export.
@@ -54,6 +57,46 @@ func detectFormat(src source) (Format, error) {
 // tar). All digests are verified before anything becomes visible: on any
 // error the store is left as it was.
 func (s *Store) Import(path string, opts ImportOptions) ([]*Image, error) {
+	if opts.Where == "" {
+		return s.importFrom(path, opts, func(staging string) (source, error) { return openSource(path, staging) })
+	}
+	return s.importFrom(opts.Where, opts, func(staging string) (source, error) {
+		src, err := openSource(path, staging)
+		if err != nil {
+			return nil, err
+		}
+		switch src := src.(type) {
+		case *dirSource:
+			src.dir = opts.Where
+		case *tarSource:
+			src.path = opts.Where
+		}
+		return src, nil
+	})
+}
+
+// ImportReader imports the archive (a tar, possibly compressed) read from
+// r, such as a pipe, naming it where in messages. The archive is spooled
+// into the store's staging area first: the formats need random access.
+func (s *Store) ImportReader(r io.Reader, where string, opts ImportOptions) ([]*Image, error) {
+	return s.importFrom(where, opts, func(staging string) (source, error) {
+		spool, err := os.CreateTemp(staging, "stdin-*")
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", where, err)
+		}
+		if _, err := io.Copy(spool, r); err != nil {
+			spool.Close()
+			return nil, fmt.Errorf("import %s: %w", where, err)
+		}
+		if _, err := spool.Seek(0, io.SeekStart); err != nil {
+			spool.Close()
+			return nil, fmt.Errorf("import %s: %w", where, err)
+		}
+		return openTarSource(where, spool, staging)
+	})
+}
+
+func (s *Store) importFrom(path string, opts ImportOptions, open func(staging string) (source, error)) ([]*Image, error) {
 	gc, err := s.lockShared()
 	if err != nil {
 		return nil, err
@@ -65,7 +108,7 @@ func (s *Store) Import(path string, opts ImportOptions) ([]*Image, error) {
 	}
 	defer removeTree(staging)
 
-	src, err := openSource(path, staging)
+	src, err := open(staging)
 	if err != nil {
 		return nil, err
 	}

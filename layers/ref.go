@@ -41,6 +41,12 @@ func splitTag(name string) (repo, tag string) {
 
 // find resolves a reference to one record: a name, a full digest or an ID prefix.
 func (idx *index) find(ref string) (*imageRecord, error) {
+	if strings.Contains(ref, "@") {
+		if rec := idx.byRepoDigest(ref); rec != nil {
+			return rec, nil
+		}
+		return nil, fmt.Errorf("%w: %s", ErrImageNotFound, ref)
+	}
 	if name, err := NormalizeName(ref); err == nil {
 		if rec := idx.byName(name); rec != nil {
 			return rec, nil
@@ -78,6 +84,19 @@ func (idx *index) byName(name string) *imageRecord {
 	for _, rec := range idx.Images {
 		for _, n := range rec.Names {
 			if familiarName(n) == fam {
+				return rec
+			}
+		}
+	}
+	return nil
+}
+
+// byRepoDigest finds REPO@DIGEST among the references images were pulled
+// by, exactly or in familiar form.
+func (idx *index) byRepoDigest(ref string) *imageRecord {
+	for _, rec := range idx.Images {
+		for _, rd := range rec.RepoDigests {
+			if rd == ref || familiarName(rd) == familiarName(ref) {
 				return rec
 			}
 		}

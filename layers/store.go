@@ -95,8 +95,10 @@ type imageRecord struct {
 	ID       digest.Digest `json:"id"` // config digest
 	Manifest digest.Digest `json:"manifest"`
 	Names    []string      `json:"names,omitempty"`
-	Added    time.Time     `json:"added"`
-	Layers   []Layer       `json:"layers"`
+	// RepoDigests are the REPO@DIGEST references the image was pulled by.
+	RepoDigests []string  `json:"repoDigests,omitempty"`
+	Added       time.Time `json:"added"`
+	Layers      []Layer   `json:"layers"`
 }
 
 type index struct {
@@ -108,6 +110,7 @@ type Image struct {
 	ID             digest.Digest
 	ManifestDigest digest.Digest
 	Names          []string
+	RepoDigests    []string
 	Added          time.Time
 	Layers         []Layer // base first
 	Config         v1.Image
@@ -223,7 +226,7 @@ func (s *Store) findRecord(ref string) (*index, *imageRecord, error) {
 // loadImage reads the config and manifest blobs of rec.
 func (s *Store) loadImage(rec *imageRecord) (*Image, error) {
 	img := &Image{ID: rec.ID, ManifestDigest: rec.Manifest, Names: append([]string(nil), rec.Names...),
-		Added: rec.Added, Layers: append([]Layer(nil), rec.Layers...)}
+		RepoDigests: append([]string(nil), rec.RepoDigests...), Added: rec.Added, Layers: append([]Layer(nil), rec.Layers...)}
 	var err error
 	if img.ConfigBytes, err = os.ReadFile(s.blobPath(rec.ID)); err != nil {
 		return nil, fmt.Errorf("image %s: config: %w", rec.ID, err)

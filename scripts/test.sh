@@ -24,6 +24,8 @@ command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 command -v unionfs >/dev/null || need+=(unionfs-fuse)
 command -v fio >/dev/null || need+=(fio)
 command -v podman >/dev/null || need+=(podman)
+# A local registry for the pull/push/login tests (layers/registry, cmd/crun-lite).
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 # Fault injection (tests/faults): loop ext4 uppers, a dm error target.
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v dmsetup >/dev/null || need+=(dmsetup)

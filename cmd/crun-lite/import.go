@@ -13,7 +13,7 @@ var importName string
 func init() {
 	register(&command{
 		name:    "import",
-		args:    "FILE|DIR [--name NAME:TAG]",
+		args:    "FILE|DIR|- [--name NAME:TAG]",
 		summary: "import a docker-save tarball or an OCI layout (dir or tar)",
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&importName, "name", "", "name the image NAME:TAG (single-image archives only)")
@@ -29,6 +29,9 @@ func runImport(g *globals, args []string) error {
 	s, err := g.store()
 	if err != nil {
 		return err
+	}
+	if args[0] == "-" {
+		return importStdin(g, s)
 	}
 	// Rootless: import where the layers keep the image's owners.
 	if handled, err := rt.ImportMapped(s.Root(), args[0], importName); handled {
