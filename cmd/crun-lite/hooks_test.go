@@ -213,16 +213,23 @@ func TestBundleHooksLifecycle(t *testing.T) {
 }
 
 // run -b runs every kind too, and a failing poststart or poststop hook is
-// a warning: the later hooks and the container go on.
+// a warning: the later hooks and the container go on. startContainer runs
+// as the process's user.
 func TestBundleHooksRunAndWarnings(t *testing.T) {
 	e := newEnv(t)
 	b, dir := hookBundle(t, e, "echo process >> /hookout/order; exit 3", func(d string) map[string]any {
-		h := allHooks(nil)(d)
+		h := allHooks(map[string]string{"startContainer": "id -u > /hookout/startContainer.uid"})(d)
 		fail := map[string]any{"path": "/bin/false"}
 		h["poststart"] = append([]any{fail}, h["poststart"].([]any)...)
 		h["poststop"] = append([]any{fail}, h["poststop"].([]any)...)
 		return h
 	})
+	editConfig(t, b, func(cfg map[string]any) {
+		cfg["process"].(map[string]any)["user"] = map[string]any{"uid": 1234, "gid": 1234}
+	})
+	os.Chmod(dir, 0o777)
+	os.WriteFile(filepath.Join(dir, "order"), nil, 0o666)
+	os.Chmod(filepath.Join(dir, "order"), 0o666)
 	r := e.run("run", "-b", b, "h2")
 	if r.code != 3 {
 		t.Fatalf("run -b: %v, want exit 3", r)
@@ -238,6 +245,9 @@ func TestBundleHooksRunAndWarnings(t *testing.T) {
 		t.Errorf("hook order %q", order)
 	}
 	checkHookState(t, dir, "poststop", "h2", b, "stopped", 0)
+	if uid, _ := os.ReadFile(filepath.Join(dir, "startContainer.uid")); string(uid) != "1234\n" {
+		t.Errorf("startContainer ran as uid %q, want the process's 1234", uid)
+	}
 	checkNothingLeft(t, e, "h2")
 }
 
