@@ -22,10 +22,16 @@ import (
 //   - prestart, createRuntime: the supervisor, in the runtime namespace
 //     (the namespaces the container's are made from: the supervisor's),
 //     when the init has done its mounts and waits before pivot_root
-//     (msgHooks, answered with "h"). Status "creating", pid the init's.
+//     (msgHooks, answered with "h"). Status "created", pid the init's.
 //   - createContainer: the init, right after that, in the container's
-//     namespaces, still before pivot_root. Status "creating", pid as the
+//     namespaces, still before pivot_root. Status "created", pid as the
 //     container sees it.
+//
+// "created" for the hooks of create, not runc's "creating": the spec's
+// state defines created as "after step 2" (the environment is made) and
+// these are steps 3 to 5; `state` of a container being created says
+// created then too (the init lives and exec.fifo is there), and the
+// runtime-tools suite (hooks_stdin) expects it.
 //   - startContainer: the init, after `start` and after it dropped its
 //     privileges, right before it execs the process (as runc does).
 //     Status "created".
@@ -219,7 +225,7 @@ func (in *containerInit) beforePivot() error {
 			return err
 		}
 	}
-	return runHooks(in.spec, hookCreateContainer, hookState(in.c, in.spec, specs.StateCreating, os.Getpid()))
+	return runHooks(in.spec, hookCreateContainer, hookState(in.c, in.spec, specs.StateCreated, os.Getpid()))
 }
 
 // runStartHooks runs the startContainer hooks, the last thing before the
@@ -241,7 +247,7 @@ func (r *rootfsSetup) runBeforePivot() error {
 // runCreateHooks runs the prestart and createRuntime hooks for the init
 // waiting before pivot_root, and lets it go on.
 func (s *supervisor) runCreateHooks() error {
-	st := hookState(s.c, s.spec, specs.StateCreating, s.init.Process.Pid)
+	st := hookState(s.c, s.spec, specs.StateCreated, s.init.Process.Pid)
 	for _, kind := range []string{hookPrestart, hookCreateRuntime} {
 		if err := runHooks(s.spec, kind, st); err != nil {
 			return err

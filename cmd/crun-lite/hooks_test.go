@@ -174,12 +174,12 @@ func TestBundleHooksLifecycle(t *testing.T) {
 		t.Errorf("no cgroup dir for h1: the leak checks below would prove nothing")
 	}
 	for _, kind := range []string{"prestart", "createRuntime"} {
-		checkHookState(t, dir, kind, "h1", b, "creating", st.Pid)
+		checkHookState(t, dir, kind, "h1", b, "created", st.Pid)
 		if argv, _ := os.ReadFile(filepath.Join(dir, kind+".argv")); !strings.HasPrefix(string(argv), "hook-"+kind+" -c cat > ") {
 			t.Errorf("%s hook argv %q: want args[0] as argv[0]", kind, argv)
 		}
 	}
-	checkHookState(t, dir, "createContainer", "h1", b, "creating", 1)
+	checkHookState(t, dir, "createContainer", "h1", b, "created", 1)
 	host, container := nsOf(t, "/proc/self/ns"), nsOf(t, fmt.Sprintf("/proc/%d/ns", st.Pid))
 	if ns := readLines(t, filepath.Join(dir, "createRuntime.ns")); ns[1] != host[1] || ns[0] == container[0] {
 		t.Errorf("createRuntime ran in namespaces %q; want the runtime's pid namespace %s, not the container's mount namespace %s", ns, host[1], container[0])
