@@ -27,6 +27,7 @@ func CreateBundle(root, id string, o BundleOptions) error {
 	}
 	if _, err := launch(launchOpts{c: c, spec: spec, stdio: o.Stdio, detach: true, warn: o.Warn}); err != nil {
 		os.RemoveAll(c.dir)
+		runPoststop(c, spec, o.Warn)
 		return err
 	}
 	return nil
@@ -41,6 +42,7 @@ func RunBundle(root, id string, o BundleOptions) (int, error) {
 	}
 	code, err := launch(launchOpts{c: c, spec: spec, stdio: o.Stdio, warn: o.Warn})
 	removeTree(c, c.dir)
+	runPoststop(c, spec, o.Warn)
 	return code, err
 }
 
@@ -112,8 +114,9 @@ func (c *Container) prepareBundle(spec *specs.Spec, withFifo bool) error {
 	return c.writeState(&State{Status: specs.StateCreating})
 }
 
-// Start starts the command of a created container.
-func Start(root, id string) error {
+// Start starts the command of a created container and runs its poststart
+// hooks (their failures go to warn).
+func Start(root, id string, warn func(string)) error {
 	c, err := Find(root, id)
 	if err != nil {
 		return err
@@ -125,7 +128,10 @@ func Start(root, id string) error {
 	if st.Status != specs.StateCreated {
 		return fmt.Errorf("container %s is %s, not created: cannot start it", c.Name, st.Status)
 	}
-	return openExecFifo(c, st)
+	if err := openExecFifo(c, st); err != nil {
+		return err
+	}
+	return afterStart(root, c, warn)
 }
 
 // openExecFifo opens exec.fifo for reading, which lets the blocked init

@@ -136,7 +136,7 @@ func (in *containerInit) setupRootfs() error {
 		}
 	}
 	r := &rootfsSetup{rootfs: rootfs, bundle: in.c.Bundle, spec: in.spec, userns: userns.Inside(),
-		union: in.c.Kind == KindImage, warn: in.rep.warn}
+		union: in.c.Kind == KindImage, warn: in.rep.warn, beforePivot: in.beforePivot}
 	if err := r.prepare(); err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func (in *containerInit) waitForStart() error {
 func (in *containerInit) execProcess() error {
 	p := in.spec.Process
 	steps := []func() error{in.useConsole, in.setRlimits, in.setOOMScore, in.seccompBeforeCaps, in.caps.dropBounding,
-		in.setIDs, in.caps.apply, in.lockDown, in.chdir, in.seccompLast}
+		in.setIDs, in.caps.apply, in.lockDown, in.chdir, in.seccompLast, in.runStartHooks}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return withCode(err, ExitRunner)

@@ -50,6 +50,7 @@ type frontEnd struct {
 	console  *os.File // our end of the console socket
 	relay    *consoleRelay
 	masterCh chan *os.File
+	pid      int // the container init's, from msgStarted
 }
 
 // launch starts the supervisor of a created container and follows it: until
@@ -257,6 +258,10 @@ func (f *frontEnd) take(last *lastWord, m msg) {
 	switch m.Type {
 	case msgWarn:
 		f.warn(m.Msg)
+	case msgStarted:
+		f.pid = m.Pid
+	case msgRunning:
+		f.poststart()
 	case msgError:
 		last.failure = &m
 	case msgExit:

@@ -21,11 +21,13 @@ type rootfsSetup struct {
 	userns bool // in a user namespace: no mknod, sysfs may be refused
 	union  bool // rootfs is our union mount (already a mount point)
 	warn   func(string)
+	// beforePivot runs after the mounts, before pivot_root (hooks).
+	beforePivot func() error
 }
 
 // prepare runs every step before pivot_root, then pivots.
 func (r *rootfsSetup) prepare() error {
-	steps := []func() error{r.makeMountsPrivate, r.bindRootfs, r.mountAll, r.setupDev, r.pivotRoot}
+	steps := []func() error{r.makeMountsPrivate, r.bindRootfs, r.mountAll, r.setupDev, r.runBeforePivot, r.pivotRoot}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err

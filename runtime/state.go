@@ -27,6 +27,9 @@ type State struct {
 	ExitCode *int      `json:"exitCode,omitempty"`
 	Started  time.Time `json:"started,omitempty"`
 	Finished time.Time `json:"finished,omitempty"`
+	// Failure is why the container ended without (or before) its
+	// process, for a `start` that no longer has the supervisor's ear.
+	Failure string `json:"failure,omitempty"`
 }
 
 func (c *Container) readState() (*State, error) {

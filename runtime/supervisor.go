@@ -34,6 +34,7 @@ type supervisor struct {
 	syncW   *os.File // "g": set up; "x": exec
 	initMsg chan msg
 	waitCh  chan error
+	execing bool // "x" sent: the init's status pipe closing means it executed
 }
 
 // supervise is the supervisor stage's main function.
@@ -83,6 +84,7 @@ func (s *supervisor) run() (int, error) {
 		err = s.startInit()
 	}
 	if err != nil {
+		s.recordFailure(err)
 		s.teardown(nil)
 		return 0, err
 	}
@@ -90,6 +92,7 @@ func (s *supervisor) run() (int, error) {
 	exit := code
 	if err != nil {
 		exit = ExitCodeOf(err)
+		s.recordFailure(err)
 	}
 	s.teardown(&exit)
 	return code, err
@@ -268,6 +271,9 @@ func (s *supervisor) follow() (int, error) {
 		case m, ok := <-s.initMsg:
 			if !ok {
 				s.initMsg = nil
+				if failure == nil {
+					s.execDone()
+				}
 				continue
 			}
 			if f := s.handleInitMsg(m); f != nil {
@@ -291,6 +297,7 @@ func (s *supervisor) follow() (int, error) {
 			if failure != nil {
 				return 0, &Error{Code: failure.Code, Err: errors.New(failure.Msg)}
 			}
+			s.execDone()
 			return exitStatus(s.init.ProcessState, err), nil
 		}
 	}
@@ -315,9 +322,13 @@ func (s *supervisor) handleInitMsg(m msg) *msg {
 			s.init.Process.Kill()
 			return &msg{Type: msgError, Code: ExitCodeOf(err), Msg: err.Error()}
 		}
-		s.c.updateState(func(st *State) { st.Status, st.Started = specs.StateRunning, time.Now().UTC() })
+		s.execing = true // running once the exec closes the status pipe (execDone)
 		s.syncW.Write([]byte("x"))
-		s.rep.send(msg{Type: msgRunning})
+	case msgHooks:
+		if err := s.runCreateHooks(); err != nil {
+			s.init.Process.Kill()
+			return &msg{Type: msgError, Code: ExitCodeOf(err), Msg: err.Error()}
+		}
 	}
 	return nil
 }

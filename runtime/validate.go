@@ -75,21 +75,6 @@ func checkPlatforms(spec *specs.Spec) (string, string) {
 	return "", ""
 }
 
-// checkHooks refuses every hook: none is run yet.
-func checkHooks(spec *specs.Spec) (string, string) {
-	h := spec.Hooks
-	if h == nil {
-		return "", ""
-	}
-	f := firstSet(map[string]bool{"prestart": len(h.Prestart) > 0, "createRuntime": len(h.CreateRuntime) > 0,
-		"createContainer": len(h.CreateContainer) > 0, "startContainer": len(h.StartContainer) > 0,
-		"poststart": len(h.Poststart) > 0, "poststop": len(h.Poststop) > 0})
-	if f != "" {
-		return "hooks." + f, notSupported
-	}
-	return "", ""
-}
-
 func checkProcess(spec *specs.Spec) (string, string) {
 	p := spec.Process
 	f := firstSet(map[string]bool{

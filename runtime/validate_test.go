@@ -46,13 +46,24 @@ var bundleConfigCases = []struct {
 	err  string
 }{
 	{"spec as written", nil, ""},
-	{"prestart hook", func(m map[string]any) {
-		m["hooks"] = map[string]any{"prestart": []any{map[string]any{"path": "/bin/true"}}}
-	}, "hooks.prestart: not supported"},
+	{"hooks", func(m map[string]any) {
+		h := map[string]any{"path": "/bin/true", "args": []any{"true"}, "env": []any{"A=1"}, "timeout": 1}
+		m["hooks"] = map[string]any{"prestart": []any{h}, "createRuntime": []any{h}, "createContainer": []any{h},
+			"startContainer": []any{h}, "poststart": []any{h}, "poststop": []any{h}}
+	}, ""},
 	{"empty hooks", func(m map[string]any) { m["hooks"] = map[string]any{} }, ""},
-	{"poststop hook", func(m map[string]any) {
-		m["hooks"] = map[string]any{"poststop": []any{map[string]any{"path": "/bin/true"}}}
-	}, "hooks.poststop: not supported"},
+	{"hook path relative", func(m map[string]any) {
+		m["hooks"] = map[string]any{"poststop": []any{map[string]any{"path": "/bin/true"}, map[string]any{"path": "bin/true"}}}
+	}, `hooks.poststop[1].path: "bin/true" is not an absolute path`},
+	{"hook path missing", func(m map[string]any) {
+		m["hooks"] = map[string]any{"createContainer": []any{map[string]any{"args": []any{"x"}}}}
+	}, `hooks.createContainer[0].path: is missing`},
+	{"hook timeout zero", func(m map[string]any) {
+		m["hooks"] = map[string]any{"startContainer": []any{map[string]any{"path": "/bin/true", "timeout": 0}}}
+	}, `hooks.startContainer[0].timeout: 0: must be greater than zero`},
+	{"hook timeout negative", func(m map[string]any) {
+		m["hooks"] = map[string]any{"prestart": []any{map[string]any{"path": "/bin/true", "timeout": -5}}}
+	}, `hooks.prestart[0].timeout: -5: must be greater than zero`},
 	{"seccomp", func(m map[string]any) {
 		sub(m, "linux")["seccomp"] = map[string]any{"defaultAction": "SCMP_ACT_ERRNO", "architectures": []any{"SCMP_ARCH_X86_64"},
 			"syscalls": []any{map[string]any{"names": []any{"read", "write", "exit_group"}, "action": "SCMP_ACT_ALLOW"}}}

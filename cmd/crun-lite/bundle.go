@@ -96,7 +96,7 @@ func runStart(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	return rt.Start(root, id)
+	return rt.Start(root, id, g.warn)
 }
 
 func runState(g *globals, args []string) error {
@@ -151,5 +151,5 @@ func runDelete(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	return rt.Remove(root, id, bundleOpts.force)
+	return rt.Delete(root, id, bundleOpts.force, g.warn)
 }

@@ -297,8 +297,9 @@ func TestBundleUnsupportedFieldsRefused(t *testing.T) {
 		field string
 		edit  func(cfg map[string]any)
 	}{
-		{"hooks.prestart", func(cfg map[string]any) {
-			cfg["hooks"] = map[string]any{"prestart": []any{map[string]any{"path": "/bin/touch", "args": []any{"touch", marker}}}}
+		{"hooks.prestart[1].path", func(cfg map[string]any) {
+			cfg["hooks"] = map[string]any{"prestart": []any{map[string]any{"path": "/bin/touch", "args": []any{"touch", marker}},
+				map[string]any{"path": "bin/true"}}}
 		}},
 		{"linux.personality", func(cfg map[string]any) {
 			cfg["linux"].(map[string]any)["personality"] = map[string]any{"domain": "LINUX32"}
