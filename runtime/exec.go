@@ -57,7 +57,11 @@ type execConfig struct {
 // execFds are the descriptors of the exec stage (numbers vary with
 // --preserve-fds); Console is -1 without a terminal.
 type execFds struct {
-	Ctl, Status, Mnt, Console int
+	Ctl, Status, Console int
+	// Mnt and Root (-1: none) are the init's mount namespace and root dir
+	// for a dynamically linked binary, which joins the mount namespace
+	// only once it runs (see execfork.go).
+	Mnt, Root int
 }
 
 // Exec runs a command in the running container ref. Not detached, it
@@ -239,7 +243,8 @@ func addCaps(p *specs.Process, caps []string) error {
 type execTarget struct {
 	pid      int
 	pidfd    *os.File
-	mnt      *os.File // its mount namespace, joined by the stage
+	mnt      *os.File // its mount namespace and root dir (O_PATH), for
+	root     *os.File // a stage that joins the mount namespace itself
 	flags    uintptr  // setns flags of the namespaces that differ from ours
 	joinUser bool
 	cgroups  []string // cgroup.procs files of its cgroups that are not ours
@@ -287,6 +292,12 @@ func openTarget(c *Container, st *State) (*execTarget, error) {
 	if t.mnt, err = os.Open(mnt); err != nil {
 		return fail(runnerErr("container %s: %v", c.Name, err))
 	}
+	// The magic link itself: nothing below the container's root is looked
+	// up from here.
+	root := fmt.Sprintf("/proc/%d/root", st.Pid)
+	if t.root, err = os.OpenFile(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		return fail(runnerErr("container %s: %v", c.Name, err))
+	}
 	if t.cgroups, err = cgroupTargets(st.Pid); err != nil {
 		return fail(runnerErr("container %s: %v", c.Name, err))
 	}
@@ -298,8 +309,10 @@ func openTarget(c *Container, st *State) (*execTarget, error) {
 
 func (t *execTarget) close() {
 	t.pidfd.Close()
-	if t.mnt != nil {
-		t.mnt.Close()
+	for _, f := range []*os.File{t.mnt, t.root} {
+		if f != nil {
+			f.Close()
+		}
 	}
 }
 
@@ -473,7 +486,17 @@ func (x *execRun) start() error {
 		return runnerErr("%v", err)
 	}
 	childEnds := []*os.File{ctlR, stW}
-	fds := &execFds{Ctl: int(ctlR.Fd()), Status: int(stW.Fd()), Mnt: int(x.t.mnt.Fd()), Console: -1}
+	static, err := selfIsStatic()
+	if err != nil {
+		return runnerErr("exec: %v", err)
+	}
+	fds := &execFds{Ctl: int(ctlR.Fd()), Status: int(stW.Fd()), Console: -1, Mnt: -1, Root: -1}
+	nsFlags := x.t.flags
+	if static {
+		nsFlags |= unix.CLONE_NEWNS
+	} else {
+		fds.Mnt, fds.Root = int(x.t.mnt.Fd()), int(x.t.root.Fd())
+	}
 	if x.cfg.Process.Terminal {
 		var consChild *os.File
 		if x.console, consChild, err = socketPair(); err != nil {
@@ -482,11 +505,15 @@ func (x *execRun) start() error {
 		childEnds = append(childEnds, consChild)
 		fds.Console = int(consChild.Fd())
 	}
-	plan := &forkPlan{pidfd: x.t.pidfd.Fd(), nsFlags: x.t.flags, joinUser: x.t.joinUser, memfd: self.Fd(),
-		first: uintptr(3 + x.o.PreserveFDs), keep: [4]int32{int32(fds.Ctl), int32(fds.Status), int32(fds.Mnt), int32(fds.Console)}}
+	plan := &forkPlan{pidfd: x.t.pidfd.Fd(), nsFlags: nsFlags, joinUser: x.t.joinUser, memfd: self.Fd(),
+		first: uintptr(3 + x.o.PreserveFDs),
+		keep:  [5]int32{int32(fds.Ctl), int32(fds.Status), int32(fds.Console), int32(fds.Mnt), int32(fds.Root)}}
 	argv := stageCommand(stageExec, stageArgs{Exec: fds})
 	argv[0] = "crun-lite"
-	x.pid, err = forkExecStage(plan, argv, stageEnv())
+	// The Go runtime would otherwise open and keep the cgroup cpu files it
+	// finds through the mounts (the container's, for a static binary).
+	env := append(stageEnv(), "GODEBUG=containermaxprocs=0,updatemaxprocs=0")
+	x.pid, err = forkExecStage(plan, argv, env)
 	for _, f := range childEnds {
 		f.Close()
 	}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -41,20 +42,18 @@ import (
 //     our binary (execveat, no path): the container's processes, which can
 //     see it in their pid namespace, find no host file behind
 //     /proc/PID/exe to open and overwrite (CVE-2019-5736).
-//  3. The exec stage (execstage.go) is still in the host's mount namespace,
-//     so that a dynamically linked crun-lite gets its loader and libraries
-//     from the host, never from the container. It makes itself
-//     non-dumpable at once (CVE-2016-9962: the container must not ptrace
-//     or open /proc/PID/ of a process that still holds host state), waits
-//     until the front end has moved it into the container's cgroups, then
-//     on its locked main thread unshares its fs_struct and joins the mount
-//     namespace (both per thread), sets up ids, capabilities, no_new_privs
-//     and seccomp on that thread and executes the command from it, which
-//     makes that thread's state the whole process's.
+//  3. The exec stage (execstage.go) makes itself non-dumpable at once
+//     (CVE-2016-9962: the container must not ptrace or open /proc/PID/ of
+//     a process with host privileges), waits until the front end has moved
+//     it into the container's cgroups, sets up ids, capabilities,
+//     no_new_privs and seccomp on its locked main thread and executes the
+//     command from it, which makes that thread's state the whole process's.
 //
-// The mount namespace is joined by the stage rather than by the first child
-// because a child that has joined it would resolve the stage's ELF
-// interpreter inside the container.
+// The mount namespace is joined in step 1 too when our binary is static.
+// A dynamically linked one would then get its ELF interpreter and
+// libraries from the container's filesystem, as root: the stage is then
+// executed in the host's mount namespace and joins the container's itself
+// (see selfIsStatic).
 
 // Messages of the fork report pipe: kind, value (8 bytes each, native order).
 const (
@@ -75,7 +74,7 @@ type forkPlan struct {
 	joinUser bool
 	memfd    uintptr
 	report   uintptr   // write end of the report pipe
-	keep     [4]int32  // descriptors the stage needs (-1: unused)
+	keep     [5]int32  // descriptors the stage needs (-1: unused)
 	first    uintptr   // first descriptor made close-on-exec (3 + preserved)
 	empty    *byte     // "" for execveat
 	argv     **byte    // NULL-terminated
@@ -276,4 +275,27 @@ func sealedSelf() (*os.File, error) {
 		return nil, fmt.Errorf("seal the binary copy: %w", err)
 	}
 	return mem, nil
+}
+
+// selfIsStatic tells whether our binary has no ELF interpreter: then the
+// first child joins the mount namespace as well, and the exec stage runs in
+// the container's mount namespace from its first instruction, as runc's
+// does. A dynamically linked binary must be executed in the host's mount
+// namespace to load its libraries from there; the stage then moves the
+// root of all its threads to the container's root at once, and joins the
+// mount namespace on its main thread (step 3 above). Until then (a few
+// milliseconds) its other threads' root is the host's, which only a
+// container granted CAP_SYS_PTRACE could reach: build with CGO_ENABLED=0.
+func selfIsStatic() (bool, error) {
+	f, err := elf.Open("/proc/self/exe")
+	if err != nil {
+		return false, fmt.Errorf("read our own binary: %w", err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false, nil
+		}
+	}
+	return true, nil
 }

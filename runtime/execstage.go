@@ -25,13 +25,16 @@ func execStage(a stageArgs) int {
 		fmt.Fprintln(os.Stderr, "crun-lite: exec stage without descriptors")
 		return ExitRunner
 	}
-	for _, fd := range []int{fds.Ctl, fds.Status, fds.Mnt, fds.Console} {
+	for _, fd := range []int{fds.Ctl, fds.Status, fds.Console, fds.Mnt, fds.Root} {
 		if fd >= 0 {
 			unix.CloseOnExec(fd)
 		}
 	}
 	rep := &reporter{w: os.NewFile(uintptr(fds.Status), "status")}
-	err := runExecStage(fds, rep)
+	err := enterRoot(fds.Root)
+	if err == nil {
+		err = runExecStage(fds, rep)
+	}
 	code := ExitCodeOf(err)
 	rep.send(msg{Type: msgError, Code: code, Msg: err.Error()})
 	return code
@@ -46,8 +49,10 @@ func runExecStage(fds *execFds, rep *reporter) error {
 		return runnerErr("exec: no config from crun-lite exec")
 	}
 	ctl.Close()
-	if err := joinMountNamespace(fds.Mnt); err != nil {
-		return runnerErr("exec: %v", err)
+	if fds.Mnt >= 0 {
+		if err := joinMountNamespace(fds.Mnt); err != nil {
+			return runnerErr("exec: %v", err)
+		}
 	}
 	// Our own session: the container's processes get no signals meant for
 	// the caller's terminal, and a terminal can become ours.
@@ -71,6 +76,24 @@ func runExecStage(fds *execFds, rep *reporter) error {
 		code = ExitNotFound
 	}
 	return &Error{Code: code, Err: fmt.Errorf("exec %s: %w", in.path, err)}
+}
+
+// enterRoot makes the container's root dir the root and working dir of
+// all our threads (they share them until joinMountNamespace): a
+// dynamically linked stage started in the host's mount namespace keeps no
+// thread at the host's root longer than this.
+func enterRoot(fd int) error {
+	if fd < 0 {
+		return nil
+	}
+	if err := unix.Fchdir(fd); err != nil {
+		return runnerErr("exec: enter the container's root: %v", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return runnerErr("exec: enter the container's root: %v", err)
+	}
+	unix.Close(fd)
+	return nil
 }
 
 // joinMountNamespace moves this thread into the container's mount

@@ -5,15 +5,42 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+var (
+	staticOnce sync.Once
+	staticBin  string
+	staticErr  error
+)
+
+// forBinaries runs test with the crun-lite of TestMain (linked as `go
+// build` links it here: dynamically) and with a static one (CGO_ENABLED=0):
+// exec joins the mount namespace at a different step for each.
+func forBinaries(t *testing.T, test func(t *testing.T, bin string)) {
+	t.Run("dynamic", func(t *testing.T) { test(t, crunBin) })
+	staticOnce.Do(func() {
+		staticBin = filepath.Join(testTmp, "crun-lite-static")
+		cmd := exec.Command(goTool(), "build", "-o", staticBin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			staticErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if staticErr != nil {
+		t.Fatalf("build a static crun-lite: %v", staticErr)
+	}
+	t.Run("static", func(t *testing.T) { test(t, staticBin) })
+}
 
 // startBundle creates and starts bundle container id running script, with
 // hostname exectest, a marker file in its rootfs and a pids limit (so it
@@ -100,8 +127,11 @@ func execDetached(t *testing.T, e *env, args ...string) int {
 	return pid
 }
 
-func TestExecBundleContainer(t *testing.T) {
+func TestExecBundleContainer(t *testing.T) { forBinaries(t, testExecBundleContainer) }
+
+func testExecBundleContainer(t *testing.T, bin string) {
 	e := newEnv(t)
+	e.bin = bin
 	initPid := startBundle(t, e, "x1", "echo started; while true; do sleep 1; done")
 
 	// The container's rootfs, hostname and pid namespace (pid 1 is the init).
@@ -182,13 +212,15 @@ func TestExecFdsAndSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer leak.Close()
-	probe := `if [ -e /proc/$$/fd/3 ]; then echo open; else echo closed; fi; ls /proc/$$/fd | wc -l`
+	// The shell's own open descriptors above stdio (no pipes: the shell
+	// would hold their ends while it lists).
+	probe := `for f in $(seq 3 64); do [ -e /proc/$$/fd/$f ] && echo -n "$f "; done; echo end`
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"exec", "x2", "sh", "-c", probe}, "closed 3"},
-		{[]string{"exec", "--preserve-fds", "1", "x2", "sh", "-c", probe}, "open 4"},
+		{[]string{"exec", "x2", "sh", "-c", probe}, "end"},
+		{[]string{"exec", "--preserve-fds", "1", "x2", "sh", "-c", probe}, "3 end"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		cmd := e.cmd(ctx, c.args...)
@@ -305,10 +337,12 @@ func TestExecConsoleSocket(t *testing.T) {
 
 // TestExecRootlessContainer: an unprivileged user's exec joins the user
 // namespace of the user's container too (setns into it needs the fork).
-func TestExecRootlessContainer(t *testing.T) {
+func TestExecRootlessContainer(t *testing.T) { forBinaries(t, testExecRootlessContainer) }
+
+func testExecRootlessContainer(t *testing.T, bin string) {
 	needContainers(t)
 	cred, home, _ := testUser(t)
-	e := &env{t: t, store: filepath.Join(home, "store"), cred: cred, home: home}
+	e := &env{t: t, store: filepath.Join(home, "store"), cred: cred, home: home, bin: bin}
 	e.importImage(busyboxTar)
 	t.Cleanup(e.cleanup)
 	fuseMode(t, 0o666)
