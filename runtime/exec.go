@@ -94,12 +94,19 @@ func Exec(root, ref string, o ExecOptions) (int, error) {
 	if err != nil {
 		return ExitRunner, err
 	}
+	static, err := selfIsStatic()
+	if err != nil {
+		return ExitRunner, runnerErr("exec: %v", err)
+	}
+	if !static && (hasBoundingCap(spec.Process, "CAP_SYS_PTRACE") || hasBoundingCap(cfg.Process, "CAP_SYS_PTRACE")) {
+		return ExitRunner, runnerErr("container %s may hold CAP_SYS_PTRACE, which could reach the host's filesystem through a dynamically linked crun-lite's exec stage: use a static crun-lite (CGO_ENABLED=0 go build)", c.Name)
+	}
 	t, err := openTarget(c, st)
 	if err != nil {
 		return ExitRunner, err
 	}
 	defer t.close()
-	x := &execRun{o: o, c: c, cfg: cfg, t: t}
+	x := &execRun{o: o, c: c, cfg: cfg, t: t, static: static}
 	return x.run()
 }
 
@@ -237,6 +244,19 @@ func addCaps(p *specs.Process, caps []string) error {
 	}
 	p.Capabilities = &c
 	return nil
+}
+
+// hasBoundingCap tells whether p's bounding set has capability name.
+func hasBoundingCap(p *specs.Process, name string) bool {
+	if p == nil || p.Capabilities == nil {
+		return false
+	}
+	for _, c := range p.Capabilities.Bounding {
+		if strings.EqualFold(c, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // execTarget is the container init as the fork joins it.
@@ -436,10 +456,11 @@ var cgroupV1Options = map[string]int{
 
 // execRun is one exec in progress.
 type execRun struct {
-	o   ExecOptions
-	c   *Container
-	cfg *execConfig
-	t   *execTarget
+	o      ExecOptions
+	c      *Container
+	cfg    *execConfig
+	t      *execTarget
+	static bool // our binary has no ELF interpreter (see selfIsStatic)
 
 	pid     int
 	proc    *os.Process
@@ -486,13 +507,9 @@ func (x *execRun) start() error {
 		return runnerErr("%v", err)
 	}
 	childEnds := []*os.File{ctlR, stW}
-	static, err := selfIsStatic()
-	if err != nil {
-		return runnerErr("exec: %v", err)
-	}
 	fds := &execFds{Ctl: int(ctlR.Fd()), Status: int(stW.Fd()), Console: -1, Mnt: -1, Root: -1}
 	nsFlags := x.t.flags
-	if static {
+	if x.static {
 		nsFlags |= unix.CLONE_NEWNS
 	} else {
 		fds.Mnt, fds.Root = int(x.t.mnt.Fd()), int(x.t.root.Fd())

@@ -284,8 +284,11 @@ func sealedSelf() (*os.File, error) {
 // namespace to load its libraries from there; the stage then moves the
 // root of all its threads to the container's root at once, and joins the
 // mount namespace on its main thread (step 3 above). Until then (a few
-// milliseconds) its other threads' root is the host's, which only a
-// container granted CAP_SYS_PTRACE could reach: build with CGO_ENABLED=0.
+// milliseconds) its threads' root is the host's, which a container process
+// holding CAP_SYS_PTRACE could reach (non-dumpable does not stop it; the
+// others are kept out because the stage has more capabilities than they
+// have): exec with a dynamic binary refuses such containers. Build with
+// CGO_ENABLED=0.
 func selfIsStatic() (bool, error) {
 	f, err := elf.Open("/proc/self/exe")
 	if err != nil {

@@ -366,3 +366,88 @@ func testExecRootlessContainer(t *testing.T, bin string) {
 		}
 	}
 }
+
+// attackerScript watches the container's pid namespace for crun-lite's exec
+// stage and tries what CVE-2019-5736 and CVE-2016-9962 did: reach the
+// binary behind /proc/PID/exe (and write to it) and the host's filesystem
+// through /proc/PID/root of any of its threads.
+const attackerScript = `echo started
+s=__crun-lite-stage # not the whole pattern: it would match this shell
+stage() { case "$(tr '\0' ' ' < $1/cmdline 2>/dev/null)" in *"$s exec"*) return 0;; esac; return 1; }
+while true; do
+  for p in /proc/[0-9]*; do
+    stage $p || continue
+    x=$(readlink $p/exe)
+    r=$(ls $p/root/ $p/task/*/root/ 2>/dev/null | tr '\n' ' ')
+    (echo x >> $p/exe) 2>/dev/null && w=wrote-exe || w=
+    # Only what was seen while it still was the stage (not the command).
+    stage $p && printf 'exe %s\nroot %s\n%s\n' "$x" "$r" "$w" >> /log
+  done
+done`
+
+// TestExecStageUnreachable: a container root granted CAP_SYS_PTRACE (so
+// non-dumpable is no obstacle) sees, while execs come and go, only a
+// sealed memfd behind the stage's exe and only its own root behind the
+// stage's roots (static binary: the stage never runs at the host's root).
+// A dynamically linked crun-lite, whose stage starts at the host's root,
+// refuses such a container.
+func TestExecStageUnreachable(t *testing.T) {
+	e := newEnv(t)
+	forBinaries(t, func(t *testing.T, bin string) {
+		e.bin = bin
+		b := makeBundle(t, e)
+		e.mustRun("spec", "-b", b)
+		setProcess(t, b, "sh", "-c", attackerScript)
+		os.WriteFile(filepath.Join(b, "rootfs", "marker"), nil, 0o644)
+		editConfig(t, b, func(cfg map[string]any) {
+			cfg["root"].(map[string]any)["readonly"] = false // for /log
+			caps := cfg["process"].(map[string]any)["capabilities"].(map[string]any)
+			for _, set := range []string{"bounding", "effective", "permitted"} {
+				caps[set] = append(caps[set].([]any), "CAP_SYS_PTRACE")
+			}
+		})
+		out, _ := os.Create(filepath.Join(t.TempDir(), "out"))
+		defer out.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		create := e.cmd(ctx, "create", "-b", b, "atk")
+		create.Stdout, create.Stderr = out, out
+		if err := create.Run(); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		t.Cleanup(func() { e.run("delete", "-f", "atk") }) // before the bundle goes
+		e.mustRun("start", "atk")
+		waitFile(t, out.Name(), "started\n")
+		if bin == crunBin {
+			r := e.run("exec", "atk", "true")
+			if r.code != 125 || !strings.Contains(r.err, "CAP_SYS_PTRACE") || len(lines(r.err)) != 1 {
+				t.Errorf("dynamic crun-lite, container with CAP_SYS_PTRACE: %v; want a one-line refusal", r)
+			}
+			if data, _ := os.ReadFile(filepath.Join(b, "rootfs", "log")); len(data) > 0 {
+				t.Errorf("the refused exec started a stage: %s", data)
+			}
+			return
+		}
+		seen := 0
+		for i := 0; i < 40 && seen < 3; i++ {
+			e.mustRun("exec", "atk", "true")
+			data, _ := os.ReadFile(filepath.Join(b, "rootfs", "log"))
+			seen = strings.Count(string(data), "exe ")
+		}
+		data, _ := os.ReadFile(filepath.Join(b, "rootfs", "log"))
+		if seen == 0 {
+			t.Fatalf("the attacker never saw an exec stage in 40 execs: the test proves nothing")
+		}
+		for _, l := range lines(string(data)) {
+			switch f := strings.Fields(l); {
+			case f[0] == "exe" && len(f) > 1 && !strings.HasPrefix(f[1], "/memfd:"):
+				t.Errorf("the stage's exe is a file: %q", l)
+			case f[0] == "root" && len(f) > 1 && (strings.Contains(l, " work ") || !strings.Contains(l, " marker ")):
+				t.Errorf("the stage's root shows a tree other than the container's: %q", l)
+			case f[0] == "wrote-exe":
+				t.Errorf("the attacker wrote to the stage's exe")
+			}
+		}
+		t.Logf("the attacker saw %d stages:\n%s", seen, data)
+	})
+}
