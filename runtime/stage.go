@@ -21,6 +21,7 @@ const (
 	stageImport    = "import"
 	stageRmi       = "rmi"
 	stageReap      = "reap" // run --init: PID 1 of the container
+	stageExec      = "exec" // exec: a process joining a running container
 )
 
 // stageArgs tells a re-executed process what to do. It travels as JSON in
@@ -50,6 +51,8 @@ type stageArgs struct {
 	Root string   `json:"root,omitempty"`
 	Name string   `json:"name,omitempty"`
 	Refs []string `json:"refs,omitempty"` // rmi's images
+	// Exec: the exec stage's descriptors.
+	Exec *execFds `json:"exec,omitempty"`
 }
 
 // Fixed descriptors of the stage processes (after stdin, stdout, stderr).
@@ -90,6 +93,8 @@ func RunStage(args []string) int {
 		return rmiStage(a)
 	case stageReap:
 		return reap(a)
+	case stageExec:
+		return execStage(a)
 	}
 	fmt.Fprintf(os.Stderr, "crun-lite: unknown stage %q\n", args[2])
 	return ExitRunner

@@ -95,6 +95,7 @@ type env struct {
 	t     *testing.T
 	store string
 	cred  *syscall.Credential // run as this user (nil: as root)
+	bin   string              // "": crunBin
 	home  string
 }
 
@@ -138,7 +139,11 @@ func (e *env) cleanup() {
 
 // cmd prepares a crun-lite invocation on the env's store.
 func (e *env) cmd(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, crunBin, append([]string{"--root", e.store}, args...)...)
+	bin := crunBin
+	if e.bin != "" {
+		bin = e.bin
+	}
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--root", e.store}, args...)...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TESTVAR=from-host"}
 	if e.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
