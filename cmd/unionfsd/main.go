@@ -10,10 +10,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
-)
 
-// version is set at build time: go build -ldflags "-X main.version=1.2.3".
-var version = "dev"
+	"github.com/unionfsd/unionfsd/internal/version"
+)
 
 // subcommands maps a first argument such as "explain" to its handler, which
 // gets the remaining arguments and returns the exit status. The handlers
@@ -62,7 +61,7 @@ func mountCommand(args []string, rep reporter) int {
 		fmt.Print(helpText)
 		return exitOK
 	case o.version:
-		fmt.Println("unionfsd " + version)
+		fmt.Println("unionfsd " + version.String())
 		return exitOK
 	}
 	if err := prepare(o, euid); err != nil {
