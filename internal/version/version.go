@@ -13,9 +13,9 @@ import (
 var Override string
 
 // String is the binary's version: Override when set; else the module
-// version in the build info (`go install …@vX.Y.Z` stamps X.Y.Z; Go 1.24+
-// stamps a build from a git checkout with a pseudo-version naming the
-// commit, such as 0.0.0-20261205135058-044b7c91c4cb+dirty); else, from
+// version in the build info (Go 1.24+ stamps a build from a git checkout
+// with its tag, or a pseudo-version naming the commit such as
+// 0.0.0-20261205135058-044b7c91c4cb+dirty); else, from
 // older Go, "dev+" and the first 12 digits of the commit (and "-dirty"
 // when the tree had uncommitted changes); else "dev".
 func String() string {
