@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 
@@ -117,7 +116,7 @@ func explainCommand(args []string) int {
 		enc.Encode(e)
 		return exitOK
 	}
-	printExplanation(os.Stdout, e, where)
+	inspect.WriteExplanation(os.Stdout, e, where)
 	return exitOK
 }
 
@@ -182,27 +181,4 @@ func noLayersError(err error) error {
 		return fmt.Errorf("%v; is it mounted by unionfsd? otherwise give the layers with --layers UPPER:LOWER...", err)
 	}
 	return err
-}
-
-// printExplanation writes the explanation as a table, one row per layer.
-func printExplanation(w io.Writer, e *unionfs.Explanation, where string) {
-	head := "path " + e.Path
-	if where != "" {
-		head += " in " + where
-	}
-	fmt.Fprintln(w, head)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  layer\tdir\thas\tstatus\twhy")
-	for _, ls := range e.Layers {
-		name := fmt.Sprint(ls.Layer)
-		if ls.Upper {
-			name += " (upper)"
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, ls.Dir, ls.Entry, ls.Status, ls.Why)
-		for _, m := range ls.Marks {
-			fmt.Fprintf(tw, "  \t\t\t\t+ %s\n", m)
-		}
-	}
-	tw.Flush()
-	fmt.Fprintln(w, "answer: "+e.Why)
 }
