@@ -234,6 +234,23 @@ func TestLoginPasswordStdin(t *testing.T) {
 	if data, _ := os.ReadFile(authFile); strings.Contains(string(data), reg) {
 		t.Errorf("logout left the registry in %s: %s", authFile, data)
 	}
+
+	// Credentials podman stored are found too (the same auth.json).
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Skip("podman is not installed")
+	}
+	podman := exec.Command("podman", "--root", filepath.Join(dir, "proot"), "--runroot", filepath.Join(dir, "prun"),
+		"login", "--tls-verify=false", "--authfile", authFile, "-u", "bob", "--password-stdin", reg)
+	podman.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + dir, "CONTAINERS_CONF=" + filepath.Join(dir, "none.conf")}
+	podman.Stdin = strings.NewReader("pw\n")
+	os.WriteFile(filepath.Join(dir, "none.conf"), nil, 0o644)
+	if out, err := podman.CombinedOutput(); err != nil {
+		t.Fatalf("podman login: %v %s", err, out)
+	}
+	os.RemoveAll(store)
+	if out, err := crun("", "pull", reg+"/private/bb:1"); err != nil {
+		t.Errorf("pull with podman's credentials: %v %q", err, out)
+	}
 }
 
 // busyboxArchive is the busybox test image, or a skip without busybox-static.
