@@ -637,6 +637,10 @@ func TestRunCgroupLimits(t *testing.T) {
 	if !cgroupMemoryAvailable() {
 		t.Skip("no memory cgroup controller (v1 or v2) on this host")
 	}
+	before := map[string]bool{}
+	for _, p := range crunLiteCgroups() {
+		before[p] = true
+	}
 	// tail buffers its endless first line. ulimit -v bounds it should the
 	// limit not work. (One process only: a second one paging its code in
 	// through FUSE at the limit makes the kernel thrash for a long time
@@ -657,7 +661,20 @@ func TestRunCgroupLimits(t *testing.T) {
 	if r := e.run("run", "--rm", "--cpus", "0.001", "busybox", "true"); r.code != 125 || !strings.Contains(r.err, "cannot set cgroup limit") {
 		t.Errorf("unsettable cpu quota: %v", r)
 	}
-	// Nothing of the containers' cgroups stays behind.
+	// Nothing of the containers' cgroups stays behind. (Only dirs that
+	// came during this test count: other test binaries on the machine may
+	// run containers of their own meanwhile.)
+	for _, p := range crunLiteCgroups() {
+		if !before[p] {
+			t.Errorf("cgroup left behind: %s", p)
+		}
+	}
+}
+
+// crunLiteCgroups lists the containers' cgroup dirs (.../crun-lite/ID)
+// in every hierarchy.
+func crunLiteCgroups() []string {
+	var dirs []string
 	filepath.WalkDir("/sys/fs/cgroup", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil
@@ -666,10 +683,11 @@ func TestRunCgroupLimits(t *testing.T) {
 			return filepath.SkipDir
 		}
 		if filepath.Base(filepath.Dir(p)) == "crun-lite" {
-			t.Errorf("cgroup left behind: %s", p)
+			dirs = append(dirs, p)
 		}
 		return nil
 	})
+	return dirs
 }
 
 // --rootless as root must never give a container whose root is the host's
