@@ -23,7 +23,7 @@ var updateDocs = flag.Bool("update", false, "rewrite the generated man page and 
 //	go test ./cmd/unionfsd -run TestGeneratedDocs -update
 func TestGeneratedDocs(t *testing.T) {
 	page := mangen.Page{Name: "unionfsd", Section: 1, Source: "unionfsd", Help: helpText,
-		Subs: []mangen.Sub{{"explain", explainHelp}, {"diff", diffHelp}, {"check", checkHelp}}}
+		Subs: []mangen.Sub{{Name: "explain", Help: explainHelp}, {Name: "diff", Help: diffHelp}, {Name: "check", Help: checkHelp}}}
 	comp := mangen.Completion{Name: "unionfsd", Flags: newFlagSet(&flagValues{}),
 		Subcommands: []string{"explain", "diff", "check"}, OptionFlag: "o", OptionKeys: mountOptionKeys(helpText)}
 	files := map[string][]byte{
