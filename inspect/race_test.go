@@ -1,10 +1,8 @@
 package inspect
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -54,25 +52,6 @@ func keepSwapping(t *testing.T, upper string) {
 	t.Cleanup(testsupport.KeepExchanging(t, filepath.Join(upper, "d"), filepath.Join(upper, "s")))
 }
 
-// fingerprint lists everything under dir with its type, mode, size and
-// xattrs: what must not change.
-func fingerprint(t *testing.T, dir string) string {
-	t.Helper()
-	var out []string
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		buf := make([]byte, 4096)
-		n, _ := unix.Llistxattr(p, buf)
-		out = append(out, fmt.Sprintf("%s %v %d %q", p, fi.Mode(), fi.Size(), buf[:n]))
-		return nil
-	})
-	must(t, err)
-	sort.Strings(out)
-	return strings.Join(out, "\n")
-}
-
 // TestCheckRepairSymlinkSwapRace runs check --repair against the swap: the
 // host dir must be exactly as it was, and no finding may name its entries.
 func TestCheckRepairSymlinkSwapRace(t *testing.T) {
@@ -80,7 +59,7 @@ func TestCheckRepairSymlinkSwapRace(t *testing.T) {
 		t.Skip("needs root (mknod of a whiteout, trusted xattrs)")
 	}
 	u, host := swapUnion(t)
-	before := fingerprint(t, host)
+	before := testsupport.Fingerprint(t, host)
 	keepSwapping(t, u.upper)
 
 	deadline := time.Now().Add(3 * time.Second)
@@ -99,7 +78,7 @@ func TestCheckRepairSymlinkSwapRace(t *testing.T) {
 				repaired++
 			}
 		}
-		if fp := fingerprint(t, host); fp != before {
+		if fp := testsupport.Fingerprint(t, host); fp != before {
 			t.Fatalf("run %d: check --repair changed the host dir:\nbefore:\n%s\nafter:\n%s", runs, before, fp)
 		}
 	}

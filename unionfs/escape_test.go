@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // The attacker of TestRenameRaceStaysInLayers is this test binary run again
@@ -55,7 +57,7 @@ func TestRenameRaceStaysInLayers(t *testing.T) {
 	openToAll(t, tu.mnt)
 	must(t, os.Chmod(tu.lowers[0], 0o755))
 	tu.mount(t, func(c *Config) { c.AllowOther = true })
-	before := fingerprint(t, filepath.Dir(victim))
+	before := testsupport.Fingerprint(t, filepath.Dir(victim))
 
 	// The test binary lives in a dir only root may enter: run a copy.
 	self, err := os.ReadFile(os.Args[0])
@@ -70,7 +72,7 @@ func TestRenameRaceStaysInLayers(t *testing.T) {
 		t.Fatalf("attacker: %v\n%s", err, out)
 	}
 	t.Logf("attacker:\n%s", out)
-	if after := fingerprint(t, filepath.Dir(victim)); after != before {
+	if after := testsupport.Fingerprint(t, filepath.Dir(victim)); after != before {
 		t.Errorf("files outside the layers changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

@@ -2,7 +2,6 @@ package unionfs
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -91,17 +90,6 @@ func assertTree(t *testing.T, what, dir string, want []string) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("%s tree:\n got: %q\nwant: %q", what, got, want)
 	}
-}
-
-// fingerprint hashes a tree's names, modes, sizes, times and contents so a
-// test can prove a lower layer was not touched.
-func fingerprint(t *testing.T, dir string) string {
-	t.Helper()
-	out, err := exec.Command("sh", "-c", "cd '"+dir+"' && find . -printf '%p %y %m %s %T@ %U:%G\\n' | sort && find . -type f -exec md5sum {} + | sort").CombinedOutput()
-	if err != nil {
-		t.Fatalf("fingerprint %s: %v %s", dir, err, out)
-	}
-	return string(out)
 }
 
 // eventually polls cond until it holds or d passes.

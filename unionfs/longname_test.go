@@ -79,7 +79,7 @@ func TestLongNamesDeleteLower(t *testing.T) {
 		mkdirAll(t, filepath.Join(tu.lowers[0], nameOf('d', n)))
 		mkdirAll(t, filepath.Join(tu.lowers[0], nameOf('e', n)))
 	}
-	before := fingerprint(t, tu.lowers[0])
+	before := testsupport.Fingerprint(t, tu.lowers[0])
 	tu.mount(t, nil)
 	for _, n := range []int{1, 200, 250, 251, 252, 253, 254, 255} {
 		f, r, d, e := nameOf('f', n), nameOf('r', n), nameOf('d', n), nameOf('e', n)
@@ -120,7 +120,7 @@ func TestLongNamesDeleteLower(t *testing.T) {
 	if len(ents) != 16 {
 		t.Errorf("merged root has %d entries, want the 16 moved ones", len(ents))
 	}
-	if fingerprint(t, tu.lowers[0]) != before {
+	if testsupport.Fingerprint(t, tu.lowers[0]) != before {
 		t.Error("lower was modified")
 	}
 }
@@ -183,7 +183,7 @@ func TestLongNamesDeleteWithoutDevices(t *testing.T) {
 	mkdirAll(t, filepath.Join(tu.lowers[0], "sub", longDir))
 	writeFile(t, filepath.Join(tu.lowers[0], "keep"), "keep")
 	writeFile(t, filepath.Join(tu.lowers[0], "kd", "inner"), "inner")
-	before := fingerprint(t, tu.lowers[0])
+	before := testsupport.Fingerprint(t, tu.lowers[0])
 	tu.mount(t, nil)
 
 	// In sub first: once the root is opaque, sub lives in the upper alone.
@@ -199,7 +199,7 @@ func TestLongNamesDeleteWithoutDevices(t *testing.T) {
 	// The names can be used again.
 	must(t, os.WriteFile(tu.m(long), []byte("again"), 0o644))
 	must(t, syscall.Unlink(tu.m(long)))
-	if fingerprint(t, tu.lowers[0]) != before {
+	if testsupport.Fingerprint(t, tu.lowers[0]) != before {
 		t.Error("lower was modified")
 	}
 }

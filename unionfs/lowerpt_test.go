@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // lowerPT mounts a union whose lower holds the given files, with lower
@@ -21,7 +23,7 @@ func lowerPT(t *testing.T, tweak func(*Config), files map[string]string) (*testU
 		writeFile(t, tu.lowers[0]+"/"+name, content)
 	}
 	tu.mount(t, tweak)
-	return tu, fingerprint(t, tu.lowers[0])
+	return tu, testsupport.Fingerprint(t, tu.lowers[0])
 }
 
 // readAt reads the whole of f from offset 0 (a short file).
@@ -52,7 +54,7 @@ func statIno(t *testing.T, p string) uint64 {
 // checkLower fails when the lower layer changed.
 func checkLower(t *testing.T, tu *testUnion, before string) {
 	t.Helper()
-	if after := fingerprint(t, tu.lowers[0]); after != before {
+	if after := testsupport.Fingerprint(t, tu.lowers[0]); after != before {
 		t.Errorf("lower layer changed:\nbefore %s\nafter  %s", before, after)
 	}
 }
@@ -209,7 +211,7 @@ func TestLowerPTHardLinks(t *testing.T) {
 	tu := newLayers(t, 1)
 	writeFile(t, tu.lowers[0]+"/a", "lower data")
 	must(t, os.Link(tu.lowers[0]+"/a", tu.lowers[0]+"/b"))
-	lower := fingerprint(t, tu.lowers[0])
+	lower := testsupport.Fingerprint(t, tu.lowers[0])
 	tu.mount(t, nil)
 	ra, err := os.Open(tu.m("a"))
 	must(t, err)

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unionfsd/unionfsd/internal/metacopy"
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 )
 
 // TestMetacopy checks metadata-only copy-up: chown/chmod/utimes/xattr put
@@ -19,7 +20,7 @@ func TestMetacopy(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
 	writeFile(t, tu.lowers[0]+"/big", string(data))
 	writeFile(t, tu.lowers[0]+"/d/small", "small")
-	before := fingerprint(t, tu.lowers[0])
+	before := testsupport.Fingerprint(t, tu.lowers[0])
 	tu.mount(t, func(c *Config) { c.Metacopy = true })
 
 	var lowerSt, st, up syscall.Stat_t
@@ -72,7 +73,7 @@ func TestMetacopy(t *testing.T) {
 	if got, _ := os.ReadFile(tu.m("d/small")); string(got) != "sm" {
 		t.Errorf("truncated d/small reads %q", got)
 	}
-	if fingerprint(t, tu.lowers[0]) != before {
+	if testsupport.Fingerprint(t, tu.lowers[0]) != before {
 		t.Errorf("the lower layer was modified")
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/internal/xattr"
 )
 
@@ -35,7 +36,7 @@ func runRules(t *testing.T, cases []ruleCase) {
 			if c.setup != nil {
 				c.setup(t, tu)
 			}
-			before := []string{fingerprint(t, tu.lowers[0]), fingerprint(t, tu.lowers[1])}
+			before := []string{testsupport.Fingerprint(t, tu.lowers[0]), testsupport.Fingerprint(t, tu.lowers[1])}
 			tu.mount(t, nil)
 			if c.action != nil {
 				c.action(t, tu)
@@ -43,7 +44,7 @@ func runRules(t *testing.T, cases []ruleCase) {
 			assertTree(t, "merged", tu.mnt, c.merged)
 			assertTree(t, "upper", tu.upper, c.upper)
 			for i, l := range tu.lowers {
-				if fingerprint(t, l) != before[i] {
+				if testsupport.Fingerprint(t, l) != before[i] {
 					t.Errorf("lower %d was modified", i)
 				}
 			}

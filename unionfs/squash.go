@@ -35,6 +35,20 @@ func (u *unionFS) squashing() bool {
 	return u.cfg.SquashUID != nil || u.cfg.SquashGID != nil
 }
 
+// squashedCaller returns the caller of ctx when the mount squashes
+// ownership, so that an owner-only operation must be checked here; nil and
+// 0 when it does not. A request without a caller is refused with deny.
+func (u *unionFS) squashedCaller(ctx context.Context, deny syscall.Errno) (*fuse.Caller, syscall.Errno) {
+	if !u.squashing() {
+		return nil, 0
+	}
+	c, ok := fuse.FromContext(ctx)
+	if !ok {
+		return nil, deny
+	}
+	return c, 0
+}
+
 // realOwner is the owner of a layer object in the mount's id space.
 func (u *unionFS) realOwner(st *syscall.Stat_t) (uid, gid uint32) {
 	return toContainer(u.cfg.UIDMap, st.Uid), toContainer(u.cfg.GIDMap, st.Gid)
@@ -134,12 +148,9 @@ func (u *unionFS) checkSquashedSticky(c *fuse.Caller, dir, victim *syscall.Stat_
 // checkStickyRemoval applies checkSquashedSticky to removing the object
 // victim (resolved in the layers) from the directory n.
 func (n *node) checkStickyRemoval(ctx context.Context, victim *syscall.Stat_t) syscall.Errno {
-	if !n.u.squashing() {
-		return 0
-	}
-	c, ok := fuse.FromContext(ctx)
-	if !ok {
-		return syscall.EPERM
+	c, eno := n.u.squashedCaller(ctx, syscall.EPERM)
+	if c == nil {
+		return eno
 	}
 	var dir syscall.Stat_t
 	if err := n.u.lstat(n.getChain()[0], n.rel(), &dir); err != nil {
@@ -166,12 +177,9 @@ func (n *node) checkStickyExchange(ctx context.Context, name string) syscall.Err
 // the caller must own the file, or it must be a plain file (no setuid, no
 // executable setgid) the caller can read and write.
 func (n *node) checkSquashedLink(ctx context.Context) syscall.Errno {
-	if !n.u.squashing() {
-		return 0
-	}
-	c, ok := fuse.FromContext(ctx)
-	if !ok {
-		return syscall.EPERM
+	c, eno := n.u.squashedCaller(ctx, syscall.EPERM)
+	if c == nil {
+		return eno
 	}
 	if c.Uid == 0 {
 		return 0
@@ -208,12 +216,9 @@ func (n *node) layerStat(fh fs.FileHandle) (syscall.Stat_t, syscall.Errno) {
 // and mode would not allow the caller: the daemon's own check behind the
 // kernel's on the reduced mode.
 func (n *node) checkSquashedOpen(ctx context.Context, flags uint32) syscall.Errno {
-	if !n.u.squashing() {
-		return 0
-	}
-	c, ok := fuse.FromContext(ctx)
-	if !ok {
-		return syscall.EACCES
+	c, eno := n.u.squashedCaller(ctx, syscall.EACCES)
+	if c == nil {
+		return eno
 	}
 	if c.Uid == 0 {
 		return 0
@@ -271,12 +276,9 @@ func (u *unionFS) realAccess(c *fuse.Caller, st *syscall.Stat_t, mask uint32) bo
 // checkSquashedXattrChange applies checkSquashedXattr to a change of attr
 // on n by the caller of ctx.
 func (n *node) checkSquashedXattrChange(ctx context.Context, attr string) syscall.Errno {
-	if !n.u.squashing() {
-		return 0
-	}
-	c, ok := fuse.FromContext(ctx)
-	if !ok {
-		return syscall.EPERM
+	c, eno := n.u.squashedCaller(ctx, syscall.EPERM)
+	if c == nil {
+		return eno
 	}
 	st, eno := n.layerStat(nil)
 	if eno != 0 {

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
 )
 
@@ -39,7 +40,7 @@ func skopeoPush(t *testing.T, ref string) {
 // a fresh store and run by that digest.
 func TestPullPushRun(t *testing.T) {
 	e := freshEnv(t)
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{})
 	skopeoPush(t, reg+"/lib/busybox:1")
 
 	e.mustRun("pull", reg+"/lib/busybox:1")
@@ -69,7 +70,7 @@ func TestPullPushRun(t *testing.T) {
 // import - reading it (the command line); then the image runs.
 func TestImportStdin(t *testing.T) {
 	e := freshEnv(t)
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{})
 	skopeoPush(t, reg+"/lib/busybox:1")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -102,11 +103,11 @@ func TestImportStdin(t *testing.T) {
 // TestRegistryErrors: each bad input gets one line on stderr and its exit
 // code; nothing here needs containers.
 func TestRegistryErrors(t *testing.T) {
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{})
 	root := filepath.Join(t.TempDir(), "store")
 	t.Setenv("REGISTRY_AUTH_FILE", filepath.Join(t.TempDir(), "auth.json"))
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
-	closed := imagetest.ClosedLoopbackAddr(t)
+	closed := testsupport.ClosedLoopbackAddr(t)
 	cases := []struct {
 		args []string
 		code int
@@ -152,7 +153,7 @@ func TestPullRootless(t *testing.T) {
 	fuseMode(t, 0o666)
 	e := &env{t: t, store: filepath.Join(home, "store"), cred: cred, home: home}
 	t.Cleanup(e.cleanup)
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{})
 	img, err := imagetest.BusyboxSpec()
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +201,7 @@ func TestLoginPasswordStdin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{Htpasswd: "bob:" + string(hash) + "\n"})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{Htpasswd: "bob:" + string(hash) + "\n"})
 	dir := t.TempDir()
 	authFile := filepath.Join(dir, "auth.json")
 	store := filepath.Join(dir, "store")

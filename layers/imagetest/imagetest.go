@@ -297,6 +297,16 @@ func (a *archiveWriter) add(name string, data []byte) {
 	a.files[name] = data
 }
 
+// addJSON adds the member name holding v as JSON.
+func (a *archiveWriter) addJSON(name string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	a.add(name, data)
+	return nil
+}
+
 // tarTo writes the members as a tar file.
 func (a *archiveWriter) tarTo(p string) error {
 	var buf bytes.Buffer
@@ -361,11 +371,9 @@ func dockerArchive(imgs []Image) (*archiveWriter, error) {
 		a.add(e.Config, b.Config)
 		manifest = append(manifest, e)
 	}
-	data, err := json.Marshal(manifest)
-	if err != nil {
+	if err := a.addJSON("manifest.json", manifest); err != nil {
 		return nil, err
 	}
-	a.add("manifest.json", data)
 	return a, nil
 }
 
@@ -415,11 +423,10 @@ func ociLayout(imgs []Image) (*archiveWriter, error) {
 			manifests = append(manifests, d)
 		}
 	}
-	idx, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests})
-	if err != nil {
+	idx := map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
+	if err := a.addJSON("index.json", idx); err != nil {
 		return nil, err
 	}
-	a.add("index.json", idx)
 	return a, nil
 }
 
@@ -469,10 +476,8 @@ func WriteDockerOCIArchive(p string, imgs ...Image) error {
 		}
 		manifest = append(manifest, e)
 	}
-	data, err := json.Marshal(manifest)
-	if err != nil {
+	if err := a.addJSON("manifest.json", manifest); err != nil {
 		return err
 	}
-	a.add("manifest.json", data)
 	return a.tarTo(p)
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/layers"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
 )
@@ -39,7 +40,7 @@ func TestLoginPushPullLogout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{Htpasswd: "alice:" + string(hash) + "\n"})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{Htpasswd: "alice:" + string(hash) + "\n"})
 	authFile := isolateAuth(t)
 	ctx := context.Background()
 

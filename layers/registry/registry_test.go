@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/unionfsd/unionfsd/internal/testsupport"
 	"github.com/unionfsd/unionfsd/layers"
 	"github.com/unionfsd/unionfsd/layers/imagetest"
 )
@@ -143,7 +144,7 @@ func readLayerFile(t *testing.T, s *layers.Store, img *layers.Image, layer int, 
 // it by tag and by digest into fresh stores: the same image ID, manifest
 // digest and layer contents come back, and pulled names and digests find it.
 func TestPushPullRoundTrip(t *testing.T) {
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{})
 	src := openStore(t)
 	archive := filepath.Join(t.TempDir(), "img.tar")
 	if err := imagetest.WriteDockerArchive(archive, imagetest.Image{Names: []string{"demo:1"}, Cmd: []string{"/bin/app"}, Layers: []imagetest.Layer{
@@ -220,7 +221,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 // TestPullIndexPicksPlatform serves a multi-arch index whose entries for
 // another architecture come first: the pull must take this machine's.
 func TestPullIndexPicksPlatform(t *testing.T) {
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{})
 	repo := reg + "/multi"
 	other := "s390x"
 	if runtime.GOARCH == other {
@@ -278,7 +279,7 @@ func withArch(t *testing.T, config []byte, arch string) []byte {
 // checks those) but whose config lies about the layers: the pull fails
 // with the cause and the store stays empty.
 func TestPullHostileImage(t *testing.T) {
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{})
 	b := smallImage(t, "x")
 	var cfg map[string]any
 	json.Unmarshal(b.Config, &cfg)
@@ -316,9 +317,9 @@ func TestPullHostileImage(t *testing.T) {
 // unreachable registry says so, a bad reference is ErrBadReference; each
 // in one line.
 func TestPullErrors(t *testing.T) {
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{})
 	pushRaw(t, reg+"/there", smallImage(t, "x"), nil, "1")
-	closed := imagetest.ClosedLoopbackAddr(t)
+	closed := testsupport.ClosedLoopbackAddr(t)
 	for _, tc := range []struct {
 		ref  string
 		is   error
@@ -406,7 +407,7 @@ func (b *countingBar) Close() error {
 // that ends at the layer's size, a push one bar for its bytes; two pulls
 // of one image into one store at once both succeed with one image stored.
 func TestProgressAndConcurrentPulls(t *testing.T) {
-	reg := imagetest.StartRegistry(t, imagetest.RegistryOptions{})
+	reg := testsupport.StartRegistry(t, testsupport.RegistryOptions{})
 	b := smallImage(t, "p")
 	pushRaw(t, reg+"/prog", b, nil, "1")
 	named, _ := ParseReference(reg + "/prog:1")

@@ -1,4 +1,4 @@
-package imagetest
+package testsupport
 
 import (
 	"fmt"
