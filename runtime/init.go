@@ -74,7 +74,7 @@ func (in *containerInit) run() error {
 	if err := in.load(); err != nil {
 		return err
 	}
-	steps := []func() error{in.setupNetwork, in.setupRootfs, in.setupConsole, in.resolveProcess}
+	steps := []func() error{in.setupNetwork, in.setupRootfs, in.setupConsole, in.resolveProcess, in.joinSessionKeyring}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return withCode(err, ExitRunner)
@@ -83,9 +83,11 @@ func (in *containerInit) run() error {
 	if err := in.waitForStart(); err != nil {
 		return err
 	}
-	in.rep.send(msg{Type: msgExec})
-	if err := in.await('x'); err != nil {
-		return err
+	if !in.a.Handoff { // else the supervisor is gone (handoff.go)
+		in.rep.send(msg{Type: msgExec})
+		if err := in.await('x'); err != nil {
+			return err
+		}
 	}
 	return in.execProcess()
 }
@@ -189,6 +191,13 @@ func (in *containerInit) setupConsole() error {
 		return err
 	}
 	defer master.Close()
+	if sz := in.spec.Process.ConsoleSize; sz != nil {
+		ws := &unix.Winsize{Row: uint16(sz.Height), Col: uint16(sz.Width)}
+		if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws); err != nil {
+			slave.Close()
+			return fmt.Errorf("process.consoleSize: %w", err)
+		}
+	}
 	if err := sendFd(in.cons, master); err != nil {
 		slave.Close()
 		return err
@@ -407,8 +416,11 @@ func setgroupsAllowed() bool {
 // lockDown sets the parent-death signal again (changing ids cleared it),
 // no_new_privs and the umask.
 func (in *containerInit) lockDown() error {
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		return fmt.Errorf("set parent-death signal: %w", err)
+	// After a handoff our parent, the supervisor, left on purpose.
+	if !in.a.Handoff {
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+			return fmt.Errorf("set parent-death signal: %w", err)
+		}
 	}
 	p := in.spec.Process
 	if p.NoNewPrivileges {

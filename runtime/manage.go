@@ -82,6 +82,7 @@ func Remove(root, ref string, force bool) error {
 	}
 	removeFreezerDir(c.ID)
 	if !c.Rootless {
+		c.removeRecordedCgroups()
 		removeCgroupDirs(c.ID)
 	}
 	return removeTree(c, c.dir)

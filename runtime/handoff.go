@@ -1,0 +1,69 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+	"time"
+)
+
+// Handoff is how `crun-lite create` of a bundle works, as runc's create
+// does: the supervisor sets the container up, and once the init waits for
+// `start` it writes the last cgroup limits, records the container's cgroup
+// dirs and exits. The init, no longer tied to it by a parent-death signal,
+// goes on alone: it is reparented to the nearest subreaper (conmon, under
+// podman), which can then wait for it and read its exit status. A bundle
+// container has no union to serve, so nothing else needs the supervisor;
+// `delete` removes the cgroups (recorded in cgroups.json) and the state.
+
+// errHandedOff ends the supervisor's follow loop after a handoff.
+var errHandedOff = errors.New("handed off")
+
+// cgroupsFile lists the container's cgroup dirs for delete and kill --all.
+const cgroupsFile = "cgroups.json"
+
+// handOff lets the waiting init go on without us.
+func (s *supervisor) handOff() error {
+	if err := s.cg.setLate(); err != nil {
+		return err
+	}
+	if err := writeJSON(s.c.Path(cgroupsFile), s.cg.paths()); err != nil {
+		return runnerErr("%v", err)
+	}
+	s.handedOff = true
+	return nil
+}
+
+// paths lists the container's cgroup dirs.
+func (cg *cgroups) paths() []string {
+	if cg == nil {
+		return []string{}
+	}
+	out := make([]string, 0, len(cg.dirs))
+	for _, d := range cg.dirs {
+		out = append(out, d.path)
+	}
+	return out
+}
+
+// recordedCgroups returns the cgroup dirs a handed-off container recorded.
+func (c *Container) recordedCgroups() []string {
+	var dirs []string
+	if err := readJSON(c.Path(cgroupsFile), &dirs); err != nil {
+		return nil
+	}
+	return dirs
+}
+
+// removeRecordedCgroups deletes the recorded cgroup dirs once the kernel
+// has seen their processes go.
+func (c *Container) removeRecordedCgroups() {
+	for _, d := range c.recordedCgroups() {
+		for i := 0; i < 50; i++ {
+			err := os.Remove(d)
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
