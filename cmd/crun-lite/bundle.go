@@ -84,7 +84,6 @@ func runSpec(g *globals, args []string) error {
 	return os.WriteFile(p, append(data, '\n'), 0o644)
 }
 
-
 func runStart(g *globals, args []string) error {
 	root, id, err := rootAndID(g, args)
 	if err != nil {
@@ -92,8 +91,6 @@ func runStart(g *globals, args []string) error {
 	}
 	return rt.Start(root, id, g.warn)
 }
-
-
 
 // parseSignal reads KILL, SIGKILL or 9.
 func parseSignal(s string) (syscall.Signal, error) {

@@ -1,7 +1,6 @@
 package seccomp
 
 import (
-
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
