@@ -265,11 +265,12 @@ func envValue(env []string, key string) string {
 	return ""
 }
 
-// lookPath finds name in the container's PATH (names with a slash are
-// taken as they are; exec reports their problems).
+// lookPath finds name in the container's PATH. A name with a slash is
+// taken as it is, but must exist, so that create (not start, whose caller
+// has gone) reports it missing, as runc does.
 func lookPath(name string, env []string, cwd string) (string, error) {
 	if strings.Contains(name, "/") {
-		return name, nil
+		return name, checkExecutable(name, cwd)
 	}
 	for _, dir := range strings.Split(envValue(env, "PATH"), ":") {
 		if dir == "" {
@@ -441,6 +442,25 @@ func (in *containerInit) chdir() error {
 	}
 	if err := unix.Chdir(cwd); err != nil {
 		return fmt.Errorf("chdir to the working dir %s: %w", cwd, err)
+	}
+	return nil
+}
+
+// checkExecutable reports a command path that does not exist (exit 127)
+// or is not an executable file (exit 126).
+func checkExecutable(name, cwd string) error {
+	p := name
+	if !strings.HasPrefix(p, "/") {
+		p = cwd + "/" + p
+	}
+	st, err := os.Stat(p)
+	switch {
+	case err != nil && errors.Is(err, os.ErrNotExist):
+		return &Error{Code: ExitNotFound, Err: fmt.Errorf("exec: %q: no such file or directory", name)}
+	case err != nil:
+		return &Error{Code: ExitCannotRun, Err: fmt.Errorf("exec: %q: %w", name, unwrapPath(err))}
+	case !st.Mode().IsRegular() || st.Mode()&0o111 == 0:
+		return &Error{Code: ExitCannotRun, Err: fmt.Errorf("exec: %q: permission denied", name)}
 	}
 	return nil
 }
