@@ -95,7 +95,7 @@ func KillAll(root, ref string, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	if st.Status != specs.StateRunning && st.Status != specs.StateCreated {
+	if st.Status != specs.StateRunning && st.Status != specs.StateCreated && st.Status != statePaused {
 		return fmt.Errorf("container %s is not running (%s)", c.Name, st.Status)
 	}
 	pids := map[int]bool{st.Pid: true}

@@ -287,6 +287,20 @@ func TestRuncCgroupsPath(t *testing.T) {
 	if max, _ := os.ReadFile(dir + "/pids.max"); strings.TrimSpace(string(max)) != "77" {
 		t.Errorf("%s/pids.max = %q, want 77", dir, max)
 	}
+	// pause freezes the container's own freezer cgroup and leaves it so.
+	freezer := "/sys/fs/cgroup/freezer/" + parent + "/c1/freezer.state"
+	e.mustRun("pause", "g1")
+	if st, _ := e.ociState("g1"); st.Status != "paused" {
+		t.Errorf("after pause: %+v", st)
+	}
+	if fs, _ := os.ReadFile(freezer); strings.TrimSpace(string(fs)) != "FROZEN" {
+		t.Errorf("after pause %s = %q", freezer, fs)
+	}
+	e.mustRun("resume", "g1")
+	if st, _ := e.ociState("g1"); st.Status != "running" {
+		t.Errorf("after resume: %+v", st)
+	}
+	e.mustRun("pause", "g1") // delete -f of a paused container
 	e.mustRun("delete", "-f", "g1")
 	if _, err := os.Stat(dir); err == nil {
 		t.Errorf("%s left after delete", dir)

@@ -157,6 +157,22 @@ func init() {
 			fs.BoolVar(&listOpts.quiet, "quiet-ids", false, "print only the IDs (runc's -q; -q is crun-lite's --quiet)")
 		},
 		run: runList})
+	register(&command{name: "pause", args: "ID", summary: "freeze a container's processes (one created with a cgroupsPath)",
+		run: func(g *globals, args []string) error {
+			root, id, err := rootAndID(g, args)
+			if err != nil {
+				return err
+			}
+			return rt.PauseContainer(root, id)
+		}})
+	register(&command{name: "resume", args: "ID", summary: "thaw a paused container",
+		run: func(g *globals, args []string) error {
+			root, id, err := rootAndID(g, args)
+			if err != nil {
+				return err
+			}
+			return rt.ResumeContainer(root, id)
+		}})
 	register(&command{name: "features", args: "", summary: "print what this runtime supports (runtime-spec features JSON)",
 		run: runFeatures})
 }

@@ -188,6 +188,14 @@ func (c *crunLitePodman) detached(t *testing.T) {
 		t.Errorf("d1 is %s, want running", st)
 	}
 	c.afterStart(t, "d1")
+	c.must(t, "pause", "d1")
+	if st := strings.TrimSpace(c.must(t, "inspect", "--format", "{{.State.Status}}", "d1")); st != "paused" {
+		t.Errorf("d1 is %s after pause, want paused", st)
+	}
+	c.must(t, "unpause", "d1")
+	if !c.runtime.called("pause") || !c.runtime.called("resume") {
+		t.Errorf("podman pause and unpause did not go through crun-lite pause and resume")
+	}
 	c.must(t, "stop", "-t", "10", "d1")
 	if code := strings.TrimSpace(c.must(t, "inspect", "--format", "{{.State.ExitCode}}", "d1")); code != "7" {
 		t.Errorf("d1 exited %s after stop, want 7 (its TERM trap)", code)
