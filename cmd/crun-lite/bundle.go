@@ -112,5 +112,9 @@ func runDelete(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	return rt.Delete(root, id, bundleOpts.force, g.warn)
+	err = rt.Delete(root, id, bundleOpts.force, g.warn)
+	if bundleOpts.force && errors.Is(err, rt.ErrNotFound) {
+		return nil // as runc: podman deletes --force after a failed create
+	}
+	return err
 }

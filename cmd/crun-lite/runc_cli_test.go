@@ -52,6 +52,12 @@ func TestRuncGlobalFlags(t *testing.T) {
 		!strings.Contains(strings.Join(f.Linux.Namespaces, " "), "network") {
 		t.Errorf("features: exit %d, %q (%v)", code, out, err)
 	}
+	if code, _, errOut = cli(t, root, "delete", "--force", "nosuch"); code != 0 || errOut != "" {
+		t.Errorf("delete --force of a missing container: exit %d, %q; want 0 and quiet, as runc", code, errOut)
+	}
+	if code, _, _ = cli(t, root, "delete", "nosuch"); code == 0 {
+		t.Errorf("delete of a missing container succeeded")
+	}
 	if code, _, errOut = cli(t, root, "create", "--no-pivot", "x"); code == 0 || !strings.Contains(errOut, "--no-pivot is not supported") {
 		t.Errorf("create --no-pivot: exit %d, %q", code, errOut)
 	}

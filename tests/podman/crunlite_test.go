@@ -33,6 +33,7 @@ func TestPodmanCrunLite(t *testing.T) {
 	t.Run("run -d stop rm", c.detached)
 	t.Run("run -t", c.tty)
 	t.Run("commit", c.commit)
+	t.Run("pod", c.pod)
 
 	// crun-lite kept nothing: no container record, no cgroup of podman's.
 	if ids := rt.containers(); len(ids) != 0 {
@@ -261,6 +262,33 @@ func (c *crunLitePodman) commit(t *testing.T) {
 		t.Errorf("the committed image: %v, want committed and no keep", r)
 	}
 	c.must(t, "rm", "c1")
+}
+
+// pod: a container of a pod joins the namespaces of the pod's infra
+// container by path (linux.namespaces[].path).
+func (c *crunLitePodman) pod(t *testing.T) {
+	if r := c.podman(t, "pod", "create", "--name", "p1", "--network", "none"); r.code != 0 {
+		t.Skipf("podman pod create (it builds its pause image from catatonit): %v", r)
+	}
+	defer c.podman(t, "pod", "rm", "-f", "p1")
+	r := c.run(t, "--rm", "--pod", "p1", imageRef, "sh", "-c", "for n in net ipc uts; do readlink /proc/self/ns/$n; done")
+	if r.code != 0 {
+		t.Fatalf("run --pod p1: %v", r)
+	}
+	infra := strings.TrimSpace(c.must(t, "pod", "inspect", "--format", "{{.InfraContainerID}}", "p1"))
+	c.ids = append(c.ids, infra)
+	pid := strings.TrimSpace(c.must(t, "inspect", "--format", "{{.State.Pid}}", infra))
+	var want []string
+	for _, n := range []string{"net", "ipc", "uts"} {
+		l, err := os.Readlink("/proc/" + pid + "/ns/" + n)
+		if err != nil {
+			t.Fatalf("the infra container's %s namespace: %v", n, err)
+		}
+		want = append(want, l)
+	}
+	if got := strings.Fields(r.out); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the pod's container is in namespaces %v, want the infra container's %v", got, want)
+	}
 }
 
 // openPty returns a new pty's master and slave.
