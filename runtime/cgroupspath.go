@@ -28,6 +28,9 @@ func checkCgroupsPath(p string) string {
 			return "a path with .. is not allowed"
 		}
 	}
+	if c := filepath.Clean(p); c == "/" || c == "." {
+		return "must name a cgroup below the hierarchy's root, not the root itself"
+	}
 	if strings.ContainsRune(p, 0) {
 		return "a path with a NUL byte is not allowed"
 	}

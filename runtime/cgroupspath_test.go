@@ -36,7 +36,7 @@ func TestCgroupsPathPlacement(t *testing.T) {
 			t.Errorf("cgroupsPath %q, %s: %q %v, want %q %v", c.cgPath, c.ctrl, dir, ok, c.want, c.ok)
 		}
 	}
-	for p, want := range map[string]string{"/a/b": "", "a": "", "machine.slice:libpod:c1": "systemd", "/a/../..": "..", "a/..": ".."} {
+	for p, want := range map[string]string{"/a/b": "", "a": "", "machine.slice:libpod:c1": "systemd", "/a/../..": "..", "a/..": "..", "/": "root itself", "//": "root itself", "./": "root itself"} {
 		got := checkCgroupsPath(p)
 		if (want == "") != (got == "") || (want != "" && !strings.Contains(got, want)) {
 			t.Errorf("checkCgroupsPath(%q) = %q, want %q", p, got, want)
