@@ -271,7 +271,8 @@ func (c *crunLitePodman) pod(t *testing.T) {
 		t.Skipf("podman pod create (it builds its pause image from catatonit): %v", r)
 	}
 	defer c.podman(t, "pod", "rm", "-f", "p1")
-	r := c.run(t, "--rm", "--pod", "p1", imageRef, "sh", "-c", "for n in net ipc uts; do readlink /proc/self/ns/$n; done")
+	// No --network: the pod's (none) is shared through the infra container.
+	r := c.podman(t, "run", "--pull", "never", "--rm", "--pod", "p1", imageRef, "sh", "-c", "for n in net ipc uts; do readlink /proc/self/ns/$n; done")
 	if r.code != 0 {
 		t.Fatalf("run --pod p1: %v", r)
 	}
