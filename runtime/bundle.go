@@ -158,7 +158,7 @@ func openExecFifo(c *Container, st *State) error {
 			done <- errors.New("the container init exited before it could start")
 			return
 		}
-		done <- nil
+		done <- startFailure(f)
 	}()
 	for {
 		select {
@@ -168,9 +168,19 @@ func openExecFifo(c *Container, st *State) error {
 			}
 			return os.Remove(c.Path(execFifoName))
 		case <-time.After(100 * time.Millisecond):
-			if !alive(st.Pid, st.PidStart) {
-				return fmt.Errorf("start container %s: its init is gone", c.Name)
+			if alive(st.Pid, st.PidStart) {
+				continue
 			}
+			// What it wrote before it died says more.
+			select {
+			case err := <-done:
+				if err != nil {
+					return fmt.Errorf("start container %s: %w", c.Name, err)
+				}
+				return os.Remove(c.Path(execFifoName)) // it ran, and ended already
+			case <-time.After(time.Second):
+			}
+			return fmt.Errorf("start container %s: its init is gone", c.Name)
 		}
 	}
 }

@@ -1,7 +1,10 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"time"
 )
@@ -66,4 +69,21 @@ func (c *Container) removeRecordedCgroups() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+}
+
+// startFailure reads exec.fifo after the init's go-ahead byte until EOF: a
+// handed-off init holds the fifo open until its exec closes it, and writes
+// there why it failed before (a command that went away, a refused
+// setrlimit, ...). An init with a supervisor closes it at once; its
+// failures go to the supervisor.
+func startFailure(fifo *os.File) error {
+	data, _ := io.ReadAll(fifo)
+	if len(data) == 0 {
+		return nil
+	}
+	var m msg
+	if err := json.Unmarshal(data, &m); err != nil || m.Type != msgError {
+		return fmt.Errorf("the container init said %q", data)
+	}
+	return &Error{Code: m.Code, Err: errors.New(m.Msg)}
 }

@@ -28,6 +28,9 @@ type containerInit struct {
 	cons  *os.File
 	caps  *capPlan
 	fifo  int // O_PATH descriptor of exec.fifo (WaitStart)
+	// started: after a handoff, exec.fifo's write end, held until the exec
+	// closes it; a failure before is written there for `start` (handoff.go).
+	started *os.File
 	slave *os.File
 	ids   *ids
 	path  string // resolved executable
@@ -52,6 +55,9 @@ func initContainer(a stageArgs) int {
 	err := in.run()
 	code := ExitCodeOf(err)
 	in.rep.send(msg{Type: msgError, Code: code, Msg: err.Error()})
+	if in.started != nil {
+		(&reporter{w: in.started}).send(msg{Type: msgError, Code: code, Msg: err.Error()})
+	}
 	return code
 }
 
@@ -302,7 +308,11 @@ func (in *containerInit) waitForStart() error {
 		return runnerErr("wait for start: %v", err)
 	}
 	_, err = f.Write([]byte{0})
-	f.Close()
+	if in.a.Handoff && err == nil {
+		in.started = f // `start` reads on until our exec closes it
+	} else {
+		f.Close()
+	}
 	unix.Close(in.fifo)
 	if err != nil {
 		return runnerErr("wait for start: %v", err)

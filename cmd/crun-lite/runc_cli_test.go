@@ -312,3 +312,33 @@ func TestRuncCgroupsPath(t *testing.T) {
 		t.Errorf("%s left after delete", dir)
 	}
 }
+
+// After a handoff nobody but `start` listens to the container's process:
+// a failure between start and the exec (here the command, there at
+// create, is gone) is start's error, as with runc.
+func TestRuncStartReportsExecFailure(t *testing.T) {
+	e := newEnv(t)
+	b := makeBundle(t, e)
+	e.mustRun("spec", "-b", b)
+	cmdPath := filepath.Join(b, "rootfs", "bin", "vanishing")
+	if err := os.Symlink("busybox", cmdPath); err != nil {
+		t.Fatal(err)
+	}
+	setProcess(t, b, "/bin/vanishing", "true")
+	out, _ := os.Create(filepath.Join(t.TempDir(), "out"))
+	defer out.Close()
+	create := e.cmd(t.Context(), "create", "-b", b, "v1")
+	create.Stdout, create.Stderr = out, out
+	if err := create.Run(); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	os.Remove(cmdPath)
+	r := e.run("start", "v1")
+	if r.code == 0 || !strings.Contains(r.err, "/bin/vanishing") || strings.Count(strings.TrimSpace(r.err), "\n") != 0 {
+		t.Errorf("start of a container whose command went away: %v; want a one-line error naming it", r)
+	}
+	if st, _ := e.ociState("v1"); st.Status != "stopped" {
+		t.Errorf("after the failed start: %+v", st)
+	}
+	e.mustRun("delete", "v1")
+}
