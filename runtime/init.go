@@ -20,21 +20,21 @@ import (
 
 // containerInit is the process that becomes the container's command.
 type containerInit struct {
-	a     stageArgs
-	c     *Container
-	spec  *specs.Spec
-	ctl   *os.File
-	rep   *reporter
-	cons  *os.File
-	caps  *capPlan
-	fifo  int // O_PATH descriptor of exec.fifo (WaitStart)
+	a    stageArgs
+	c    *Container
+	spec *specs.Spec
+	ctl  *os.File
+	rep  *reporter
+	cons *os.File
+	caps *capPlan
+	fifo int // O_PATH descriptor of exec.fifo (WaitStart)
 	// started: after a handoff, exec.fifo's write end, held until the exec
 	// closes it; a failure before is written there for `start` (handoff.go).
 	started *os.File
-	slave *os.File
-	ids   *ids
-	path  string // resolved executable
-	env   []string
+	slave   *os.File
+	ids     *ids
+	path    string // resolved executable
+	env     []string
 
 	seccomp *seccomp.Filter // nil: no filter
 }
