@@ -135,7 +135,11 @@ func Start(root, id string, warn func(string)) error {
 	if st.Status != specs.StateCreated {
 		return fmt.Errorf("container %s is %s, not created: cannot start it", c.Name, st.Status)
 	}
-	if err := openExecFifo(c, st); err != nil {
+	err = openExecFifo(c, st)
+	if c.handedOff() {
+		return afterHandedOffStart(root, c, st, err, warn)
+	}
+	if err != nil {
 		return err
 	}
 	return afterStart(root, c, warn)

@@ -14,7 +14,7 @@ func Features() *features.Features {
 	f := &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
-		Hooks:         []string{},
+		Hooks:         append([]string(nil), hookKinds...),
 		MountOptions:  append(sortedKeys(mountFlags), sortedKeys(propagationFlags)...),
 		Linux: &features.Linux{
 			Namespaces:   []string{},

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Handoff is how `crun-lite create` of a bundle works, as runc's create
@@ -86,4 +88,35 @@ func startFailure(fifo *os.File) error {
 		return fmt.Errorf("the container init said %q", data)
 	}
 	return &Error{Code: m.Code, Err: errors.New(m.Msg)}
+}
+
+// handedOff tells whether the container's supervisor handed it off (it
+// wrote cgroups.json then).
+func (c *Container) handedOff() bool {
+	_, err := os.Lstat(c.Path(cgroupsFile))
+	return err == nil
+}
+
+// afterHandedOffStart finishes a start without a supervisor: openExecFifo
+// returned once the process executed (startErr nil) or with why it did not
+// (a startContainer hook, a command gone). As afterStart does with the
+// supervisor's record: poststart hooks after the exec; after a failure
+// with hooks in the config, the container is deleted and its poststop
+// hooks run.
+func afterHandedOffStart(root string, c *Container, st *State, startErr error, warn func(string)) error {
+	spec, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	if startErr == nil {
+		runWarnHooks(spec, hookPoststart, hookState(c, spec, specs.StateRunning, st.Pid), warn)
+		return nil
+	}
+	if hasHooks(spec, hookStartContainer, hookPoststart) {
+		if rerr := Remove(root, c.ID, true); rerr != nil {
+			warn(rerr.Error())
+		}
+		runPoststop(c, spec, warn)
+	}
+	return startErr
 }
