@@ -16,6 +16,11 @@ type BundleOptions struct {
 	Bundle string // the bundle dir (config.json and, usually, rootfs/)
 	Stdio  Stdio
 	Warn   func(string)
+	// ConsoleSocket (create): a connected unix socket the pty master of a
+	// process.terminal container is sent over, as runc's --console-socket.
+	ConsoleSocket *os.File
+	// NoNewKeyring (create): the container keeps the caller's session keyring.
+	NoNewKeyring bool
 }
 
 // CreateBundle creates a container from an OCI bundle, runc-style: the
@@ -25,7 +30,9 @@ func CreateBundle(root, id string, o BundleOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := launch(launchOpts{c: c, spec: spec, stdio: o.Stdio, detach: true, warn: o.Warn}); err != nil {
+	lo := launchOpts{c: c, spec: spec, stdio: o.Stdio, detach: true, warn: o.Warn,
+		consoleSocket: o.ConsoleSocket, handoff: true, newKeyring: !o.NoNewKeyring}
+	if _, err := launch(lo); err != nil {
 		os.RemoveAll(c.dir)
 		runPoststop(c, spec, o.Warn)
 		return err
@@ -60,8 +67,8 @@ func createFromBundle(root, id string, o BundleOptions, withFifo bool) (*Contain
 	if err != nil {
 		return nil, nil, err
 	}
-	if withFifo && spec.Process.Terminal {
-		return nil, nil, runnerErr("%s: process.terminal is true, which create supports only in the foreground: use crun-lite run -b, or set terminal to false", filepath.Join(bundle, "config.json"))
+	if withFifo && spec.Process.Terminal && o.ConsoleSocket == nil {
+		return nil, nil, runnerErr("%s: process.terminal is true: create needs --console-socket to hand the terminal to (or use crun-lite run -b, or set terminal to false)", filepath.Join(bundle, "config.json"))
 	}
 	c := &Container{ID: id, Name: id, Kind: KindBundle, Bundle: bundle, Command: spec.Process.Args}
 	if hasNamespace(spec, specs.UserNamespace) {
@@ -128,7 +135,11 @@ func Start(root, id string, warn func(string)) error {
 	if st.Status != specs.StateCreated {
 		return fmt.Errorf("container %s is %s, not created: cannot start it", c.Name, st.Status)
 	}
-	if err := openExecFifo(c, st); err != nil {
+	err = openExecFifo(c, st)
+	if c.handedOff() {
+		return afterHandedOffStart(root, c, st, err, warn)
+	}
+	if err != nil {
 		return err
 	}
 	return afterStart(root, c, warn)
@@ -151,7 +162,7 @@ func openExecFifo(c *Container, st *State) error {
 			done <- errors.New("the container init exited before it could start")
 			return
 		}
-		done <- nil
+		done <- startFailure(f)
 	}()
 	for {
 		select {
@@ -161,9 +172,19 @@ func openExecFifo(c *Container, st *State) error {
 			}
 			return os.Remove(c.Path(execFifoName))
 		case <-time.After(100 * time.Millisecond):
-			if !alive(st.Pid, st.PidStart) {
-				return fmt.Errorf("start container %s: its init is gone", c.Name)
+			if alive(st.Pid, st.PidStart) {
+				continue
 			}
+			// What it wrote before it died says more.
+			select {
+			case err := <-done:
+				if err != nil {
+					return fmt.Errorf("start container %s: %w", c.Name, err)
+				}
+				return os.Remove(c.Path(execFifoName)) // it ran, and ended already
+			case <-time.After(time.Second):
+			}
+			return fmt.Errorf("start container %s: its init is gone", c.Name)
 		}
 	}
 }

@@ -96,6 +96,9 @@ type hierarchies struct {
 	v2     string            // cgroup2 mount point, "" if none
 	v2Ctrl map[string]bool   // controllers the v2 root offers
 	v1     map[string]string // controller -> our cgroup dir in its v1 hierarchy
+	v1Mnt  map[string]string // controller -> its v1 hierarchy's root dir
+	// cgPath is the config's linux.cgroupsPath (see cgroupspath.go).
+	cgPath string
 }
 
 // setupCgroups creates the container's cgroups and writes its limits (all
@@ -115,6 +118,14 @@ func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec) (*cgroups, e
 		res = spec.Linux.Resources
 	}
 	v2, v1, names := cgroupWants(res)
+	if spec.Linux != nil && spec.Linux.CgroupsPath != "" && !userns.Inside() {
+		h.cgPath = spec.Linux.CgroupsPath
+		for _, ctrl := range joinOnlyControllers {
+			if _, ok := h.v1[ctrl]; ok && names[ctrl] == "" && (h.v1Mnt[ctrl] != "" || !filepath.IsAbs(h.cgPath)) {
+				names[ctrl] = "linux.cgroupsPath"
+			}
+		}
+	}
 	if userns.Inside() {
 		// Bundles cannot get here with limits: validation refuses them.
 		if len(names) > 0 {
@@ -144,6 +155,12 @@ func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec) (*cgroups, e
 			cg.destroy()
 			return nil, err
 		}
+		if ctrl == "cpuset" && h.v1Mnt[ctrl] != "" {
+			if err := initCpuset(h.v1Mnt[ctrl], dir); err != nil {
+				cg.destroy()
+				return nil, runnerErr("cgroup %s: cpuset: %v", dir, err)
+			}
+		}
 	}
 	return cg, nil
 }
@@ -160,23 +177,36 @@ func joinNames(m map[string]string) string {
 // place picks the dir and settings for one controller.
 func (h *hierarchies) place(id, ctrl string, v2, v1 map[string][]cgroupSetting) (string, []cgroupSetting, bool) {
 	if h.v2 != "" && h.v2Ctrl[ctrl] {
-		if err := enableV2(h.v2, ctrl); err == nil {
-			return filepath.Join(h.v2, "crun-lite", id), v2[ctrl], true
+		dir := dirFor(h.cgPath, id, h.v2, h.v2)
+		if err := enableV2(h.v2, dir, ctrl); err == nil {
+			return dir, v2[ctrl], true
 		}
 	}
-	if base, ok := h.v1[ctrl]; ok {
-		return filepath.Join(base, "crun-lite", id), v1[ctrl], true
+	if base, ok := h.v1[ctrl]; ok && !(filepath.IsAbs(h.cgPath) && h.v1Mnt[ctrl] == "") {
+		return dirFor(h.cgPath, id, base, h.v1Mnt[ctrl]), v1[ctrl], true
 	}
 	return "", nil, false
 }
 
-// enableV2 turns ctrl on for the children of the v2 root and of crun-lite/.
-func enableV2(root, ctrl string) error {
-	parent := filepath.Join(root, "crun-lite")
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+// enableV2 turns ctrl on for the children of the v2 root and of every
+// ancestor of dir below it.
+func enableV2(root, dir, ctrl string) error {
+	rel, err := filepath.Rel(root, filepath.Dir(dir))
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("cgroup %s is outside %s", dir, root)
+	}
+	parents := []string{root}
+	if rel != "." {
+		cur := root
+		for _, part := range strings.Split(rel, "/") {
+			cur = filepath.Join(cur, part)
+			parents = append(parents, cur)
+		}
+	}
+	if err := os.MkdirAll(parents[len(parents)-1], 0o755); err != nil {
 		return err
 	}
-	for _, d := range []string{root, parent} {
+	for _, d := range parents {
 		if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("+"+ctrl), 0); err != nil {
 			return err
 		}
@@ -271,7 +301,9 @@ func (cg *cgroups) destroy() {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		os.Remove(filepath.Dir(d.path)) // crun-lite/, when no other container uses it
+		if parent := filepath.Dir(d.path); filepath.Base(parent) == "crun-lite" {
+			os.Remove(parent) // when no other container uses it
+		}
 	}
 	cg.dirs = nil
 }
@@ -295,7 +327,7 @@ func removeCgroupDirs(id string) {
 
 // detectHierarchies reads /proc/self/mountinfo and /proc/self/cgroup.
 func detectHierarchies() *hierarchies {
-	h := &hierarchies{v2Ctrl: map[string]bool{}, v1: map[string]string{}}
+	h := &hierarchies{v2Ctrl: map[string]bool{}, v1: map[string]string{}, v1Mnt: map[string]string{}}
 	own := ownCgroups()
 	mounts, _ := mountinfo.Read()
 	for _, m := range mounts {
@@ -321,7 +353,7 @@ func (h *hierarchies) addMount(m mountinfo.Mount, own map[string]string) {
 	case "cgroup":
 		for _, opt := range strings.Split(m.SuperOpts, ",") {
 			path, ok := own[opt]
-			if !ok || !(opt == "memory" || opt == "pids" || opt == "cpu" || opt == "devices") {
+			if !ok || !isJoinOnly(opt) {
 				continue
 			}
 			rel, err := filepath.Rel(root, path)
@@ -329,6 +361,13 @@ func (h *hierarchies) addMount(m mountinfo.Mount, own map[string]string) {
 				continue
 			}
 			h.v1[opt] = filepath.Join(mnt, rel)
+			if root == "/" {
+				// Absolute cgroupsPaths start here; not in a cgroup namespace.
+				if h.v1Mnt == nil {
+					h.v1Mnt = map[string]string{}
+				}
+				h.v1Mnt[opt] = mnt
+			}
 		}
 	}
 }

@@ -20,18 +20,21 @@ import (
 
 // containerInit is the process that becomes the container's command.
 type containerInit struct {
-	a     stageArgs
-	c     *Container
-	spec  *specs.Spec
-	ctl   *os.File
-	rep   *reporter
-	cons  *os.File
-	caps  *capPlan
-	fifo  int // O_PATH descriptor of exec.fifo (WaitStart)
-	slave *os.File
-	ids   *ids
-	path  string // resolved executable
-	env   []string
+	a    stageArgs
+	c    *Container
+	spec *specs.Spec
+	ctl  *os.File
+	rep  *reporter
+	cons *os.File
+	caps *capPlan
+	fifo int // O_PATH descriptor of exec.fifo (WaitStart)
+	// started: after a handoff, exec.fifo's write end, held until the exec
+	// closes it; a failure before is written there for `start` (handoff.go).
+	started *os.File
+	slave   *os.File
+	ids     *ids
+	path    string // resolved executable
+	env     []string
 
 	seccomp *seccomp.Filter // nil: no filter
 }
@@ -52,6 +55,9 @@ func initContainer(a stageArgs) int {
 	err := in.run()
 	code := ExitCodeOf(err)
 	in.rep.send(msg{Type: msgError, Code: code, Msg: err.Error()})
+	if in.started != nil {
+		(&reporter{w: in.started}).send(msg{Type: msgError, Code: code, Msg: err.Error()})
+	}
 	return code
 }
 
@@ -74,7 +80,7 @@ func (in *containerInit) run() error {
 	if err := in.load(); err != nil {
 		return err
 	}
-	steps := []func() error{in.setupNetwork, in.setupRootfs, in.setupConsole, in.resolveProcess}
+	steps := []func() error{in.setupNetwork, in.setupRootfs, in.setupConsole, in.resolveProcess, in.joinSessionKeyring}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return withCode(err, ExitRunner)
@@ -83,9 +89,11 @@ func (in *containerInit) run() error {
 	if err := in.waitForStart(); err != nil {
 		return err
 	}
-	in.rep.send(msg{Type: msgExec})
-	if err := in.await('x'); err != nil {
-		return err
+	if !in.a.Handoff { // else the supervisor is gone (handoff.go)
+		in.rep.send(msg{Type: msgExec})
+		if err := in.await('x'); err != nil {
+			return err
+		}
 	}
 	return in.execProcess()
 }
@@ -189,6 +197,13 @@ func (in *containerInit) setupConsole() error {
 		return err
 	}
 	defer master.Close()
+	if sz := in.spec.Process.ConsoleSize; sz != nil {
+		ws := &unix.Winsize{Row: uint16(sz.Height), Col: uint16(sz.Width)}
+		if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws); err != nil {
+			slave.Close()
+			return fmt.Errorf("process.consoleSize: %w", err)
+		}
+	}
 	if err := sendFd(in.cons, master); err != nil {
 		slave.Close()
 		return err
@@ -256,11 +271,12 @@ func envValue(env []string, key string) string {
 	return ""
 }
 
-// lookPath finds name in the container's PATH (names with a slash are
-// taken as they are; exec reports their problems).
+// lookPath finds name in the container's PATH. A name with a slash is
+// taken as it is, but must exist, so that create (not start, whose caller
+// has gone) reports it missing, as runc does.
 func lookPath(name string, env []string, cwd string) (string, error) {
 	if strings.Contains(name, "/") {
-		return name, nil
+		return name, checkExecutable(name, cwd)
 	}
 	for _, dir := range strings.Split(envValue(env, "PATH"), ":") {
 		if dir == "" {
@@ -292,7 +308,11 @@ func (in *containerInit) waitForStart() error {
 		return runnerErr("wait for start: %v", err)
 	}
 	_, err = f.Write([]byte{0})
-	f.Close()
+	if in.a.Handoff && err == nil {
+		in.started = f // `start` reads on until our exec closes it
+	} else {
+		f.Close()
+	}
 	unix.Close(in.fifo)
 	if err != nil {
 		return runnerErr("wait for start: %v", err)
@@ -407,8 +427,11 @@ func setgroupsAllowed() bool {
 // lockDown sets the parent-death signal again (changing ids cleared it),
 // no_new_privs and the umask.
 func (in *containerInit) lockDown() error {
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		return fmt.Errorf("set parent-death signal: %w", err)
+	// After a handoff our parent, the supervisor, left on purpose.
+	if !in.a.Handoff {
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+			return fmt.Errorf("set parent-death signal: %w", err)
+		}
 	}
 	p := in.spec.Process
 	if p.NoNewPrivileges {
@@ -429,6 +452,25 @@ func (in *containerInit) chdir() error {
 	}
 	if err := unix.Chdir(cwd); err != nil {
 		return fmt.Errorf("chdir to the working dir %s: %w", cwd, err)
+	}
+	return nil
+}
+
+// checkExecutable reports a command path that does not exist (exit 127)
+// or is not an executable file (exit 126).
+func checkExecutable(name, cwd string) error {
+	p := name
+	if !strings.HasPrefix(p, "/") {
+		p = cwd + "/" + p
+	}
+	st, err := os.Stat(p)
+	switch {
+	case err != nil && errors.Is(err, os.ErrNotExist):
+		return &Error{Code: ExitNotFound, Err: fmt.Errorf("exec: %q: no such file or directory", name)}
+	case err != nil:
+		return &Error{Code: ExitCannotRun, Err: fmt.Errorf("exec: %q: %w", name, unwrapPath(err))}
+	case !st.Mode().IsRegular() || st.Mode()&0o111 == 0:
+		return &Error{Code: ExitCannotRun, Err: fmt.Errorf("exec: %q: permission denied", name)}
 	}
 	return nil
 }

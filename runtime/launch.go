@@ -38,6 +38,11 @@ type launchOpts struct {
 	stdio  Stdio
 	detach bool // create: return once the init waits for start
 	warn   func(string)
+	// consoleSocket: the caller's --console-socket, connected; the pty
+	// master goes there instead of to us.
+	consoleSocket *os.File
+	handoff       bool // the supervisor leaves once the init waits for start
+	newKeyring    bool
 }
 
 // frontEnd is the user-facing process of one container (see the package doc).
@@ -121,7 +126,9 @@ func (f *frontEnd) start() error {
 	}
 	files := []*os.File{ctlR, stW}
 	var consChild *os.File
-	if f.spec.Process.Terminal {
+	if f.spec.Process.Terminal && f.consoleSocket != nil {
+		files = append(files, f.consoleSocket)
+	} else if f.spec.Process.Terminal {
 		if f.console, consChild, err = socketPair(); err != nil {
 			return err
 		}
@@ -149,7 +156,8 @@ func (f *frontEnd) start() error {
 // mount namespace, and a user namespace when the config has one (with maps
 // written by Go before the exec when we may write them ourselves).
 func (f *frontEnd) supervisorCmd(files []*os.File, userns, remap bool, uidMap, gidMap []specs.LinuxIDMapping) *exec.Cmd {
-	a := stageArgs{Dir: f.c.dir, Detach: f.detach, WaitStart: f.detach, Console: len(files) > 2, Remap: remap}
+	a := stageArgs{Dir: f.c.dir, Detach: f.detach, WaitStart: f.detach, Console: len(files) > 2, Remap: remap,
+		Handoff: f.handoff, NewKeyring: f.newKeyring}
 	argv := stageCommand(stageSupervise, a)
 	cmd := &exec.Cmd{Path: argv[0], Args: argv, Env: stageEnv(), ExtraFiles: files,
 		Stdin: f.stdio.In, Stdout: f.stdio.Out, Stderr: f.stdio.Err}

@@ -47,7 +47,7 @@ func Kill(root, ref string, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	if st.Status != specs.StateRunning && st.Status != specs.StateCreated {
+	if st.Status != specs.StateRunning && st.Status != specs.StateCreated && st.Status != statePaused {
 		return fmt.Errorf("container %s is not running (%s)", c.Name, st.Status)
 	}
 	if err := unix.Kill(st.Pid, sig); err != nil {
@@ -77,11 +77,19 @@ func Remove(root, ref string, force bool) error {
 		return fmt.Errorf("container %s is running: stop it first or use rm -f", c.Name)
 	}
 	thawLeftover(c.ID)
+	if st.Status == statePaused {
+		if !force {
+			return fmt.Errorf("container %s is paused: resume it first or use rm -f", c.Name)
+		}
+		unix.Kill(st.Pid, unix.SIGKILL) // held by the freezer until the thaw
+		c.thawOwn()
+	}
 	if err := stopContainer(st); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}
 	removeFreezerDir(c.ID)
 	if !c.Rootless {
+		c.removeRecordedCgroups()
 		removeCgroupDirs(c.ID)
 	}
 	return removeTree(c, c.dir)

@@ -36,6 +36,11 @@ type stageArgs struct {
 	WaitStart bool `json:"waitStart,omitempty"`
 	// Console: fd 5 is a unix socket to send the pty master through.
 	Console bool `json:"console,omitempty"`
+	// Handoff: create of a bundle, runc's way: once the init waits for
+	// start the supervisor leaves, the init goes on alone (see handoff.go).
+	Handoff bool `json:"handoff,omitempty"`
+	// NewKeyring: the init joins a new session keyring (runc's default).
+	NewKeyring bool `json:"newKeyring,omitempty"`
 	// GotGo: the init's parent, the --init reaper, read the "g" already.
 	GotGo bool `json:"gotGo,omitempty"`
 	// Remap: the front end writes the id maps with newuidmap after start;

@@ -69,6 +69,8 @@ func (c *Container) Status() (*State, error) {
 		st.Status = specs.StateRunning
 		if _, err := os.Lstat(c.Path(execFifoName)); err == nil {
 			st.Status = specs.StateCreated
+		} else if c.frozen() {
+			st.Status = statePaused
 		}
 	case st.Pid != 0:
 		st.Status = specs.StateStopped

@@ -35,6 +35,8 @@ type supervisor struct {
 	initMsg chan msg
 	waitCh  chan error
 	execing bool // "x" sent: the init's status pipe closing means it executed
+	// handedOff: the init waits for start on its own; we leave.
+	handedOff bool
 }
 
 // supervise is the supervisor stage's main function.
@@ -89,6 +91,9 @@ func (s *supervisor) run() (int, error) {
 		return 0, err
 	}
 	code, err := s.follow()
+	if errors.Is(err, errHandedOff) {
+		return 0, nil // the container runs on without us
+	}
 	exit := code
 	if err != nil {
 		exit = ExitCodeOf(err)
@@ -176,7 +181,10 @@ func namespaceFlags(spec *specs.Spec) (uintptr, error) {
 			return 0, runnerErr("namespace type %q is not supported", ns.Type)
 		}
 		if ns.Path != "" {
-			return 0, runnerErr("joining an existing %s namespace (%s) is not supported", ns.Type, ns.Path)
+			if !joinable[ns.Type] {
+				return 0, runnerErr("joining an existing %s namespace (%s) is not supported", ns.Type, ns.Path)
+			}
+			continue // joined by startInNamespaces, not created
 		}
 		flags |= f
 	}
@@ -202,7 +210,7 @@ func (s *supervisor) startInit() error {
 	if s.cons != nil {
 		files = append(files, s.cons)
 	}
-	a := stageArgs{Dir: s.a.Dir, WaitStart: s.a.WaitStart, Console: s.cons != nil}
+	a := stageArgs{Dir: s.a.Dir, WaitStart: s.a.WaitStart, Console: s.cons != nil, Handoff: s.a.Handoff, NewKeyring: s.a.NewKeyring}
 	stage := stageInit
 	if s.c.Init {
 		stage = stageReap // which starts the init below itself
@@ -213,7 +221,11 @@ func (s *supervisor) startInit() error {
 	// The parent-death signal is tied to the thread that forks; this is the
 	// main goroutine, locked to the main thread for all of our life.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
+	if s.a.Handoff {
+		// The init outlives us (see handoff.go).
+		cmd.SysProcAttr.Pdeathsig = 0
+	}
+	err = startInNamespaces(s.spec, cmd)
 	syncR.Close()
 	stW.Close()
 	if s.cons != nil {
@@ -279,6 +291,9 @@ func (s *supervisor) follow() (int, error) {
 			if f := s.handleInitMsg(m); f != nil {
 				failure = f
 			}
+			if s.handedOff {
+				return 0, errHandedOff
+			}
 		case sig := <-s.sigs:
 			if forwardable(sig) {
 				s.init.Process.Signal(sig)
@@ -313,6 +328,12 @@ func (s *supervisor) handleInitMsg(m msg) *msg {
 		return &m
 	case msgCreated:
 		s.c.updateState(func(st *State) { st.Status = specs.StateCreated })
+		if s.a.Handoff {
+			if err := s.handOff(); err != nil {
+				s.init.Process.Kill()
+				return &msg{Type: msgError, Code: ExitCodeOf(err), Msg: err.Error()}
+			}
+		}
 		s.rep.send(m)
 		if s.a.Detach {
 			detachStdio()

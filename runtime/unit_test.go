@@ -189,9 +189,14 @@ func TestDefaultSpecLikeRunc(t *testing.T) {
 	if err != nil || flags != unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWNET|unix.CLONE_NEWIPC|unix.CLONE_NEWUTS {
 		t.Errorf("clone flags %#x %v", flags, err)
 	}
-	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/1/ns/net"})
+	// A namespace joined by path is not created.
+	s.Linux.Namespaces[1] = specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/1/ns/net"}
+	if flags, err := namespaceFlags(s); err != nil || flags&unix.CLONE_NEWNET != 0 {
+		t.Errorf("clone flags with a joined network namespace %#x %v", flags, err)
+	}
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.MountNamespace, Path: "/proc/1/ns/mnt"})
 	if _, err := namespaceFlags(s); err == nil {
-		t.Errorf("joining a namespace by path should be refused")
+		t.Errorf("joining a mount namespace by path should be refused")
 	}
 }
 

@@ -82,8 +82,6 @@ func checkProcess(spec *specs.Spec) (string, string) {
 		"scheduler": p.Scheduler != nil, "ioPriority": p.IOPriority != nil,
 		"execCPUAffinity": p.ExecCPUAffinity != nil, "commandLine": p.CommandLine != "",
 		"user.username": p.User.Username != "",
-		// The terminal gets the size of the caller's; a fixed one is not set.
-		"consoleSize": p.Terminal && p.ConsoleSize != nil,
 	})
 	if f != "" {
 		return "process." + f, notSupported
@@ -120,8 +118,11 @@ func checkLinux(spec *specs.Spec) (string, string) {
 		}
 		return "", ""
 	}
+	if why := checkCgroupsPath(l.CgroupsPath); why != "" {
+		return "linux.cgroupsPath", why
+	}
 	f := firstSet(map[string]bool{
-		"cgroupsPath": l.CgroupsPath != "", "netDevices": len(l.NetDevices) > 0,
+		"netDevices": len(l.NetDevices) > 0,
 		"mountLabel": l.MountLabel != "", "intelRdt": l.IntelRdt != nil, "memoryPolicy": l.MemoryPolicy != nil,
 		"personality": l.Personality != nil, "timeOffsets": len(l.TimeOffsets) > 0,
 	})
@@ -132,8 +133,8 @@ func checkLinux(spec *specs.Spec) (string, string) {
 		if !supportedNamespaces[ns.Type] {
 			return fmt.Sprintf("linux.namespaces[%d].type", i), fmt.Sprintf("namespace type %q is not supported", ns.Type)
 		}
-		if ns.Path != "" {
-			return fmt.Sprintf("linux.namespaces[%d].path", i), "joining an existing namespace is not supported"
+		if ns.Path != "" && !joinable[ns.Type] {
+			return fmt.Sprintf("linux.namespaces[%d].path", i), fmt.Sprintf("joining an existing %s namespace is not supported (net, ipc, uts, pid and cgroup are)", ns.Type)
 		}
 	}
 	for i, d := range l.Devices {
@@ -148,6 +149,9 @@ func checkLinux(spec *specs.Spec) (string, string) {
 		}
 	}
 	userns := hasNamespace(spec, specs.UserNamespace)
+	if userns && l.CgroupsPath != "" {
+		return "linux.cgroupsPath", "cgroups are not supported with a user namespace"
+	}
 	if !userns && (len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0) {
 		return "linux.uidMappings", "set without a user namespace"
 	}

@@ -77,14 +77,19 @@ var bundleConfigCases = []struct {
 	{"unknown rlimit", func(m map[string]any) {
 		sub(m, "process")["rlimits"] = []any{map[string]any{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}}
 	}, `process.rlimits[0].type: unknown rlimit "RLIMIT_BOGUS"`},
-	{"cgroupsPath", func(m map[string]any) { sub(m, "linux")["cgroupsPath"] = "/my/group" }, "linux.cgroupsPath: not supported"},
+	{"systemd cgroupsPath", func(m map[string]any) { sub(m, "linux")["cgroupsPath"] = "machine.slice:libpod:abc" }, "linux.cgroupsPath: the systemd form slice:prefix:name needs --systemd-cgroup"},
+	{"cgroupsPath with ..", func(m map[string]any) { sub(m, "linux")["cgroupsPath"] = "/a/../../etc" }, "linux.cgroupsPath: a path with .. is not allowed"},
+	{"cgroupsPath with userns", func(m map[string]any) {
+		sub(m, "linux")["cgroupsPath"] = "/a"
+		sub(m, "linux")["namespaces"] = []any{map[string]any{"type": "user"}, map[string]any{"type": "mount"}}
+	}, "linux.cgroupsPath: cgroups are not supported with a user namespace"},
 	{"personality", func(m map[string]any) { sub(m, "linux")["personality"] = map[string]any{"domain": "LINUX32"} }, "linux.personality: not supported"},
 	{"time namespace", func(m map[string]any) {
 		sub(m, "linux")["namespaces"] = []any{map[string]any{"type": "time"}}
 	}, `linux.namespaces[0].type: namespace type "time" is not supported`},
 	{"join a namespace", func(m map[string]any) {
-		sub(m, "linux")["namespaces"] = []any{map[string]any{"type": "network", "path": "/proc/1/ns/net"}}
-	}, "linux.namespaces[0].path: joining an existing namespace is not supported"},
+		sub(m, "linux")["namespaces"] = []any{map[string]any{"type": "mount", "path": "/proc/1/ns/mnt"}}
+	}, "linux.namespaces[0].path: joining an existing mount namespace is not supported"},
 	{"hostname without uts", func(m map[string]any) {
 		sub(m, "linux")["namespaces"] = []any{map[string]any{"type": "mount"}}
 	}, "hostname: needs a uts namespace"},

@@ -36,11 +36,13 @@ func init() {
 			fs.BoolVar(&bundleOpts.rootless, "rootless", false, "a config for an unprivileged user (user namespace)")
 		},
 		run: runSpec})
-	register(&command{name: "create", args: "[-b BUNDLE] ID",
-		summary: "create a container from an OCI bundle; its process waits for start", flags: bundleFlag, run: runCreate})
+	register(&command{name: "create", args: "[-b BUNDLE] [--pid-file F] [--console-socket S] ID",
+		summary: "create a container from an OCI bundle; its process waits for start",
+		flags:   func(fs *pflag.FlagSet) { bundleFlag(fs); createFlags(fs) }, run: runCreate})
 	register(&command{name: "start", args: "ID", summary: "start the process of a created container", run: runStart})
 	register(&command{name: "state", args: "ID", summary: "print a container's OCI state as JSON", run: runState})
-	register(&command{name: "kill", args: "ID [SIGNAL]", summary: "send a signal (default TERM) to a container's process", run: runKill})
+	register(&command{name: "kill", args: "[--all] ID [SIGNAL]", summary: "send a signal (default TERM) to a container's process",
+		flags: killFlags, run: runKill})
 	register(&command{name: "delete", args: "[-f] ID",
 		summary: "delete a stopped or created container (-f: also a running one)",
 		flags: func(fs *pflag.FlagSet) {
@@ -82,53 +84,12 @@ func runSpec(g *globals, args []string) error {
 	return os.WriteFile(p, append(data, '\n'), 0o644)
 }
 
-func runCreate(g *globals, args []string) error {
-	root, id, err := rootAndID(g, args)
-	if err != nil {
-		return err
-	}
-	stdio := rt.Stdio{In: os.Stdin, Out: fileOr(g.stdout, os.Stdout), Err: fileOr(g.stderr, os.Stderr)}
-	return rt.CreateBundle(root, id, rt.BundleOptions{Bundle: bundleOpts.bundle, Stdio: stdio, Warn: g.warn})
-}
-
 func runStart(g *globals, args []string) error {
 	root, id, err := rootAndID(g, args)
 	if err != nil {
 		return err
 	}
 	return rt.Start(root, id, g.warn)
-}
-
-func runState(g *globals, args []string) error {
-	root, id, err := rootAndID(g, args)
-	if err != nil {
-		return err
-	}
-	st, err := rt.StateOf(root, id)
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(g.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(st)
-}
-
-func runKill(g *globals, args []string) error {
-	if len(args) < 1 || len(args) > 2 {
-		return usagef("want ID [SIGNAL]")
-	}
-	sig := unix.SIGTERM
-	if len(args) == 2 {
-		var err error
-		if sig, err = parseSignal(args[1]); err != nil {
-			return usagef("%v", err)
-		}
-	}
-	root, err := storeRoot(g)
-	if err != nil {
-		return err
-	}
-	return rt.Kill(root, args[0], sig)
 }
 
 // parseSignal reads KILL, SIGKILL or 9.
@@ -151,5 +112,9 @@ func runDelete(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	return rt.Delete(root, id, bundleOpts.force, g.warn)
+	err = rt.Delete(root, id, bundleOpts.force, g.warn)
+	if bundleOpts.force && errors.Is(err, rt.ErrNotFound) {
+		return nil // as runc: podman deletes --force after a failed create
+	}
+	return err
 }

@@ -45,11 +45,14 @@ type globals struct {
 	quiet  bool
 	stdout io.Writer
 	stderr io.Writer
+	runc   runcGlobals // runc's global flags (runc_cli.go)
 }
 
 func (g *globals) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&g.root, "root", layers.DefaultRoot(), "image store directory")
 	fs.BoolVarP(&g.quiet, "quiet", "q", false, "no progress bars or warnings")
+	g.runc.addFlags(fs)
+	fs.BoolVarP(&g.runc.version, "version", "v", false, "print the version")
 }
 
 // store opens the image store.
@@ -57,7 +60,7 @@ func (g *globals) store() (*layers.Store, error) { return layers.Open(g.root) }
 
 // warn prints a warning line unless --quiet.
 func (g *globals) warn(msg string) {
-	if !g.quiet {
+	if !g.quiet && !g.runc.log("warning", msg) {
 		fmt.Fprintln(g.stderr, "warning:", msg)
 	}
 }
@@ -86,6 +89,10 @@ func runMain(argv []string, stdout, stderr io.Writer) int {
 		printUsage(stderr)
 		return exitUsage
 	}
+	if g.runc.version {
+		printVersion(stdout)
+		return exitOK
+	}
 	rest := top.Args()
 	if len(rest) == 0 && !*help {
 		printUsage(stderr)
@@ -110,6 +117,7 @@ func runCommand(cmd *command, g *globals, argv []string) int {
 	// Global flags are accepted after the command name too.
 	fs.StringVar(&g.root, "root", g.root, "image store directory")
 	fs.BoolVarP(&g.quiet, "quiet", "q", g.quiet, "no progress bars or warnings")
+	g.runc.addFlags(fs)
 	help := fs.BoolP("help", "h", false, "show help")
 	if cmd.flags != nil {
 		cmd.flags(fs)
@@ -123,7 +131,14 @@ func runCommand(cmd *command, g *globals, argv []string) int {
 		commandUsage(g.stdout, cmd, fs)
 		return exitOK
 	}
-	err := cmd.run(g, fs.Args())
+	err := g.runc.check()
+	if err == nil {
+		g.runc.logDebug(append([]string{cmd.name}, argv...))
+		err = cmd.run(g, fs.Args())
+	}
+	if err != nil {
+		g.runc.log("error", err.Error())
+	}
 	var ue usageError
 	switch {
 	case err == nil:

@@ -1,8 +1,6 @@
 package seccomp
 
 import (
-	"fmt"
-
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -109,11 +107,14 @@ func groupRules(s *arch, rules []rule) ([]*group, error) {
 				g.conds = append(g.conds, r)
 				continue
 			}
-			if g.uncond != nil && *g.uncond != r.ret {
-				return nil, fmt.Errorf("syscalls[%d]: %s already has another action without conditions", r.index, name)
+			// The first rule without conditions wins, as with libseccomp
+			// 2.5 under runc: podman's default profile allows setns and
+			// later denies it to containers without CAP_SYS_ADMIN, and
+			// runc lets it through.
+			if g.uncond == nil {
+				ret := r.ret
+				g.uncond = &ret
 			}
-			ret := r.ret
-			g.uncond = &ret
 		}
 	}
 	return out, nil

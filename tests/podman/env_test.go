@@ -28,8 +28,9 @@ const (
 
 // Built once by TestMain, in a dir every user can read.
 var (
-	binDir      string // holds unionfsd
+	binDir      string // holds unionfsd and crun-lite
 	unionfsdBin string
+	crunLiteBin string
 )
 
 func TestMain(m *testing.M) {
@@ -51,10 +52,12 @@ func runTests(m *testing.M) (int, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return 1, err
 	}
-	binDir, unionfsdBin = dir, filepath.Join(dir, "unionfsd")
-	build := exec.Command("go", "build", "-o", unionfsdBin, "../../cmd/unionfsd")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 1, fmt.Errorf("go build ./cmd/unionfsd: %v\n%s", err, out)
+	binDir, unionfsdBin, crunLiteBin = dir, filepath.Join(dir, "unionfsd"), filepath.Join(dir, "crun-lite")
+	for bin, pkg := range map[string]string{unionfsdBin: "../../cmd/unionfsd", crunLiteBin: "../../cmd/crun-lite"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		if out, err := build.CombinedOutput(); err != nil {
+			return 1, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
 	}
 	return m.Run(), nil
 }
@@ -117,6 +120,10 @@ type env struct {
 	home, xdg           string
 	cred                *syscall.Credential
 	mountProgram        string
+	// containersConf, when set, is podman's containers.conf (CONTAINERS_CONF).
+	containersConf string
+	// tty, when set, is podman's stdin, stdout and stderr (a pty slave).
+	tty *os.File
 }
 
 // newEnv makes the dirs (readable by cred's user) and registers the
@@ -206,12 +213,23 @@ func (e *env) podman(args ...string) result {
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=" + e.home, "XDG_RUNTIME_DIR=" + e.xdg, "XDG_CONFIG_HOME=" + e.home + "/.config",
 		"CONTAINERS_STORAGE_CONF=" + e.conf, "LC_ALL=C"}
+	if e.containersConf != "" {
+		cmd.Env = append(cmd.Env, "CONTAINERS_CONF="+e.containersConf)
+	}
 	if e.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
 	}
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if e.tty != nil {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = e.tty, e.tty, e.tty
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		// The pty becomes podman's controlling terminal (Ctty 0: stdin).
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty = true, true
+	}
 	err := cmd.Run()
 	if ctx.Err() != nil {
 		e.t.Fatalf("podman %q: no answer within %v; stderr %q", args, commandLimit, stderr.String())
