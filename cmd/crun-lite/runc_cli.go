@@ -12,6 +12,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/pflag"
+
+	"github.com/unionfsd/unionfsd/internal/version"
 )
 
 // runc's global flags, which podman, conmon, CRI-O and containerd pass to
@@ -24,9 +26,6 @@ import (
 // With --log, warnings and errors go to FILE (errors to stderr too, as
 // runc does): conmon gives a runtime's stderr to the container, and podman
 // reads the error of a failed create from the log, one JSON object.
-
-// version is set at build time: go build -ldflags "-X main.version=1.2.3".
-var version = "dev"
 
 type runcGlobals struct {
 	logPath       string
@@ -98,5 +97,5 @@ func (r *runcGlobals) logDebug(argv []string) {
 
 // printVersion prints runc's --version layout.
 func printVersion(w io.Writer) {
-	fmt.Fprintf(w, "crun-lite version %s\nspec: %s\ngo: %s\n", version, specs.Version, goruntime.Version())
+	fmt.Fprintf(w, "crun-lite version %s\nspec: %s\ngo: %s\n", version.String(), specs.Version, goruntime.Version())
 }
