@@ -245,6 +245,9 @@ func TestBundleHooksRunAndWarnings(t *testing.T) {
 		t.Errorf("hook order %q", order)
 	}
 	checkHookState(t, dir, "poststop", "h2", b, "stopped", 0)
+	if st := readHookState(t, dir, "poststart"); st.Status != "running" || st.Pid <= 0 || st.Pid != readHookState(t, dir, "createRuntime").Pid {
+		t.Errorf("run -b poststart hook got %+v; want status running and the init's pid, as createRuntime got", st)
+	}
 	if uid, _ := os.ReadFile(filepath.Join(dir, "startContainer.uid")); string(uid) != "1234\n" {
 		t.Errorf("startContainer ran as uid %q, want the process's 1234", uid)
 	}
