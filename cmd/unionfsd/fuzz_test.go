@@ -76,6 +76,10 @@ func FuzzParseMountOptions(f *testing.F) {
 			}
 		}
 	}
+	for opt := range peerCases {
+		f.Add(opt)
+	}
+	f.Add("cow,max_files=32768,allow_other,use_ino,suid,dev,nonempty,dirs=/a=RW:/b=RO,chroot=/c")
 	for _, s := range []string{"lowerdir=/a:/b,upperdir=/u,workdir=/w", "noexec,exec,nosuid,suid,nodev,dev",
 		"timeout=0.5,entry_timeout=1s", "uidmapping=0:1000:1:1:100000:65536,squash_to_uid=5",
 		`context="a:b,c",ro`, `lowerdir=/a\,b`, "x-systemd.automount,defaults"} {
@@ -113,6 +117,9 @@ func checkMountOptionsInRange(t *testing.T, arg string, mo *mountOptions) {
 		if d != nil && (*d < 0 || *d > maxTimeoutSeconds*time.Second) {
 			t.Fatalf("parseMountOptions(%q): timeout %d ns out of range", arg, *d)
 		}
+	}
+	if mo.peer.maxFiles != 0 && mo.peer.maxFiles < minMaxFiles {
+		t.Fatalf("parseMountOptions(%q): max_files=%d accepted", arg, mo.peer.maxFiles)
 	}
 	for _, id := range []*uint32{mo.squashUID, mo.squashGID} {
 		if id != nil && *id == 1<<32-1 {

@@ -25,7 +25,7 @@ func overlayLayers(cfg *unionfs.Config, mo *mountOptions, pos []string, mountpoi
 }
 
 // sourceAndMountpoint reads the "[SOURCE] MOUNTPOINT" that follows layers
-// given as options (with names the option in the error); mount(8) passes
+// given as options (with: the option the error names); mount(8) passes
 // the fstab source first.
 func sourceAndMountpoint(cfg *unionfs.Config, pos []string, with string, mountpoint *string) error {
 	switch len(pos) {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unionfsd/unionfsd/inspect"
 	"github.com/unionfsd/unionfsd/unionfs"
 )
 
@@ -170,6 +171,15 @@ func TestTraceFilterCLI(t *testing.T) {
 	assertNothingLeft(t, b)
 }
 
+// servingFor reports whether the foreground unionfsd pid has its mount at
+// mnt ready: the mount shows before the daemon is done mounting, and a stop
+// signal in between is "interrupted while mounting"; the mount record is
+// written after that point.
+func servingFor(pid int, mnt string) bool {
+	r, err := inspect.LoadRecord(mnt)
+	return err == nil && r.PID == pid
+}
+
 // TestTraceStderr: --trace alone stays in the foreground and writes to stderr.
 func TestTraceStderr(t *testing.T) {
 	requireRoot(t)
@@ -182,7 +192,7 @@ func TestTraceStderr(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if !eventually(5*time.Second, func() bool { _, ok := mountAt(b.mnt); return ok }) {
+	if !eventually(5*time.Second, func() bool { return servingFor(cmd.Process.Pid, b.mnt) }) {
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatalf("no mount after 5s; stderr %q", stderr.String())
