@@ -323,7 +323,7 @@ func (in *containerInit) waitForStart() error {
 // execProcess drops privileges as the config says and execs the command.
 func (in *containerInit) execProcess() error {
 	p := in.spec.Process
-	steps := []func() error{in.useConsole, in.setRlimits, in.setOOMScore, in.seccompBeforeCaps, in.caps.dropBounding,
+	steps := []func() error{closeExtraFdsOnExec, in.useConsole, in.setRlimits, in.setOOMScore, in.seccompBeforeCaps, in.caps.dropBounding,
 		in.setIDs, in.caps.apply, in.lockDown, in.chdir, in.seccompLast, in.runStartHooks}
 	for _, step := range steps {
 		if err := step(); err != nil {

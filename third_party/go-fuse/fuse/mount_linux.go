@@ -46,7 +46,8 @@ func mountDirect(mountPoint string, opts *MountOptions, ready chan<- error) (fd 
 		return
 	}
 
-	fd, err = syscall.Open("/dev/fuse", os.O_RDWR, 0) // use syscall.Open since we want an int fd
+	// O_CLOEXEC: programs the daemon starts must not get the connection.
+	fd, err = syscall.Open("/dev/fuse", os.O_RDWR|syscall.O_CLOEXEC, 0) // use syscall.Open since we want an int fd
 	if err != nil {
 		return
 	}
