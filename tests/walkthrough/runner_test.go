@@ -26,18 +26,20 @@ func TestRunnerWalkthrough(t *testing.T) {
 	}
 	runPage(t, page{
 		doc: "../../docs/runner-walkthrough.md", dir: "/tmp/runner", minSteps: 30,
-		// The document asks the reader to put scripts/mkimage.sh on the PATH.
-		prepare: func(t *testing.T, walk, bin string) {
-			data, err := os.ReadFile("../../scripts/mkimage.sh")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(bin, "mkimage.sh"), data, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		},
-		cleanUp: deleteContainers,
+		prepare: installMkimage, cleanUp: deleteContainers,
 	})
+}
+
+// installMkimage puts scripts/mkimage.sh on the PATH, as the document asks
+// the reader to.
+func installMkimage(t *testing.T, walk, bin string) {
+	data, err := os.ReadFile("../../scripts/mkimage.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "mkimage.sh"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // deleteContainers removes the containers the document left in its
@@ -52,7 +54,10 @@ func deleteContainers(t *testing.T, walk, bin string) {
 		}
 		t.Errorf("the walk-through left container %s; deleting it", e.Name())
 		crun := filepath.Join(bin, "crun-lite")
-		for _, verb := range []string{"delete", "rm"} {
+		for _, verb := range []string{"delete", "rm"} { // a bundle's, an image's
+			if _, err := os.Stat(filepath.Join(store, "containers", e.Name())); err != nil {
+				break
+			}
 			if out, err := exec.Command(crun, "--root", store, verb, "-f", e.Name()).CombinedOutput(); err != nil {
 				t.Logf("crun-lite %s -f %s: %v: %s", verb, e.Name(), err, out)
 			}
