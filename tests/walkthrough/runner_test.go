@@ -18,7 +18,7 @@ func TestRunnerWalkthrough(t *testing.T) {
 	testsupport.RequireFUSE(t)
 	for _, tool := range []string{"unshare", "pivot_root", "tar", "sha256sum", "awk", "diff", "join"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found: apt-get install util-linux tar coreutils gawk diffutils", tool)
+			t.Skipf("%s not found: apt-get install util-linux tar coreutils diffutils", tool)
 		}
 	}
 	if _, err := os.Stat("/bin/busybox"); err != nil {
