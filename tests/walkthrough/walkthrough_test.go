@@ -1,14 +1,14 @@
-// Package walkthrough runs the commands of docs/walkthrough.md and checks
-// that they still print what the document shows, so the document cannot
-// go stale.
+// Package walkthrough runs the commands of docs/walkthrough.md and
+// docs/runner-walkthrough.md and checks that they still print what the
+// documents show, so the documents cannot go stale.
 //
 // The format it reads: every ```sh block holds commands, each on a line
 // starting with "$ ", followed by the output the command prints (stdout
 // and stderr together). In the output, a line "..." stands for any number
 // of lines and "..." inside a line for any text (times, IDs). Runs of
 // spaces compare as one space, so tables may be re-aligned. The document's
-// dir /tmp/walk stands for a fresh temp dir; other fences (```text) are
-// not run.
+// work dir (/tmp/walk, /tmp/runner) stands for a fresh temp dir; other
+// fences (```text) are not run.
 package walkthrough
 
 import (
@@ -32,11 +32,22 @@ import (
 )
 
 const (
-	docPath  = "../../docs/walkthrough.md"
-	docDir   = "/tmp/walk" // the dir the document works in
 	marker   = "@@@walkthrough-step "
 	runLimit = 3 * time.Minute
 )
+
+// page is one executed document.
+type page struct {
+	doc      string // path from this package
+	dir      string // the dir the document works in
+	minSteps int    // fewer commands found means the format broke
+	// prepare makes what the document asks the reader to have (files in
+	// walk, tools in bin) before the commands run.
+	prepare func(t *testing.T, walk, bin string)
+	// cleanUp, if set, runs before the generic clean-up of mounts and
+	// processes (e.g. to delete containers the document left).
+	cleanUp func(t *testing.T, walk, bin string)
+}
 
 // step is one command of the document and the output it shows.
 type step struct {
@@ -45,16 +56,29 @@ type step struct {
 	want []string
 }
 
-// TestWalkthrough runs every command of the document in one shell, in
-// order, and compares each command's output with the document's.
+// TestWalkthrough runs docs/walkthrough.md, the union filesystem's lesson.
 func TestWalkthrough(t *testing.T) {
 	requirePrereqs(t)
-	steps, err := parseDoc(docPath)
+	runPage(t, page{
+		doc: "../../docs/walkthrough.md", dir: "/tmp/walk", minSteps: 20,
+		// The document asks the reader for busybox.tar; the test makes it.
+		prepare: func(t *testing.T, walk, bin string) {
+			if err := imagetest.WriteBusyboxImage(filepath.Join(walk, "busybox.tar")); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+}
+
+// runPage runs every command of the document in one shell, in order, and
+// compares each command's output with the document's.
+func runPage(t *testing.T, pg page) {
+	steps, err := parseDoc(pg.doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(steps) < 20 {
-		t.Fatalf("%s: only %d commands found; is the format right?", docPath, len(steps))
+	if len(steps) < pg.minSteps {
+		t.Fatalf("%s: only %d commands found; is the format right?", pg.doc, len(steps))
 	}
 	base, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
@@ -65,18 +89,22 @@ func TestWalkthrough(t *testing.T) {
 	if err := os.MkdirAll(walk, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// The document asks the reader for busybox.tar; the test makes it.
-	if err := imagetest.WriteBusyboxImage(filepath.Join(walk, "busybox.tar")); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() {
+		if pg.cleanUp != nil {
+			pg.cleanUp(t, walk, bin)
+		}
+		cleanUp(t, base)
+	})
+	if pg.prepare != nil {
+		pg.prepare(t, walk, bin)
 	}
-	t.Cleanup(func() { cleanUp(t, base) })
 
-	outputs := runSteps(t, steps, base, walk, bin)
+	outputs := runSteps(t, steps, base, walk, pg.dir, bin)
 	for i, s := range steps {
-		got := normalize(strings.ReplaceAll(outputs[i], walk, docDir))
+		got := normalize(strings.ReplaceAll(outputs[i], walk, pg.dir))
 		if !matchLines(normalizeLines(s.want), got) {
 			t.Errorf("%s:%d: $ %s\n--- the document shows:\n%s\n--- the command printed:\n%s",
-				docPath, s.line, s.cmd, strings.Join(s.want, "\n"), strings.Join(got, "\n"))
+				pg.doc, s.line, s.cmd, strings.Join(s.want, "\n"), strings.Join(got, "\n"))
 		}
 	}
 }
@@ -142,7 +170,7 @@ func buildTools(t *testing.T, base string) string {
 
 // runSteps runs all commands in one bash, so that cd and variables carry
 // over, and splits the output per command.
-func runSteps(t *testing.T, steps []step, base, walk, bin string) []string {
+func runSteps(t *testing.T, steps []step, base, walk, docDir, bin string) []string {
 	t.Helper()
 	var script strings.Builder
 	script.WriteString("exec 2>&1\n")
