@@ -165,6 +165,9 @@ func execConfigOf(c *Container, spec *specs.Spec, o ExecOptions) (*execConfig, e
 	if err := addCaps(&p, o.Caps); err != nil {
 		return nil, err
 	}
+	if f, why := checkProcess(&specs.Spec{Process: &p}); f != "" {
+		return nil, runnerErr("%s: %s", f, why)
+	}
 	cfg := &execConfig{Process: &p}
 	switch {
 	case o.User != "":
