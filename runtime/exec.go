@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +35,9 @@ type ExecOptions struct {
 	Env     []string // K=V (K alone: the caller's value), added to the process's
 	Cwd     string
 	User    string // UID[:GID] or USER[:GROUP], resolved in the container
-	Caps    []string
+	// AdditionalGids are added to the user's supplementary groups.
+	AdditionalGids []uint32
+	Caps           []string
 	// NoNewPrivs sets no_new_privs (it is never cleared).
 	NoNewPrivs bool
 	TTY        bool
@@ -160,6 +164,7 @@ func execConfigOf(c *Container, spec *specs.Spec, o ExecOptions) (*execConfig, e
 	if !filepath.IsAbs(p.Cwd) {
 		return nil, runnerErr("working dir %q: must be absolute", p.Cwd)
 	}
+	p.User.AdditionalGids = append(append([]uint32(nil), p.User.AdditionalGids...), o.AdditionalGids...)
 	p.Terminal = p.Terminal || o.TTY
 	p.NoNewPrivileges = p.NoNewPrivileges || o.NoNewPrivs
 	if err := addCaps(&p, o.Caps); err != nil {
@@ -404,7 +409,7 @@ func readProcCgroups(path string) (map[string]string, error) {
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		f := strings.SplitN(line, ":", 3)
 		if len(f) == 3 {
-			out[f[1]] = f[2]
+			out[hierarchyKey(strings.Split(f[1], ","))] = f[2]
 		}
 	}
 	return out, nil
@@ -420,8 +425,13 @@ func cgroupMountsByKey() (map[string]cgroupMount, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return cgroupMountsIn(f)
+}
+
+// cgroupMountsIn reads mountinfo lines from r.
+func cgroupMountsIn(r io.Reader) (map[string]cgroupMount, error) {
 	out := map[string]cgroupMount{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
 		pf, qf := strings.Fields(pre), strings.Fields(post)
@@ -441,7 +451,7 @@ func cgroupMountsByKey() (map[string]cgroupMount, error) {
 					ctrls = append(ctrls, opt)
 				}
 			}
-			key := strings.Join(ctrls, ",")
+			key := hierarchyKey(ctrls)
 			if _, seen := out[key]; !seen && key != "" {
 				out[key] = m
 			}
@@ -450,11 +460,24 @@ func cgroupMountsByKey() (map[string]cgroupMount, error) {
 	return out, sc.Err()
 }
 
-// cgroupV1Options are the v1 controllers, in the order /proc/PID/cgroup
-// lists those sharing a hierarchy (the kernel's subsystem order).
-var cgroupV1Options = map[string]int{
-	"cpuset": 0, "cpu": 1, "cpuacct": 2, "io": 3, "blkio": 3, "memory": 4, "devices": 5, "freezer": 6,
-	"net_cls": 7, "perf_event": 8, "net_prio": 9, "hugetlb": 10, "pids": 11, "rdma": 12, "misc": 13,
+// cgroupV1Options are the v1 controllers (the other mount options of a
+// cgroup hierarchy say nothing about which one it is).
+var cgroupV1Options = map[string]bool{
+	"cpuset": true, "cpu": true, "cpuacct": true, "blkio": true, "memory": true, "devices": true, "freezer": true,
+	"net_cls": true, "perf_event": true, "net_prio": true, "hugetlb": true, "pids": true, "rdma": true, "misc": true,
+}
+
+// hierarchyKey names a cgroup hierarchy by its controllers (and name=),
+// sorted: "" is cgroup v2.
+func hierarchyKey(ctrls []string) string {
+	var out []string
+	for _, c := range ctrls {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
 }
 
 // execRun is one exec in progress.

@@ -126,6 +126,7 @@ func prepareExec(cfg *execConfig, fds *execFds, rep *reporter) (*containerInit, 
 		if in.ids, err = resolveUser(cfg.User, "/etc/passwd", "/etc/group"); err != nil {
 			return nil, err
 		}
+		in.ids.additional = append(in.ids.additional, p.User.AdditionalGids...)
 	} else {
 		in.ids = &ids{uid: p.User.UID, gid: p.User.GID, additional: p.User.AdditionalGids, home: homeOf(p.User.UID)}
 	}
