@@ -162,10 +162,10 @@ func testExecBundleContainer(t *testing.T, bin string) {
 	if r := e.run("exec", "x1", "sh", "-c", "exit 7"); r.code != 7 {
 		t.Errorf("exit 7: %v", r)
 	}
-	out = e.mustRun("exec", "--env", "FOO=bar", "-e", "HOME=/tmp", "--cwd", "/tmp", "--user", "1000:1001", "x1",
-		"sh", "-c", `echo $FOO $HOME; pwd; id -u; id -g`)
-	if got := lines(out); len(got) != 4 || got[0] != "bar /tmp" || got[1] != "/tmp" || got[2] != "1000" || got[3] != "1001" {
-		t.Errorf("--env --cwd --user: %q", out)
+	out = e.mustRun("exec", "--env", "FOO=bar", "-e", "HOME=/tmp", "--cwd", "/tmp", "--user", "1000:1001", "-g", "44", "x1",
+		"sh", "-c", `echo $FOO $HOME; pwd; id -u; id -G`)
+	if got := lines(out); len(got) != 4 || got[0] != "bar /tmp" || got[1] != "/tmp" || got[2] != "1000" || got[3] != "1001 44" {
+		t.Errorf("--env --cwd --user -g: %q", out)
 	}
 	// --cap adds to the container's capabilities.
 	capEff := func(args ...string) uint64 {
@@ -295,6 +295,14 @@ func TestExecImageContainer(t *testing.T) {
 	}
 	if r := e.run("exec", "-d", "-t", "web", "true"); r.code != 125 || !strings.Contains(r.err, "--console-socket") {
 		t.Errorf("-d -t without a console socket: %v", r)
+	}
+
+	// Under --init, PID 1 is our reaper: its namespaces are the container's.
+	_, sc = e.background("run", "--init", "--name", "ini", "--hostname", "inihost", "busybox", "sh", "-c", "echo ready; sleep 60")
+	waitLine(t, sc, "ready")
+	out = e.mustRun("exec", "ini", "sh", "-c", "hostname; ls /; ps -o comm | grep -c sleep")
+	if got := lines(out); len(got) < 3 || got[0] != "inihost" || got[len(got)-1] != "1" || !strings.Contains(out, "etc") {
+		t.Errorf("exec in an --init container: %q", out)
 	}
 }
 
