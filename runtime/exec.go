@@ -447,7 +447,7 @@ func cgroupMountsIn(r io.Reader) (map[string]cgroupMount, error) {
 		case "cgroup":
 			var ctrls []string
 			for _, opt := range strings.Split(qf[2], ",") {
-				if _, isCtrl := cgroupV1Options[opt]; isCtrl || strings.HasPrefix(opt, "name=") {
+				if cgroupV1Options[opt] || strings.HasPrefix(opt, "name=") {
 					ctrls = append(ctrls, opt)
 				}
 			}
@@ -490,7 +490,6 @@ type execRun struct {
 
 	pid     int
 	proc    *os.Process
-	ctl     *os.File // write: the config
 	msgs    chan msg
 	console *os.File // our end of the stage's console socket
 }
@@ -543,6 +542,9 @@ func (x *execRun) start() error {
 	if x.cfg.Process.Terminal {
 		var consChild *os.File
 		if x.console, consChild, err = socketPair(); err != nil {
+			for _, f := range []*os.File{ctlR, ctlW, stR, stW} {
+				f.Close()
+			}
 			return err
 		}
 		childEnds = append(childEnds, consChild)
@@ -616,12 +618,15 @@ func (x *execRun) follow(sigs chan os.Signal, waitCh chan *os.ProcessState) (int
 			}
 		}()
 	}
-	msgs, execd := x.msgs, false
+	// The stage says "exec" right before it executes the command; its
+	// status pipe is close-on-exec, so the end of it without an error
+	// after that means the command runs.
+	msgs, sawExec, execd := x.msgs, false, false
 	for {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
-				msgs, execd = nil, failure == nil
+				msgs, execd = nil, sawExec && failure == nil
 				if execd && x.o.Detach && (x.console == nil || relay != nil) {
 					return x.detached()
 				}
@@ -632,6 +637,8 @@ func (x *execRun) follow(sigs chan os.Signal, waitCh chan *os.ProcessState) (int
 				x.o.Warn(m.Msg)
 			case msgError:
 				failure = &m
+			case msgExec:
+				sawExec = true
 			}
 		case master := <-masterCh:
 			if x.o.ConsoleSocket != "" {
@@ -655,9 +662,15 @@ func (x *execRun) follow(sigs chan os.Signal, waitCh chan *os.ProcessState) (int
 			}
 		case ps := <-waitCh:
 			for m := range orClosed(msgs) {
-				if m.Type == msgError {
+				switch m.Type {
+				case msgError:
 					failure = &m
+				case msgExec:
+					sawExec = true
 				}
+			}
+			if failure == nil && !sawExec {
+				return ExitRunner, runnerErr("exec: the exec stage died before it ran the command (%v)", ps)
 			}
 			if relay != nil && relay.master != nil {
 				relay.finish()

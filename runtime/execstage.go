@@ -70,6 +70,7 @@ func runExecStage(fds *execFds, rep *reporter) error {
 			return withCode(err, ExitRunner)
 		}
 	}
+	rep.send(msg{Type: msgExec})
 	err = syscall.Exec(in.path, cfg.Process.Args, in.env)
 	code := ExitCannotRun
 	if errors.Is(err, unix.ENOENT) {
