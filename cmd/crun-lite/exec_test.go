@@ -456,8 +456,8 @@ func TestExecStageUnreachable(t *testing.T) {
 			}
 			return
 		}
-		seen := 0
-		for i := 0; i < 40 && seen < 3; i++ {
+		seen, execs := 0, 0
+		for ; execs < 40 && seen < 3; execs++ {
 			e.mustRun("exec", "atk", "true")
 			data, _ := os.ReadFile(filepath.Join(b, "rootfs", "log"))
 			seen = strings.Count(string(data), "exe ")
@@ -476,6 +476,6 @@ func TestExecStageUnreachable(t *testing.T) {
 				t.Errorf("the attacker wrote to the stage's exe")
 			}
 		}
-		t.Logf("the attacker saw %d stages:\n%s", seen, data)
+		t.Logf("the attacker saw %d stages in %d execs:\n%s", seen, execs, data)
 	})
 }
