@@ -170,9 +170,13 @@ func execConfigOf(c *Container, spec *specs.Spec, o ExecOptions) (*execConfig, e
 	if err := addCaps(&p, o.Caps); err != nil {
 		return nil, err
 	}
+	// An exec's pty is made by the stage, which gives it consoleSize.
+	size := p.ConsoleSize
+	p.ConsoleSize = nil
 	if f, why := checkProcess(&specs.Spec{Process: &p}); f != "" {
 		return nil, runnerErr("%s: %s", f, why)
 	}
+	p.ConsoleSize = size
 	cfg := &execConfig{Process: &p}
 	switch {
 	case o.User != "":

@@ -144,6 +144,14 @@ func prepareExec(cfg *execConfig, fds *execFds, rep *reporter) (*containerInit, 
 		if err != nil {
 			return nil, err
 		}
+		if sz := p.ConsoleSize; sz != nil {
+			ws := &unix.Winsize{Row: uint16(sz.Height), Col: uint16(sz.Width)}
+			if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, ws); err != nil {
+				master.Close()
+				slave.Close()
+				return nil, fmt.Errorf("process.consoleSize: %w", err)
+			}
+		}
 		err = sendFd(cons, master)
 		master.Close()
 		cons.Close()

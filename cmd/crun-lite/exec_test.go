@@ -335,7 +335,11 @@ func TestExecConsoleSocket(t *testing.T) {
 		fds, _ := unix.ParseUnixRights(&msgs[0])
 		masters <- os.NewFile(uintptr(fds[0]), "master")
 	}()
-	pid := execDetached(t, e, "-t", "--console-socket", sock, "x3", "sh", "-c", "tty; echo via-socket; sleep 30")
+	// podman's way: a Process file with terminal and consoleSize.
+	proc := filepath.Join(t.TempDir(), "process.json")
+	os.WriteFile(proc, []byte(`{"terminal": true, "consoleSize": {"height": 33, "width": 111}, "cwd": "/",
+		"args": ["sh", "-c", "tty; stty size; echo via-socket; sleep 30"], "env": ["PATH=/bin"]}`), 0o644)
+	pid := execDetached(t, e, "--process", proc, "--console-socket", sock, "x3")
 	var master *os.File
 	select {
 	case master = <-masters:
@@ -355,7 +359,7 @@ func TestExecConsoleSocket(t *testing.T) {
 			break
 		}
 	}
-	if !strings.HasPrefix(got, "/dev/pts/") || !strings.Contains(got, "via-socket") {
+	if !strings.HasPrefix(got, "/dev/pts/") || !strings.Contains(got, "33 111") || !strings.Contains(got, "via-socket") {
 		t.Errorf("pty output %q", got)
 	}
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
