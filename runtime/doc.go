@@ -39,6 +39,13 @@
 // init gets SIGKILL (parent-death signal). So no stray process outlives the
 // front end, and crun-lite rm removes whatever a killed supervisor left.
 //
+// `crun-lite exec` adds a process to a running container: the front end
+// forks by hand into the init's namespaces (a Go process cannot setns into
+// a user or mount namespace), runs an exec stage from a sealed memfd copy
+// of the binary, moves it into the init's cgroups, and the stage sets the
+// process up as the init does before it executes the command (see
+// execfork.go).
+//
 // # Storage
 //
 // Containers live under <store root>/containers/<id>/: container.json (what

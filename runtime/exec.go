@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +35,9 @@ type ExecOptions struct {
 	Env     []string // K=V (K alone: the caller's value), added to the process's
 	Cwd     string
 	User    string // UID[:GID] or USER[:GROUP], resolved in the container
-	Caps    []string
+	// AdditionalGids are added to the user's supplementary groups.
+	AdditionalGids []uint32
+	Caps           []string
 	// NoNewPrivs sets no_new_privs (it is never cleared).
 	NoNewPrivs bool
 	TTY        bool
@@ -160,11 +164,19 @@ func execConfigOf(c *Container, spec *specs.Spec, o ExecOptions) (*execConfig, e
 	if !filepath.IsAbs(p.Cwd) {
 		return nil, runnerErr("working dir %q: must be absolute", p.Cwd)
 	}
+	p.User.AdditionalGids = append(append([]uint32(nil), p.User.AdditionalGids...), o.AdditionalGids...)
 	p.Terminal = p.Terminal || o.TTY
 	p.NoNewPrivileges = p.NoNewPrivileges || o.NoNewPrivs
 	if err := addCaps(&p, o.Caps); err != nil {
 		return nil, err
 	}
+	// An exec's pty is made by the stage, which gives it consoleSize.
+	size := p.ConsoleSize
+	p.ConsoleSize = nil
+	if f, why := checkProcess(&specs.Spec{Process: &p}); f != "" {
+		return nil, runnerErr("%s: %s", f, why)
+	}
+	p.ConsoleSize = size
 	cfg := &execConfig{Process: &p}
 	switch {
 	case o.User != "":
@@ -401,7 +413,7 @@ func readProcCgroups(path string) (map[string]string, error) {
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		f := strings.SplitN(line, ":", 3)
 		if len(f) == 3 {
-			out[f[1]] = f[2]
+			out[hierarchyKey(strings.Split(f[1], ","))] = f[2]
 		}
 	}
 	return out, nil
@@ -417,8 +429,13 @@ func cgroupMountsByKey() (map[string]cgroupMount, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return cgroupMountsIn(f)
+}
+
+// cgroupMountsIn reads mountinfo lines from r.
+func cgroupMountsIn(r io.Reader) (map[string]cgroupMount, error) {
 	out := map[string]cgroupMount{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
 		pf, qf := strings.Fields(pre), strings.Fields(post)
@@ -434,11 +451,11 @@ func cgroupMountsByKey() (map[string]cgroupMount, error) {
 		case "cgroup":
 			var ctrls []string
 			for _, opt := range strings.Split(qf[2], ",") {
-				if _, isCtrl := cgroupV1Options[opt]; isCtrl || strings.HasPrefix(opt, "name=") {
+				if cgroupV1Options[opt] || strings.HasPrefix(opt, "name=") {
 					ctrls = append(ctrls, opt)
 				}
 			}
-			key := strings.Join(ctrls, ",")
+			key := hierarchyKey(ctrls)
 			if _, seen := out[key]; !seen && key != "" {
 				out[key] = m
 			}
@@ -447,11 +464,24 @@ func cgroupMountsByKey() (map[string]cgroupMount, error) {
 	return out, sc.Err()
 }
 
-// cgroupV1Options are the v1 controllers, in the order /proc/PID/cgroup
-// lists those sharing a hierarchy (the kernel's subsystem order).
-var cgroupV1Options = map[string]int{
-	"cpuset": 0, "cpu": 1, "cpuacct": 2, "io": 3, "blkio": 3, "memory": 4, "devices": 5, "freezer": 6,
-	"net_cls": 7, "perf_event": 8, "net_prio": 9, "hugetlb": 10, "pids": 11, "rdma": 12, "misc": 13,
+// cgroupV1Options are the v1 controllers (the other mount options of a
+// cgroup hierarchy say nothing about which one it is).
+var cgroupV1Options = map[string]bool{
+	"cpuset": true, "cpu": true, "cpuacct": true, "blkio": true, "memory": true, "devices": true, "freezer": true,
+	"net_cls": true, "perf_event": true, "net_prio": true, "hugetlb": true, "pids": true, "rdma": true, "misc": true,
+}
+
+// hierarchyKey names a cgroup hierarchy by its controllers (and name=),
+// sorted: "" is cgroup v2.
+func hierarchyKey(ctrls []string) string {
+	var out []string
+	for _, c := range ctrls {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
 }
 
 // execRun is one exec in progress.
@@ -464,7 +494,6 @@ type execRun struct {
 
 	pid     int
 	proc    *os.Process
-	ctl     *os.File // write: the config
 	msgs    chan msg
 	console *os.File // our end of the stage's console socket
 }
@@ -517,6 +546,9 @@ func (x *execRun) start() error {
 	if x.cfg.Process.Terminal {
 		var consChild *os.File
 		if x.console, consChild, err = socketPair(); err != nil {
+			for _, f := range []*os.File{ctlR, ctlW, stR, stW} {
+				f.Close()
+			}
 			return err
 		}
 		childEnds = append(childEnds, consChild)
@@ -590,12 +622,15 @@ func (x *execRun) follow(sigs chan os.Signal, waitCh chan *os.ProcessState) (int
 			}
 		}()
 	}
-	msgs, execd := x.msgs, false
+	// The stage says "exec" right before it executes the command; its
+	// status pipe is close-on-exec, so the end of it without an error
+	// after that means the command runs.
+	msgs, sawExec, execd := x.msgs, false, false
 	for {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
-				msgs, execd = nil, failure == nil
+				msgs, execd = nil, sawExec && failure == nil
 				if execd && x.o.Detach && (x.console == nil || relay != nil) {
 					return x.detached()
 				}
@@ -606,6 +641,8 @@ func (x *execRun) follow(sigs chan os.Signal, waitCh chan *os.ProcessState) (int
 				x.o.Warn(m.Msg)
 			case msgError:
 				failure = &m
+			case msgExec:
+				sawExec = true
 			}
 		case master := <-masterCh:
 			if x.o.ConsoleSocket != "" {
@@ -629,9 +666,15 @@ func (x *execRun) follow(sigs chan os.Signal, waitCh chan *os.ProcessState) (int
 			}
 		case ps := <-waitCh:
 			for m := range orClosed(msgs) {
-				if m.Type == msgError {
+				switch m.Type {
+				case msgError:
 					failure = &m
+				case msgExec:
+					sawExec = true
 				}
+			}
+			if failure == nil && !sawExec {
+				return ExitRunner, runnerErr("exec: the exec stage died before it ran the command (%v)", ps)
 			}
 			if relay != nil && relay.master != nil {
 				relay.finish()

@@ -70,6 +70,7 @@ func runExecStage(fds *execFds, rep *reporter) error {
 			return withCode(err, ExitRunner)
 		}
 	}
+	rep.send(msg{Type: msgExec})
 	err = syscall.Exec(in.path, cfg.Process.Args, in.env)
 	code := ExitCannotRun
 	if errors.Is(err, unix.ENOENT) {
@@ -126,6 +127,7 @@ func prepareExec(cfg *execConfig, fds *execFds, rep *reporter) (*containerInit, 
 		if in.ids, err = resolveUser(cfg.User, "/etc/passwd", "/etc/group"); err != nil {
 			return nil, err
 		}
+		in.ids.additional = append(in.ids.additional, p.User.AdditionalGids...)
 	} else {
 		in.ids = &ids{uid: p.User.UID, gid: p.User.GID, additional: p.User.AdditionalGids, home: homeOf(p.User.UID)}
 	}
@@ -141,6 +143,14 @@ func prepareExec(cfg *execConfig, fds *execFds, rep *reporter) (*containerInit, 
 		master, slave, err := openPty()
 		if err != nil {
 			return nil, err
+		}
+		if sz := p.ConsoleSize; sz != nil {
+			ws := &unix.Winsize{Row: uint16(sz.Height), Col: uint16(sz.Width)}
+			if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, ws); err != nil {
+				master.Close()
+				slave.Close()
+				return nil, fmt.Errorf("process.consoleSize: %w", err)
+			}
 		}
 		err = sendFd(cons, master)
 		master.Close()

@@ -19,6 +19,8 @@ var execOpts struct {
 	env, caps                                  []string
 	tty, detach, noNewPrivs, interactive       bool
 	preserveFDs                                int
+	gids                                       []uint
+	noSubreaper                                bool
 }
 
 func init() {
@@ -46,6 +48,8 @@ func execFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&execOpts.caps, "cap", "c", nil, "add a capability (CAP_NET_ADMIN or NET_ADMIN)")
 	fs.BoolVar(&execOpts.noNewPrivs, "no-new-privs", false, "set no_new_privs")
 	fs.IntVar(&execOpts.preserveFDs, "preserve-fds", 0, "pass on N more descriptors (3 .. 3+N-1)")
+	fs.UintSliceVarP(&execOpts.gids, "additional-gids", "g", nil, "add supplementary groups (GID,GID... or repeated)")
+	fs.BoolVar(&execOpts.noSubreaper, "no-subreaper", false, "accepted for runc's command line: crun-lite exec never is a subreaper")
 }
 
 // runExec exits the process itself with the command's status, as run does.
@@ -75,8 +79,15 @@ func doExec(g *globals, args []string) (int, error) {
 	if err != nil {
 		return rt.ExitRunner, err
 	}
+	var gids []uint32
+	for _, gid := range execOpts.gids {
+		if gid >= 1<<32-1 {
+			return rt.ExitRunner, fmt.Errorf("--additional-gids %d: out of range", gid)
+		}
+		gids = append(gids, uint32(gid))
+	}
 	stdio := rt.Stdio{In: os.Stdin, Out: fileOr(g.stdout, os.Stdout), Err: fileOr(g.stderr, os.Stderr)}
-	return rt.Exec(root, args[0], rt.ExecOptions{
+	return rt.Exec(root, args[0], rt.ExecOptions{AdditionalGids: gids,
 		Process: proc, Args: args[1:], Env: execOpts.env, Cwd: execOpts.cwd, User: execOpts.user,
 		Caps: execOpts.caps, NoNewPrivs: execOpts.noNewPrivs, TTY: execOpts.tty, Detach: execOpts.detach,
 		PidFile: execOpts.pidFile, ConsoleSocket: execOpts.consoleSocket, PreserveFDs: execOpts.preserveFDs,

@@ -213,12 +213,22 @@ func (c *crunLitePodman) detached(t *testing.T) {
 	}
 }
 
-// afterStart is where checks on a running container go; exec joins them
-// once crun-lite has an exec command.
+// afterStart is where checks on a running container go: top, and exec
+// (conmon calls crun-lite exec --process --detach --pid-file).
 func (c *crunLitePodman) afterStart(t *testing.T, name string) {
 	top := c.must(t, "top", name, "pid", "comm")
 	if !strings.Contains(top, "sh") {
 		t.Errorf("podman top %s: %q, want the shell", name, top)
+	}
+	out := c.must(t, "exec", "-e", "FROM_EXEC=yes", name, "sh", "-c", `echo $FROM_EXEC; tr '\0' ' ' < /proc/1/cmdline`)
+	if !strings.Contains(out, "yes") || !strings.Contains(out, "echo ready") {
+		t.Errorf("podman exec %s: %q, want the env and the container's pid 1 (the shell printing ready)", name, out)
+	}
+	if r := c.podman(t, "exec", name, "sh", "-c", "exit 3"); r.code != 3 {
+		t.Errorf("podman exec %s sh -c 'exit 3': %v", name, r)
+	}
+	if !c.runtime.called("exec", "--process") {
+		t.Errorf("podman exec did not go through crun-lite exec --process")
 	}
 }
 
