@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"os"
@@ -218,6 +219,18 @@ func (s *supervisor) startInit() error {
 	argv := stageCommand(stage, a)
 	cmd := &exec.Cmd{Path: argv[0], Args: argv, Env: stageEnv(), ExtraFiles: files,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	if s.c.Init {
+		// The reaper stays the container's PID 1 as our own binary: run it
+		// from a sealed copy, so that a container process that gets at
+		// /proc/1/exe (one with all the reaper's capabilities) finds no
+		// host file to write (runc's CVE-2019-5736).
+		self, err := sealedSelf()
+		if err != nil {
+			return runnerErr("start the reaper: %v", err)
+		}
+		defer self.Close()
+		cmd.Path = fmt.Sprintf("/proc/self/fd/%d", self.Fd())
+	}
 	// The parent-death signal is tied to the thread that forks; this is the
 	// main goroutine, locked to the main thread for all of our life.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Pdeathsig: syscall.SIGKILL}

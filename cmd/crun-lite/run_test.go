@@ -839,6 +839,12 @@ func TestRunInitReapsAndForwards(t *testing.T) {
 			t.Errorf("reaper's %s: /etc/hostname %q (%v), want the container's", link, data, err)
 		}
 	}
+	// The reaper runs from a sealed in-memory copy of crun-lite, not from
+	// the host's binary, which a container reaching /proc/1/exe could
+	// otherwise open for writing once it is not running.
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || !strings.HasPrefix(exe, "/memfd:") {
+		t.Errorf("reaper's /proc/PID/exe: %q (%v), want a sealed memfd copy", exe, err)
+	}
 	time.Sleep(1500 * time.Millisecond) // the orphans have ended
 	if n := waitZombies(pid, func(n int) bool { return n == 0 }); n != 0 {
 		t.Errorf("with --init: %d zombies left in the container", n)
