@@ -437,9 +437,15 @@ func containerResolvConf() string {
 			data = up
 		}
 	}
+	return filterResolvConf(string(data))
+}
+
+// filterResolvConf drops the nameservers a bridge container cannot use
+// and falls back on docker's defaults when none is left.
+func filterResolvConf(data string) string {
 	var out []string
 	servers := 0
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(data, "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 2 && f[0] == "nameserver" {
 			ip := net.ParseIP(f[1])

@@ -58,6 +58,7 @@ func Run(store *layers.Store, o RunOptions) (int, error) {
 		// The supervisor removes the container; this covers a supervisor
 		// that never got that far.
 		if _, statErr := os.Stat(c.dir); statErr == nil {
+			cleanupNetwork(c)
 			removeTree(c, c.dir)
 		}
 	}

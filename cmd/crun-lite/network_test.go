@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -336,4 +337,95 @@ func getRetry(t *testing.T, c *http.Client, url string) string {
 	}
 	t.Fatalf("get %s: %v", url, err)
 	return ""
+}
+
+func TestBridgeConcurrentRunsGetDistinctAddresses(t *testing.T) {
+	n := newNetEnv(t)
+	const runs = 4
+	addrs := make(chan string, runs)
+	errs := make(chan string, runs)
+	for i := 0; i < runs; i++ {
+		go func(i int) {
+			name := fmt.Sprintf("par%d", i)
+			// Each holds its address until all have one.
+			r := n.run("run", "--rm", "--network", "bridge", "--hostname", name, "busybox", "sh", "-c", `grep "$(hostname)" /etc/hosts; sleep 1`)
+			if r.code != 0 {
+				errs <- fmt.Sprintf("%s: %v", name, r)
+				return
+			}
+			addrs <- strings.Fields(r.out)[0]
+		}(i)
+	}
+	seen := map[string]bool{}
+	for i := 0; i < runs; i++ {
+		select {
+		case a := <-addrs:
+			if seen[a] || !strings.HasPrefix(a, n.prefix) {
+				t.Errorf("address %s given twice or outside %s", a, n.subnet)
+			}
+			seen[a] = true
+		case e := <-errs:
+			t.Error(e)
+		case <-time.After(time.Minute):
+			t.Fatal("concurrent runs did not finish")
+		}
+	}
+	n.checkNetClean()
+}
+
+func TestBridgeFailedStartLeavesNothing(t *testing.T) {
+	n := newNetEnv(t)
+	port := freePort(t)
+	r := n.run("run", "--rm", "--network", "bridge", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), "busybox", "/no/such/command")
+	if r.code != 127 {
+		t.Fatalf("run of a missing command: %v, want exit 127", r)
+	}
+	n.checkNetClean()
+	if l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+		t.Errorf("host port %d still held after the failed run: %v", port, err)
+	} else {
+		l.Close()
+	}
+}
+
+func TestBridgeSupervisorKilled(t *testing.T) {
+	n := newNetEnv(t)
+	port := freePort(t)
+	_, cmd := n.server("victim", "x", "-p", fmt.Sprintf("127.0.0.1:%d:80", port))
+	var st struct{ Supervisor int }
+	data, err := os.ReadFile(filepath.Join(n.containerDir("victim"), "state.json"))
+	if err != nil || json.Unmarshal(data, &st) != nil || st.Supervisor == 0 {
+		t.Fatalf("no supervisor pid in state.json: %v %s", err, data)
+	}
+	// A supervisor killed outright cannot tear down; the front end of a
+	// --rm run (and rm, and the next allocation) cleans up after it.
+	if err := syscallKill(st.Supervisor); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("front end still running after its supervisor was killed")
+	}
+	n.checkNetClean()
+}
+
+func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+func TestBridgeRefusedRootless(t *testing.T) {
+	needContainers(t)
+	cred, home, _ := testUser(t)
+	e := &env{t: t, store: filepath.Join(home, "store"), cred: cred, home: home}
+	e.importImage(busyboxTar)
+	t.Cleanup(e.cleanup)
+	fuseMode(t, 0o666)
+	r := e.run("run", "--rm", "--network", "bridge", "busybox", "true")
+	if r.code != 125 || !strings.Contains(r.err, "--network none or host") || strings.Count(strings.TrimSpace(r.err), "\n") != 0 {
+		t.Errorf("rootless --network bridge: %v, want exit 125 and one line pointing at --network none|host", r)
+	}
+	if c := e.containerCount(); c != 0 {
+		t.Errorf("%d containers left after the refused run", c)
+	}
 }
