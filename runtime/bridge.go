@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
@@ -378,11 +379,22 @@ func ensureTable(nft *nftables.Conn, bridge string, subnet *net.IPNet) (*nftable
 	// oifname BRIDGE ip saddr 127.0.0.0/8 masquerade: the host's own
 	// connections to 127.0.0.1:HOSTPORT, DNATed to a container.
 	add("postrouting", append(append(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, bridge), ipIn(12, loopback)...), &expr.Masq{})...)
+	// oifname BRIDGE ip saddr SUBNET ct status dnat masquerade: a
+	// container that reaches a published port through a host address
+	// (the gateway's, say) must get the answer from that address, not
+	// straight from the container behind it.
+	add("postrouting", append(append(append(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, bridge), ipIn(12, subnet)...),
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)}), &expr.Masq{})...)
 	if err := nft.Flush(); err != nil {
 		return nil, nil, runnerErr("nftables: create table ip %s: %v", bridge, err)
 	}
 	return t, chains, nil
 }
+
+// ctStatusDNAT is the kernel's IPS_DST_NAT bit of a connection's status.
+const ctStatusDNAT = 1 << 5
 
 // ifname compares the input or output interface name.
 func ifname(key expr.MetaKey, op expr.CmpOp, name string) []expr.Any {

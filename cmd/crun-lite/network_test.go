@@ -429,3 +429,22 @@ func TestBridgeRefusedRootless(t *testing.T) {
 		t.Errorf("%d containers left after the refused run", c)
 	}
 }
+
+// A container reaches a published port through the gateway's address, as
+// through any address of the host (the prerouting DNAT). Where
+// br_netfilter is loaded (as here, with podman's and docker's setups) the
+// bridge un-NATs the answer itself; without it, the answer comes back
+// from the gateway only thanks to the "ct status dnat masquerade" rule,
+// which this test then checks too.
+func TestBridgePublishedPortFromContainer(t *testing.T) {
+	n := newNetEnv(t)
+	port := freePort(t)
+	_, cmd := n.server("hairpin", "via-gateway", "-p", fmt.Sprintf("%d:80", port))
+	script := fmt.Sprintf(`for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 5 %s1 %d >/tmp/out && break; sleep 0.2; done; tail -n1 /tmp/out`, n.prefix, port)
+	r := n.run("run", "--rm", "--network", "bridge", "busybox", "sh", "-c", script)
+	if r.code != 0 || strings.TrimSpace(r.out) != "via-gateway" {
+		t.Fatalf("container to %s1:%d: %v, want via-gateway", n.prefix, port, r)
+	}
+	n.stop("hairpin", cmd)
+	n.checkNetClean()
+}
