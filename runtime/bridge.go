@@ -26,7 +26,7 @@ import (
 //   - per container, a veth pair: the host end on the bridge, the other end
 //     created right in the container's network namespace as eth0, with the
 //     next free address of the subnet and a default route via the gateway;
-//   - an nftables table named after the bridge (family ip) with outbound
+//   - an nftables table named after the bridge (ip crun-lite-crunlite0) with outbound
 //     masquerading for the subnet and, per container, DNAT rules for its
 //     published ports in prerouting and output (the host's own connections).
 //     Connections from the host to 127.0.0.1:HOSTPORT leave with a loopback
@@ -259,7 +259,7 @@ func removeContainerRules(bridge, id string) {
 	if err != nil {
 		return
 	}
-	t := &nftables.Table{Name: bridge, Family: nftables.TableFamilyIPv4}
+	t := &nftables.Table{Name: tableName(bridge), Family: nftables.TableFamilyIPv4}
 	tag := string(ruleTag(id))
 	for _, name := range []string{"prerouting", "output"} {
 		rules, err := nft.GetRules(t, &nftables.Chain{Name: name, Table: t})
@@ -298,6 +298,14 @@ func ruleTag(id string) []byte {
 	return userdata.AppendString(nil, userdata.TypeComment, "crun-lite:"+id)
 }
 
+// bridgeAlias marks the bridges crun-lite made: another's bridge (docker0,
+// podman's) is never taken over.
+const bridgeAlias = "crun-lite"
+
+// tableName is the nftables table (family ip) of a bridge network; the
+// prefix keeps it clear of other tables (iptables-nft's "nat", "filter").
+func tableName(bridge string) string { return "crun-lite-" + bridge }
+
 // ensureBridge returns the bridge, creating it with the gateway address
 // when missing. A new bridge's subnet must not overlap a route of the
 // host's, or the containers would cut the host off from that network.
@@ -305,8 +313,8 @@ func ensureBridge(name string, subnet *net.IPNet) (netlink.Link, error) {
 	gw := &netlink.Addr{IPNet: &net.IPNet{IP: gatewayOf(subnet), Mask: subnet.Mask}}
 	br, err := netlink.LinkByName(name)
 	if err == nil {
-		if br.Type() != "bridge" {
-			return nil, runnerErr("bridge network: %s exists and is not a bridge (%s)", name, br.Type())
+		if br.Type() != "bridge" || br.Attrs().Alias != bridgeAlias {
+			return nil, runnerErr("bridge network: the interface %s exists and is not a bridge of crun-lite's (choose another with %s)", name, bridgeEnv)
 		}
 	} else {
 		if err := checkSubnetFree(subnet); err != nil {
@@ -318,6 +326,10 @@ func ensureBridge(name string, subnet *net.IPNet) (netlink.Link, error) {
 		}
 		if br, err = netlink.LinkByName(name); err != nil {
 			return nil, runnerErr("bridge %s: %v", name, err)
+		}
+		if err := netlink.LinkSetAlias(br, bridgeAlias); err != nil {
+			netlink.LinkDel(br)
+			return nil, runnerErr("bridge %s: set its alias: %v", name, err)
 		}
 	}
 	if err := netlink.AddrReplace(br, gw); err != nil {
@@ -349,7 +361,7 @@ func checkSubnetFree(subnet *net.IPNet) error {
 // ensureTable makes the bridge's table with its chains and network-wide
 // rules when it does not exist (one atomic batch), and returns its chains.
 func ensureTable(nft *nftables.Conn, bridge string, subnet *net.IPNet) (*nftables.Table, map[string]*nftables.Chain, error) {
-	t := &nftables.Table{Name: bridge, Family: nftables.TableFamilyIPv4}
+	t := &nftables.Table{Name: tableName(bridge), Family: nftables.TableFamilyIPv4}
 	nat := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
 		return &nftables.Chain{Name: name, Table: t, Type: nftables.ChainTypeNAT, Hooknum: hook, Priority: prio}
 	}
@@ -360,7 +372,7 @@ func ensureTable(nft *nftables.Conn, bridge string, subnet *net.IPNet) (*nftable
 		"guard": {Name: "guard", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw},
 	}
-	if _, err := nft.ListTableOfFamily(bridge, nftables.TableFamilyIPv4); err == nil {
+	if _, err := nft.ListTableOfFamily(t.Name, nftables.TableFamilyIPv4); err == nil {
 		return t, chains, nil
 	}
 	nft.AddTable(t)
@@ -388,7 +400,7 @@ func ensureTable(nft *nftables.Conn, bridge string, subnet *net.IPNet) (*nftable
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)}), &expr.Masq{})...)
 	if err := nft.Flush(); err != nil {
-		return nil, nil, runnerErr("nftables: create table ip %s: %v", bridge, err)
+		return nil, nil, runnerErr("nftables: create table ip %s: %v", t.Name, err)
 	}
 	return t, chains, nil
 }

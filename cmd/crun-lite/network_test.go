@@ -47,7 +47,7 @@ func newNetEnv(t *testing.T) *netEnv {
 			netlink.LinkDel(l)
 		}
 		if c, err := nftables.New(); err == nil {
-			c.DelTable(&nftables.Table{Name: n.bridge, Family: nftables.TableFamilyIPv4})
+			c.DelTable(&nftables.Table{Name: "crun-lite-" + n.bridge, Family: nftables.TableFamilyIPv4})
 			c.Flush()
 		}
 	})
@@ -166,6 +166,12 @@ func (n *netEnv) stop(name string, cmd *exec.Cmd) {
 func (n *netEnv) checkNetClean() {
 	n.t.Helper()
 	if br, err := netlink.LinkByName(n.bridge); err == nil {
+		// The bridge and its table are made together.
+		if c, err := nftables.New(); err == nil {
+			if _, err := c.ListTableOfFamily("crun-lite-"+n.bridge, nftables.TableFamilyIPv4); err != nil {
+				n.t.Errorf("bridge %s has no table ip crun-lite-%s: %v", n.bridge, n.bridge, err)
+			}
+		}
 		links, _ := netlink.LinkList()
 		for _, l := range links {
 			if l.Attrs().MasterIndex == br.Attrs().Index {
@@ -174,11 +180,11 @@ func (n *netEnv) checkNetClean() {
 		}
 	}
 	if c, err := nftables.New(); err == nil {
-		tb := &nftables.Table{Name: n.bridge, Family: nftables.TableFamilyIPv4}
+		tb := &nftables.Table{Name: "crun-lite-" + n.bridge, Family: nftables.TableFamilyIPv4}
 		for _, ch := range []string{"prerouting", "output"} {
 			rules, _ := c.GetRules(tb, &nftables.Chain{Name: ch, Table: tb})
 			if len(rules) > 0 {
-				n.t.Errorf("%d rules left in chain %s of table ip %s", len(rules), ch, n.bridge)
+				n.t.Errorf("%d rules left in chain %s of table ip crun-lite-%s", len(rules), ch, n.bridge)
 			}
 		}
 	}
@@ -447,4 +453,28 @@ func TestBridgePublishedPortFromContainer(t *testing.T) {
 	}
 	n.stop("hairpin", cmd)
 	n.checkNetClean()
+}
+
+// A bridge crun-lite did not make (docker0, podman's) is never taken over.
+func TestBridgeForeignBridgeRefused(t *testing.T) {
+	n := newNetEnv(t)
+	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.bridge}}); err != nil {
+		t.Fatal(err)
+	}
+	r := n.run("run", "--rm", "--network", "bridge", "busybox", "true")
+	if r.code != 125 || !strings.Contains(r.err, "not a bridge of crun-lite's") || strings.Count(strings.TrimSpace(r.err), "\n") != 0 {
+		t.Errorf("run on a foreign bridge: %v, want exit 125 and one line", r)
+	}
+	br, err := netlink.LinkByName(n.bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4); len(addrs) != 0 {
+		t.Errorf("the foreign bridge got addresses %v", addrs)
+	}
+	var allocs struct{ Entries []json.RawMessage }
+	data, _ := os.ReadFile(filepath.Join(n.store, "network", n.bridge+".json"))
+	if json.Unmarshal(data, &allocs); len(allocs.Entries) != 0 {
+		t.Errorf("allocations left: %s", data)
+	}
 }
