@@ -95,7 +95,7 @@ func storeRootOf(c *Container) string { return filepath.Dir(filepath.Dir(c.dir))
 // and its table exist, adds the DNAT rules, reserves the host ports and
 // writes /etc/hosts and /etc/resolv.conf into the init layer. It returns
 // nil for a container without a bridge network.
-func prepareNetwork(c *Container, supPid int, supStart uint64) (*containerNet, error) {
+func prepareNetwork(c *Container) (*containerNet, error) {
 	var cfg netConfig
 	if err := readJSON(c.Path(netConfigFile), &cfg); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -112,7 +112,9 @@ func prepareNetwork(c *Container, supPid int, supStart uint64) (*containerNet, e
 		return nil, err
 	}
 	err = withNetLock(n.root, cfg.Bridge, func(a *netAllocs) (bool, error) {
-		e := netAllocEntry{ID: c.ID, Ports: cfg.Ports, Sup: supPid, SupStart: supStart}
+		// The entry lives as long as we (the supervisor) do.
+		start, _, _ := procStat(os.Getpid())
+		e := netAllocEntry{ID: c.ID, Ports: cfg.Ports, Sup: os.Getpid(), SupStart: start}
 		ip, err := a.allocate(subnet, e, n.reclaim)
 		if err != nil {
 			return false, err

@@ -129,9 +129,8 @@ func (s *supervisor) setup() error {
 		return runnerErr("make mounts private: %v", err)
 	}
 	if s.c.Kind == KindImage {
-		start, _, _ := procStat(os.Getpid())
 		var err error
-		if s.net, err = prepareNetwork(s.c, os.Getpid(), start); err != nil {
+		if s.net, err = prepareNetwork(s.c); err != nil {
 			return err
 		}
 		if err := s.mountUnion(); err != nil {
