@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -110,11 +111,17 @@ func (n *netEnv) server(name, page string, extra ...string) (string, *exec.Cmd) 
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
+	// Not the test's own stderr: nothing of a container may hold it open
+	// past the test (WaitDelay bounds the wait for this pipe).
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
 	n.t.Cleanup(func() {
+		if n.t.Failed() {
+			n.t.Logf("stderr of %s: %s", name, stderr.String())
+		}
 		n.run("rm", "-f", name)
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -477,4 +484,22 @@ func TestBridgeForeignBridgeRefused(t *testing.T) {
 	if json.Unmarshal(data, &allocs); len(allocs.Entries) != 0 {
 		t.Errorf("allocations left: %s", data)
 	}
+}
+
+// syncBuffer is a strings.Builder safe for exec's copying goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
