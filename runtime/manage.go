@@ -87,6 +87,7 @@ func Remove(root, ref string, force bool) error {
 	if err := stopContainer(st); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}
+	cleanupNetwork(c)
 	removeFreezerDir(c.ID)
 	if !c.Rootless {
 		c.removeRecordedCgroups()

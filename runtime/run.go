@@ -24,7 +24,8 @@ type RunOptions struct {
 	User      string // USER[:GROUP] or UID[:GID]
 	Hostname  string
 	Volumes   []string // HOST:CTR[:ro|rw]
-	Net       string   // "none" (default) or "host"
+	Net       string   // "none" (default), "host" or "bridge"
+	Publish   []string // -p [IP:]HOSTPORT:CONTAINERPORT[/udp], with bridge
 	Memory    int64    // bytes, 0: no limit
 	PidsLimit int64    // 0: no limit
 	CPUs      float64  // 0: no limit
@@ -57,6 +58,7 @@ func Run(store *layers.Store, o RunOptions) (int, error) {
 		// The supervisor removes the container; this covers a supervisor
 		// that never got that far.
 		if _, statErr := os.Stat(c.dir); statErr == nil {
+			cleanupNetwork(c)
 			removeTree(c, c.dir)
 		}
 	}
@@ -101,8 +103,18 @@ func createFromImage(store *layers.Store, o RunOptions) (*Container, *specs.Spec
 		c.Rootless = true
 		c.UIDMap, c.GIDMap = rootlessMaps(o.Warn)
 	}
+	netCfg, err := bridgeConfigOf(c, o)
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := create(store.Root(), c); err != nil {
 		return nil, nil, err
+	}
+	if netCfg != nil {
+		if err := writeJSON(c.Path(netConfigFile), netCfg); err != nil {
+			os.RemoveAll(c.dir)
+			return nil, nil, runnerErr("%v", err)
+		}
 	}
 	spec, err := c.prepareImage(img.Config.Config, o, args, vols, sc)
 	if err != nil {
@@ -115,9 +127,12 @@ func createFromImage(store *layers.Store, o RunOptions) (*Container, *specs.Spec
 // check validates the options that need no file system.
 func (o *RunOptions) check() error {
 	switch o.Net {
-	case "", "none", "host":
+	case "", "none", "host", "bridge":
 	default:
-		return runnerErr("--net %s: want none or host", o.Net)
+		return runnerErr("--network %s: want none, host or bridge", o.Net)
+	}
+	if len(o.Publish) > 0 && o.Net != "bridge" {
+		return runnerErr("-p needs --network bridge (the %s network has nothing to publish to)", firstOf(o.Net, "none"))
 	}
 	if o.Memory != 0 && o.Memory < minMemory {
 		return runnerErr("--memory %d: the minimum memory limit is 6MB", o.Memory)

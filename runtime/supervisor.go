@@ -30,6 +30,7 @@ type supervisor struct {
 	sigs   chan os.Signal
 	server *fuse.Server
 	cg     *cgroups
+	net    *containerNet // nil unless --network bridge
 
 	init    *exec.Cmd
 	syncW   *os.File // "g": set up; "x": exec
@@ -128,6 +129,10 @@ func (s *supervisor) setup() error {
 		return runnerErr("make mounts private: %v", err)
 	}
 	if s.c.Kind == KindImage {
+		var err error
+		if s.net, err = prepareNetwork(s.c); err != nil {
+			return err
+		}
 		if err := s.mountUnion(); err != nil {
 			return err
 		}
@@ -261,6 +266,10 @@ func (s *supervisor) startInit() error {
 func (s *supervisor) letInitGo() error {
 	pid := s.init.Process.Pid
 	if err := s.cg.add(pid); err != nil {
+		s.killInit()
+		return err
+	}
+	if err := s.net.attach(pid); err != nil {
 		s.killInit()
 		return err
 	}
@@ -415,6 +424,7 @@ func (s *supervisor) teardown(exit *int) {
 	if s.cg != nil {
 		s.cg.destroy()
 	}
+	s.net.teardown()
 	s.unmountUnion()
 	if s.c.Remove {
 		os.RemoveAll(s.c.dir)

@@ -55,6 +55,7 @@ var runOpts struct {
 	name, workdir, user, hostname, net string
 	bundle, memory                     string
 	env, volumes, securityOpts         []string
+	publish                            []string
 	pidsLimit                          int64
 	cpus                               float64
 }
@@ -69,7 +70,9 @@ func runFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&runOpts.user, "user", "u", "", "USER[:GROUP] or UID[:GID] to run as")
 	fs.StringVar(&runOpts.hostname, "hostname", "", "container host name (default: the short ID)")
 	fs.StringArrayVarP(&runOpts.volumes, "volume", "v", nil, "bind mount HOST:CONTAINER[:ro]")
-	fs.StringVar(&runOpts.net, "net", "none", "network: none (own namespace with loopback only) or host")
+	fs.StringVar(&runOpts.net, "network", "none", "network: none (own namespace with loopback only), host, or bridge (a veth on the crunlite0 bridge, outbound NAT, -p; root only)")
+	fs.StringVar(&runOpts.net, "net", "none", "same as --network")
+	fs.StringArrayVarP(&runOpts.publish, "publish", "p", nil, "publish a container port on the host: [IP:]HOSTPORT:CONTAINERPORT[/udp] (with --network bridge)")
 	fs.StringVarP(&runOpts.memory, "memory", "m", "", "memory limit in bytes (suffixes k, m, g)")
 	fs.Int64Var(&runOpts.pidsLimit, "pids-limit", 0, "maximum number of processes")
 	fs.Float64Var(&runOpts.cpus, "cpus", 0, "CPU quota in CPUs (1.5 = one and a half)")
@@ -121,7 +124,7 @@ func doRun(g *globals, args []string) (int, error) {
 	}
 	return rt.Run(s, rt.RunOptions{
 		Image: args[0], Args: args[1:], Name: runOpts.name, Env: runOpts.env, Workdir: runOpts.workdir,
-		User: runOpts.user, Hostname: runOpts.hostname, Volumes: runOpts.volumes, Net: runOpts.net,
+		User: runOpts.user, Hostname: runOpts.hostname, Volumes: runOpts.volumes, Net: runOpts.net, Publish: runOpts.publish,
 		Memory: mem, PidsLimit: runOpts.pidsLimit, CPUs: runOpts.cpus, TTY: runOpts.tty,
 		Remove: runOpts.rm, Rootless: runOpts.rootless, Init: runOpts.init, Seccomp: seccomp, Stdio: stdio, Warn: g.warn,
 	})
