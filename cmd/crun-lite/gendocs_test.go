@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -37,18 +35,12 @@ func TestGeneratedDocs(t *testing.T) {
 		"completions/zsh/_crun-lite":      comp.Zsh(),
 		"completions/fish/crun-lite.fish": comp.Fish(),
 	}
-	for rel, want := range files {
-		path := filepath.Join("..", "..", rel)
-		if *updateDocs {
-			if err := os.WriteFile(path, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("%s is stale (or missing: %v); regenerate: go test ./cmd/crun-lite -run TestGeneratedDocs -update", rel, err)
-		}
+	stale, err := mangen.Sync(filepath.Join("..", ".."), files, *updateDocs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range stale {
+		t.Errorf("%s is stale or missing; regenerate: go test ./cmd/crun-lite -run TestGeneratedDocs -update", rel)
 	}
 	for _, n := range []string{"run", "create", "exec", "pull", "explain"} {
 		if !strings.Contains(string(page.Man()), `.SH "CRUN\-LITE `+strings.ToUpper(n)+`"`) &&

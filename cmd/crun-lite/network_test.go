@@ -53,6 +53,7 @@ func newNetEnv(t *testing.T) *netEnv {
 		}
 	})
 	n.env = newEnv(t)
+	n.env.extra = []string{"CRUN_LITE_BRIDGE=" + n.bridge, "CRUN_LITE_SUBNET=" + n.subnet}
 	return n
 }
 
@@ -74,30 +75,6 @@ func freePrefix(t *testing.T, seed byte) string {
 	}
 	t.Fatal("no free 10.87.X.0/24")
 	return ""
-}
-
-func (n *netEnv) cmd(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := n.env.cmd(ctx, args...)
-	cmd.Env = append(cmd.Env, "CRUN_LITE_BRIDGE="+n.bridge, "CRUN_LITE_SUBNET="+n.subnet)
-	return cmd
-}
-
-func (n *netEnv) run(args ...string) result {
-	n.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := n.cmd(ctx, args...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		code = -1
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-	}
-	return result{code: code, out: out.String(), err: errb.String()}
 }
 
 // server runs a busybox httpd container serving page, named name, and

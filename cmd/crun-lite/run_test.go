@@ -97,6 +97,7 @@ type env struct {
 	cred  *syscall.Credential // run as this user (nil: as root)
 	bin   string              // "": crunBin
 	home  string
+	extra []string // more environment for crun-lite (the network tests' bridge)
 }
 
 // newEnv makes a store with busybox:latest imported and, at cleanup,
@@ -144,7 +145,7 @@ func (e *env) cmd(ctx context.Context, args ...string) *exec.Cmd {
 		bin = e.bin
 	}
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--root", e.store}, args...)...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TESTVAR=from-host"}
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TESTVAR=from-host"}, e.extra...)
 	if e.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
 		cmd.Env = append(cmd.Env, "HOME="+e.home)

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"flag"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -32,21 +30,12 @@ func TestGeneratedDocs(t *testing.T) {
 		"completions/zsh/_unionfsd":      comp.Zsh(),
 		"completions/fish/unionfsd.fish": comp.Fish(),
 	}
-	for rel, want := range files {
-		path := filepath.Join("..", "..", rel)
-		if *updateDocs {
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("%s is stale (or missing: %v); regenerate: go test ./cmd/unionfsd -run TestGeneratedDocs -update", rel, err)
-		}
+	stale, err := mangen.Sync(filepath.Join("..", ".."), files, *updateDocs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range stale {
+		t.Errorf("%s is stale or missing; regenerate: go test ./cmd/unionfsd -run TestGeneratedDocs -update", rel)
 	}
 	if bash, err := exec.LookPath("bash"); err == nil {
 		script := string(comp.Bash()) + `COMP_WORDS=(unionfsd -o lowerdir=/x,up); COMP_CWORD=2; _unionfsd; echo "${COMPREPLY[@]}"`

@@ -6,6 +6,8 @@ package mangen
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -253,3 +255,27 @@ func quoteAll(ss []string) []string {
 }
 
 func fishQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `\'`) + "'" }
+
+// Sync compares generated files (paths relative to root) with the
+// checked-in ones and returns those that differ or are missing; with
+// update it writes them instead and returns none.
+func Sync(root string, files map[string][]byte, update bool) ([]string, error) {
+	var stale []string
+	for rel, want := range files {
+		path := filepath.Join(root, rel)
+		if update {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+			stale = append(stale, rel)
+		}
+	}
+	sort.Strings(stale)
+	return stale, nil
+}
