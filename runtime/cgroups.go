@@ -78,7 +78,33 @@ func cgroupWants(r *specs.LinuxResources) (v2, v1 map[string][]cgroupSetting, fl
 		v1["cpu"] = []cgroupSetting{{file: "cpu.cfs_period_us", value: p}, {file: "cpu.cfs_quota_us", value: q}}
 		flags["cpu"] = "cpu quota"
 	}
+	if r.CPU != nil && r.CPU.Shares != nil && *r.CPU.Shares > 0 {
+		sh := *r.CPU.Shares
+		v2["cpu"] = append(v2["cpu"], cgroupSetting{file: "cpu.weight", value: strconv.FormatUint(sharesToWeight(sh), 10)})
+		v1["cpu"] = append(v1["cpu"], cgroupSetting{file: "cpu.shares", value: strconv.FormatUint(sh, 10)})
+		if flags["cpu"] == "" {
+			flags["cpu"] = "cpu shares"
+		}
+	}
+	if r.CPU != nil && (r.CPU.Cpus != "" || r.CPU.Mems != "") {
+		var set []cgroupSetting
+		if r.CPU.Mems != "" {
+			set = append(set, cgroupSetting{file: "cpuset.mems", value: r.CPU.Mems})
+		}
+		if r.CPU.Cpus != "" {
+			set = append(set, cgroupSetting{file: "cpuset.cpus", value: r.CPU.Cpus})
+		}
+		v2["cpuset"], v1["cpuset"] = set, set
+		flags["cpuset"] = "cpu.cpus and cpu.mems"
+	}
 	return
+}
+
+// sharesToWeight maps cgroup v1 cpu.shares [2, 262144] onto cgroup v2
+// cpu.weight [1, 10000] linearly, the conversion runc and crun use.
+func sharesToWeight(shares uint64) uint64 {
+	shares = min(max(shares, 2), 262144)
+	return 1 + ((shares-2)*9999)/262142
 }
 
 // cgroups is the set of cgroup dirs one container uses.
@@ -151,15 +177,22 @@ func setupCgroupsIn(h *hierarchies, c *Container, spec *specs.Spec) (*cgroups, e
 			cg.destroy()
 			return nil, fmt.Errorf("%s: cannot be enforced: cgroup controller %q is available neither in cgroup v2 nor v1", names[ctrl], ctrl)
 		}
-		if err := cg.create(dir, settings); err != nil {
-			cg.destroy()
-			return nil, err
-		}
 		if ctrl == "cpuset" && h.v1Mnt[ctrl] != "" {
+			// The new dirs inherit their parents' cpus and mems first: the
+			// config's must be a subset of the parent's, and a v1 cpuset
+			// dir left empty takes no process.
+			if err := cg.create(dir, nil); err != nil {
+				cg.destroy()
+				return nil, err
+			}
 			if err := initCpuset(h.v1Mnt[ctrl], dir); err != nil {
 				cg.destroy()
 				return nil, runnerErr("cgroup %s: cpuset: %v", dir, err)
 			}
+		}
+		if err := cg.create(dir, settings); err != nil {
+			cg.destroy()
+			return nil, err
 		}
 	}
 	return cg, nil

@@ -162,7 +162,8 @@ func checkLinux(spec *specs.Spec) (string, string) {
 }
 
 // checkResources allows the limits setupCgroups writes: memory.limit,
-// cpu.quota and cpu.period, pids.limit and the device rules, and none in a
+// cpu.quota and cpu.period, cpu.shares, cpu.cpus and cpu.mems, pids.limit
+// and the device rules, and none in a
 // user namespace (its processes cannot write the host's cgroups).
 func checkResources(spec *specs.Spec) (string, string) {
 	if spec.Linux == nil || spec.Linux.Resources == nil {
@@ -184,12 +185,9 @@ func checkResources(spec *specs.Spec) (string, string) {
 		fields["memory.checkBeforeUpdate"] = m.CheckBeforeUpdate != nil
 	}
 	if c := r.CPU; c != nil {
-		fields["cpu.shares"] = c.Shares != nil
 		fields["cpu.burst"] = c.Burst != nil
 		fields["cpu.realtimeRuntime"] = c.RealtimeRuntime != nil
 		fields["cpu.realtimePeriod"] = c.RealtimePeriod != nil
-		fields["cpu.cpus"] = c.Cpus != ""
-		fields["cpu.mems"] = c.Mems != ""
 		fields["cpu.idle"] = c.Idle != nil
 		// A period alone would change nothing we write.
 		fields["cpu.period"] = c.Period != nil && (c.Quota == nil || *c.Quota <= 0)
@@ -208,7 +206,7 @@ func checkResources(spec *specs.Spec) (string, string) {
 			names["devices"] = "device rules"
 		}
 		if f := firstSet(map[string]bool{"memory": names["memory"] != "", "pids": names["pids"] != "",
-			"cpu": names["cpu"] != "", "devices": names["devices"] != ""}); f != "" {
+			"cpu": names["cpu"] != "", "cpuset": names["cpuset"] != "", "devices": names["devices"] != ""}); f != "" {
 			return "linux.resources." + f, "cgroup limits are not supported with a user namespace"
 		}
 	}

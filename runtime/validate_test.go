@@ -108,7 +108,20 @@ var bundleConfigCases = []struct {
 	}, "linux.resources.memory.swap: not supported"},
 	{"cpu shares", func(m map[string]any) {
 		sub(sub(m, "linux"), "resources")["cpu"] = map[string]any{"shares": 512}
-	}, "linux.resources.cpu.shares: not supported"},
+	}, ""},
+	{"cpus and mems", func(m map[string]any) {
+		sub(sub(m, "linux"), "resources")["cpu"] = map[string]any{"shares": 512, "quota": 50000, "cpus": "0", "mems": "0"}
+	}, ""},
+	{"cpu realtime", func(m map[string]any) {
+		sub(sub(m, "linux"), "resources")["cpu"] = map[string]any{"realtimeRuntime": 950000}
+	}, "linux.resources.cpu.realtimeRuntime: not supported"},
+	{"cpuset in a user namespace", func(m map[string]any) {
+		l := sub(m, "linux")
+		l["namespaces"] = []any{map[string]any{"type": "user"}, map[string]any{"type": "mount"}, map[string]any{"type": "uts"}}
+		l["uidMappings"] = []any{map[string]any{"containerID": 0, "hostID": 100000, "size": 65536}}
+		l["gidMappings"] = []any{map[string]any{"containerID": 0, "hostID": 100000, "size": 65536}}
+		sub(l, "resources")["cpu"] = map[string]any{"cpus": "0"}
+	}, "linux.resources.cpuset: cgroup limits are not supported with a user namespace"},
 	{"cpu period alone", func(m map[string]any) {
 		sub(sub(m, "linux"), "resources")["cpu"] = map[string]any{"period": 100000}
 	}, "linux.resources.cpu.period: not supported"},
