@@ -3,9 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
+	"github.com/docker/go-units"
 	"github.com/spf13/pflag"
 
 	rt "github.com/unionfsd/unionfsd/runtime"
@@ -73,7 +73,7 @@ func runFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&runOpts.net, "network", "none", "network: none (own namespace with loopback only), host, or bridge (a veth on the crunlite0 bridge, outbound NAT, -p; root only)")
 	fs.StringVar(&runOpts.net, "net", "none", "same as --network")
 	fs.StringArrayVarP(&runOpts.publish, "publish", "p", nil, "publish a container port on the host: [IP:]HOSTPORT:CONTAINERPORT[/udp] (with --network bridge)")
-	fs.StringVarP(&runOpts.memory, "memory", "m", "", "memory limit in bytes (suffixes k, m, g)")
+	fs.StringVarP(&runOpts.memory, "memory", "m", "", "memory limit: bytes, or with k, m, g (512m, 512mb, 1.5g, as docker)")
 	fs.Int64Var(&runOpts.pidsLimit, "pids-limit", 0, "maximum number of processes")
 	fs.Float64Var(&runOpts.cpus, "cpus", 0, "CPU quota in CPUs (1.5 = one and a half)")
 	fs.BoolVarP(&runOpts.tty, "tty", "t", false, "allocate a pseudo-terminal")
@@ -157,20 +157,11 @@ func parseBytes(s string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
-	mult := int64(1)
-	switch strings.ToLower(s[len(s)-1:]) {
-	case "b":
-		s = s[:len(s)-1]
-	case "k":
-		mult, s = 1<<10, s[:len(s)-1]
-	case "m":
-		mult, s = 1<<20, s[:len(s)-1]
-	case "g":
-		mult, s = 1<<30, s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
+	// docker's parser for -m: "512m", "512mb", "1.5g", "100k", "4096"
+	// (binary multiples, case-insensitive).
+	n, err := units.RAMInBytes(s)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("not a size (want BYTES, or a number with k, m or g)")
+		return 0, fmt.Errorf("not a size (want BYTES, or a number with k, m, g or t, as 512m, 512mb or 1.5g)")
 	}
-	return n * mult, nil
+	return n, nil
 }
