@@ -5,24 +5,15 @@ import (
 	"fmt"
 
 	"github.com/spf13/pflag"
+
 	"github.com/unionfsd/unionfsd/layers"
+	rt "github.com/unionfsd/unionfsd/runtime"
 )
 
 var (
 	commitUpper, commitFrom, commitMessage, commitAuthor, commitCompression string
 	commitPause                                                             bool
 )
-
-// containerLayers finds the upper dir and image of a container by name. The
-// runner sets it (in its own file); until then commit needs --upper/--from.
-var containerLayers func(g *globals, container string) (upper, image string, err error)
-
-// pauseContainer freezes a running container until thaw; set with containerLayers.
-var pauseContainer func(g *globals, container string) (thaw func() error, err error)
-
-// containerLowers finds the layer dirs a container's union has above its
-// image (set by the runner, with containerLayers).
-var containerLowers func(g *globals, container string) ([]string, error)
 
 func init() {
 	register(&command{
@@ -46,12 +37,6 @@ func runCommit(g *globals, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	var lowers []string
-	if commitUpper == "" && containerLowers != nil {
-		if lowers, err = containerLowers(g, args[0]); err != nil {
-			return err
-		}
-	}
 	c, err := layers.ParseCompression(commitCompression)
 	if err != nil {
 		return usagef("%v", err)
@@ -60,10 +45,17 @@ func runCommit(g *globals, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	var lowers []string
+	if commitUpper == "" {
+		// The layer dirs the container's union has above its image.
+		if lowers, err = rt.InitLowers(s.Root(), args[0]); err != nil {
+			return err
+		}
+	}
 	if commitUpper == "" && commitPause {
 		// A running container could change files while they are read,
 		// giving a layer no moment of the container ever had.
-		thaw, err := pauseContainer(g, args[0])
+		thaw, err := rt.Pause(s.Root(), args[0])
 		if err != nil {
 			return err
 		}
@@ -94,9 +86,10 @@ func commitTarget(g *globals, args []string) (upper, from, name string, err erro
 	if len(args) != 2 {
 		return "", "", "", usagef("want CONTAINER NEW:TAG")
 	}
-	if containerLayers == nil {
-		return "", "", "", usagef("committing a container needs the runner; use --upper DIR --from IMAGE NEW:TAG")
+	s, err := g.store()
+	if err != nil {
+		return "", "", "", err
 	}
-	upper, from, err = containerLayers(g, args[0])
+	upper, from, err = rt.UpperAndImage(s.Root(), args[0])
 	return upper, from, args[1], err
 }

@@ -12,7 +12,9 @@ import (
 	"sort"
 
 	"github.com/spf13/pflag"
+
 	"github.com/unionfsd/unionfsd/layers"
+	rt "github.com/unionfsd/unionfsd/runtime"
 )
 
 // Exit codes.
@@ -73,6 +75,11 @@ func (e usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 func main() {
+	// A re-executed crun-lite (supervisor, container init, exec stage) is
+	// not a command line: dispatch it first, as runc's init does.
+	if rt.IsStage(os.Args) {
+		os.Exit(rt.RunStage(os.Args))
+	}
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 

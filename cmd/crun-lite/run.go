@@ -15,11 +15,6 @@ import (
 // they turn flags into calls of the runtime package.
 
 func init() {
-	// A re-executed crun-lite (supervisor, container init) is not a command
-	// line: it does its job here, before main, and never returns.
-	if rt.IsStage(os.Args) {
-		os.Exit(rt.RunStage(os.Args))
-	}
 	register(&command{
 		name:    "run",
 		args:    "[FLAGS] IMAGE [CMD [ARG...]] | -b BUNDLE ID",
@@ -27,27 +22,6 @@ func init() {
 		flags:   runFlags,
 		run:     runRun,
 	})
-	containerLayers = func(g *globals, name string) (string, string, error) {
-		s, err := g.store()
-		if err != nil {
-			return "", "", err
-		}
-		return rt.UpperAndImage(s.Root(), name)
-	}
-	pauseContainer = func(g *globals, name string) (func() error, error) {
-		s, err := g.store()
-		if err != nil {
-			return nil, err
-		}
-		return rt.Pause(s.Root(), name)
-	}
-	containerLowers = func(g *globals, name string) ([]string, error) {
-		s, err := g.store()
-		if err != nil {
-			return nil, err
-		}
-		return rt.InitLowers(s.Root(), name)
-	}
 }
 
 var runOpts struct {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/unionfsd/unionfsd/layers/imagetest"
+	rt "github.com/unionfsd/unionfsd/runtime"
 )
 
 // The container tests run the crun-lite binary, built once by TestMain, as a
@@ -34,6 +35,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// In-process commands (cli) that re-execute /proc/self/exe start this
+	// test binary as a stage: dispatch it as main does.
+	if rt.IsStage(os.Args) {
+		os.Exit(rt.RunStage(os.Args))
+	}
 	os.Exit(testMain(m))
 }
 
