@@ -11,7 +11,7 @@ import (
 	"github.com/unionfsd/unionfsd/internal/units"
 )
 
-var imagesQuiet, imagesNoTrunc bool
+var imagesIDs, imagesQuiet, imagesNoTrunc bool
 
 func init() {
 	register(&command{
@@ -19,7 +19,8 @@ func init() {
 		args:    "",
 		summary: "list stored images",
 		flags: func(fs *pflag.FlagSet) {
-			fs.BoolVar(&imagesQuiet, "ids", false, "print only image IDs")
+			fs.BoolVar(&imagesIDs, "ids", false, "print only the full image IDs (sha256:...)")
+			fs.BoolVarP(&imagesQuiet, "quiet", "q", false, "print only the IDs of the table, one per line (as docker images -q)")
 			fs.BoolVar(&imagesNoTrunc, "no-trunc", false, "print full IDs")
 		},
 		run: runImages,
@@ -38,19 +39,22 @@ func runImages(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	if imagesQuiet {
+	if imagesIDs {
 		for _, img := range imgs {
 			fmt.Fprintln(g.stdout, img.ID)
+		}
+		return nil
+	}
+	if imagesQuiet {
+		for _, img := range imgs {
+			fmt.Fprintln(g.stdout, shortID(img.ID.Encoded(), imagesNoTrunc))
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTAG\tIMAGE ID\tLAYERS\tCREATED\tSIZE")
 	for _, img := range imgs {
-		id := img.ID.Encoded()
-		if !imagesNoTrunc {
-			id = id[:12]
-		}
+		id := shortID(img.ID.Encoded(), imagesNoTrunc)
 		names := img.Names
 		if len(names) == 0 {
 			names = []string{"<none>:<none>"}
@@ -72,4 +76,13 @@ func joinNames(names []string) string {
 		return "<none>"
 	}
 	return strings.Join(names, ",")
+}
+
+// shortID is an ID as docker's tables show it: 12 hex digits, or all of
+// them with --no-trunc.
+func shortID(id string, noTrunc bool) string {
+	if noTrunc {
+		return id
+	}
+	return id[:min(12, len(id))]
 }

@@ -121,14 +121,18 @@ func runMain(argv []string, stdout, stderr io.Writer) int {
 func runCommand(cmd *command, g *globals, argv []string) int {
 	fs := pflag.NewFlagSet("crun-lite "+cmd.name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	// Global flags are accepted after the command name too.
-	fs.StringVar(&g.root, "root", g.root, "image store directory")
-	fs.BoolVarP(&g.quiet, "quiet", "q", g.quiet, "no progress bars or warnings")
-	g.runc.addFlags(fs)
-	help := fs.BoolP("help", "h", false, "show help")
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
+	// Global flags are accepted after the command name too, unless the
+	// command gives the name its own meaning (docker's `images -q` and
+	// `ps -q` print only IDs).
+	fs.StringVar(&g.root, "root", g.root, "image store directory")
+	if fs.Lookup("quiet") == nil {
+		fs.BoolVarP(&g.quiet, "quiet", "q", g.quiet, "no progress bars or warnings")
+	}
+	g.runc.addFlags(fs)
+	help := fs.BoolP("help", "h", false, "show help")
 	if err := fs.Parse(argv); err != nil {
 		fmt.Fprintf(stderr(g), "crun-lite %s: %v\n", cmd.name, err)
 		commandUsage(stderr(g), cmd, fs)

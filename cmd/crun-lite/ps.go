@@ -12,7 +12,7 @@ import (
 	rt "github.com/unionfsd/unionfsd/runtime"
 )
 
-var psNoTrunc bool
+var psNoTrunc, psQuiet, psAll bool
 
 func init() {
 	register(&command{
@@ -21,6 +21,8 @@ func init() {
 		summary: "list containers (running and stopped)",
 		flags: func(fs *pflag.FlagSet) {
 			fs.BoolVar(&psNoTrunc, "no-trunc", false, "print full IDs and commands")
+			fs.BoolVarP(&psQuiet, "quiet", "q", false, "print only container IDs (as docker ps -q)")
+			fs.BoolVarP(&psAll, "all", "a", false, "accepted for docker's ps -a: stopped containers are always listed")
 		},
 		run: runPs,
 	})
@@ -37,6 +39,12 @@ func runPs(g *globals, args []string) error {
 	infos, err := rt.List(s.Root())
 	if err != nil {
 		return err
+	}
+	if psQuiet {
+		for _, in := range infos {
+			fmt.Fprintln(g.stdout, shortID(in.ID, psNoTrunc))
+		}
+		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONTAINER ID\tNAME\tIMAGE\tCOMMAND\tCREATED\tSTATUS")
