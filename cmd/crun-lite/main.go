@@ -132,7 +132,12 @@ func runCommand(cmd *command, g *globals, argv []string) int {
 		fs.BoolVarP(&g.quiet, "quiet", "q", g.quiet, "no progress bars or warnings")
 	}
 	g.runc.addFlags(fs)
-	help := fs.BoolP("help", "h", false, "show help")
+	var help *bool
+	if fs.ShorthandLookup("h") == nil {
+		help = fs.BoolP("help", "h", false, "show help")
+	} else {
+		help = fs.Bool("help", false, "show help") // run -h is docker's --hostname
+	}
 	if err := fs.Parse(argv); err != nil {
 		fmt.Fprintf(stderr(g), "crun-lite %s: %v\n", cmd.name, err)
 		commandUsage(stderr(g), cmd, fs)

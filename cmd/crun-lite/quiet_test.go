@@ -56,3 +56,15 @@ func TestPsQuiet(t *testing.T) {
 		t.Errorf("ps -q --no-trunc: %q", out)
 	}
 }
+
+// TestRunDockerShorthands: `run -h NAME` is docker's hostname (it printed
+// help) and `-it` is accepted; help stays on --help.
+func TestRunDockerShorthands(t *testing.T) {
+	e := newEnv(t)
+	if out := e.mustRun("run", "--rm", "-i", "-h", "box", "busybox", "hostname"); out != "box\n" {
+		t.Errorf("run -i -h box: %q", out)
+	}
+	if out := e.mustRun("run", "--help"); !strings.Contains(out, "--hostname") {
+		t.Errorf("run --help: %q", out)
+	}
+}

@@ -25,13 +25,13 @@ func init() {
 }
 
 var runOpts struct {
-	rm, tty, rootless, init            bool
-	name, workdir, user, hostname, net string
-	bundle, memory                     string
-	env, volumes, securityOpts         []string
-	publish                            []string
-	pidsLimit                          int64
-	cpus                               float64
+	rm, tty, rootless, init, interactive bool
+	name, workdir, user, hostname, net   string
+	bundle, memory                       string
+	env, volumes, securityOpts           []string
+	publish                              []string
+	pidsLimit                            int64
+	cpus                                 float64
 }
 
 func runFlags(fs *pflag.FlagSet) {
@@ -42,7 +42,8 @@ func runFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&runOpts.env, "env", "e", nil, "set an environment variable K=V (K alone: pass the caller's value)")
 	fs.StringVarP(&runOpts.workdir, "workdir", "w", "", "working directory inside the container")
 	fs.StringVarP(&runOpts.user, "user", "u", "", "USER[:GROUP] or UID[:GID] to run as")
-	fs.StringVar(&runOpts.hostname, "hostname", "", "container host name (default: the short ID)")
+	fs.StringVarP(&runOpts.hostname, "hostname", "h", "", "container host name (default: the short ID)")
+	fs.BoolVarP(&runOpts.interactive, "interactive", "i", false, "accepted for docker's -i: the command always gets crun-lite's stdin")
 	fs.StringArrayVarP(&runOpts.volumes, "volume", "v", nil, "bind mount HOST:CONTAINER[:ro]")
 	fs.StringVar(&runOpts.net, "network", "none", "network: none (own namespace with loopback only), host, or bridge (a veth on the crunlite0 bridge, outbound NAT, -p; root only)")
 	fs.StringVar(&runOpts.net, "net", "none", "same as --network")
