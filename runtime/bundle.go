@@ -191,11 +191,7 @@ func openExecFifo(c *Container, st *State) error {
 
 // StateOf returns the runtime-spec state of a container.
 func StateOf(root, id string) (*specs.State, error) {
-	c, err := Find(root, id)
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.Status()
+	c, st, err := findWithStatus(root, id)
 	if err != nil {
 		return nil, err
 	}

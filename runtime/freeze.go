@@ -29,11 +29,7 @@ import (
 // called. A container that does not run needs no pause; its thaw does
 // nothing.
 func Pause(root, ref string) (thaw func() error, err error) {
-	c, err := Find(root, ref)
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.Status()
+	c, st, err := findWithStatus(root, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -37,18 +37,37 @@ func List(root string) ([]Info, error) {
 	return out, nil
 }
 
-// Kill sends sig to the container's process (pid 1 inside).
-func Kill(root, ref string, sig syscall.Signal) error {
+// findWithStatus finds container ref under root and reads its status.
+func findWithStatus(root, ref string) (*Container, *State, error) {
 	c, err := Find(root, ref)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	st, err := c.Status()
 	if err != nil {
-		return err
+		return nil, nil, err
+	}
+	return c, st, nil
+}
+
+// findSignalable is findWithStatus for a container whose processes can be
+// signalled: created, running or paused.
+func findSignalable(root, ref string) (*Container, *State, error) {
+	c, st, err := findWithStatus(root, ref)
+	if err != nil {
+		return nil, nil, err
 	}
 	if st.Status != specs.StateRunning && st.Status != specs.StateCreated && st.Status != statePaused {
-		return fmt.Errorf("container %s is not running (%s)", c.Name, st.Status)
+		return nil, nil, fmt.Errorf("container %s is not running (%s)", c.Name, st.Status)
+	}
+	return c, st, nil
+}
+
+// Kill sends sig to the container's process (pid 1 inside).
+func Kill(root, ref string, sig syscall.Signal) error {
+	c, st, err := findSignalable(root, ref)
+	if err != nil {
+		return err
 	}
 	if err := unix.Kill(st.Pid, sig); err != nil {
 		return fmt.Errorf("kill container %s (pid %d): %w", c.Name, st.Pid, err)

@@ -30,11 +30,7 @@ type RuncState struct {
 
 // RuncStateOf returns the runc-style state of container id.
 func RuncStateOf(root, id string) (*RuncState, error) {
-	c, err := Find(root, id)
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.Status()
+	c, st, err := findWithStatus(root, id)
 	if err != nil {
 		return nil, err
 	}
@@ -87,16 +83,9 @@ func ownerName(uid uint32) string {
 // process in that namespace. A container sharing our pid namespace without
 // a cgroup of its own gets the signal on its init only.
 func KillAll(root, ref string, sig syscall.Signal) error {
-	c, err := Find(root, ref)
+	c, st, err := findSignalable(root, ref)
 	if err != nil {
 		return err
-	}
-	st, err := c.Status()
-	if err != nil {
-		return err
-	}
-	if st.Status != specs.StateRunning && st.Status != specs.StateCreated && st.Status != statePaused {
-		return fmt.Errorf("container %s is not running (%s)", c.Name, st.Status)
 	}
 	pids := map[int]bool{st.Pid: true}
 	dirs := c.recordedCgroups()
