@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/unionfsd/unionfsd/layers"
@@ -55,7 +53,5 @@ func runInspect(g *globals, args []string) error {
 		out.CompressedSize += l.Size
 		out.Layers = append(out.Layers, inspectLayer{Layer: l, Dir: s.LayerDir(l.ChainID)})
 	}
-	enc := json.NewEncoder(g.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return printJSON(g, out)
 }

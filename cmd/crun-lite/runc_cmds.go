@@ -112,9 +112,7 @@ func runState(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(g.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(st)
+	return printJSON(g, st)
 }
 
 var killAll bool
